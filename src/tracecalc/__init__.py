@@ -1,0 +1,38 @@
+"""tracecalc: a finance formula recalculation engine.
+
+The public facade is ``Engine``; errors derive from ``TracecalcError``.
+"""
+
+from tracecalc.errors import (
+    ArityError,
+    CycleError,
+    DataError,
+    DependentsError,
+    FormulaError,
+    FormulaSyntaxError,
+    FrequencyError,
+    InvalidNameError,
+    NotFoundError,
+    TracecalcError,
+    UnknownFunctionError,
+    UnknownReferenceError,
+    ValidationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArityError", "CycleError", "DataError", "DependentsError", "Engine", "FormulaError",
+    "FormulaSyntaxError", "FrequencyError", "InvalidNameError", "NotFoundError",
+    "TracecalcError", "UnknownFunctionError", "UnknownReferenceError", "ValidationError",
+]
+
+
+def __getattr__(name: str):
+    # Engine pulls in pandas and SQLAlchemy; load it on first use so that
+    # ``import tracecalc.graph`` stays light.
+    if name == "Engine":
+        from tracecalc.engine import Engine
+
+        return Engine
+    raise AttributeError(name)

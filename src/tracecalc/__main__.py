@@ -1,0 +1,3 @@
+from tracecalc.cli import main
+
+main()

@@ -1,0 +1,144 @@
+"""The exception hierarchy: one root, one small class per kind of failure.
+
+Misuse and bad input raise; evaluation problems (x/0, log of a negative) are values (NaN).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Hashable, Iterable, Sequence
+
+
+class TracecalcError(Exception):
+    """Root of every error tracecalc raises on purpose."""
+
+
+class FormulaError(TracecalcError):
+    """A formula's text is not acceptable."""
+
+    def __init__(self, message: str, *, formula: str | None = None, text: str | None = None,
+                 col: int | None = None):
+        self.formula = formula
+        self.text = text
+        self.col = col
+        self.reason = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        head = f"formula '{self.formula}': " if self.formula else ""
+        msg = f"{head}{self.reason}"
+        if self.text is not None and self.col is not None and len(self.text) <= 200:
+            msg += f"\n    {self.text}\n    {' ' * self.col}^"
+        return msg
+
+
+class FormulaSyntaxError(FormulaError):
+    """The text is not a valid formula (bad syntax, forbidden construct, limit exceeded)."""
+
+
+class UnknownFunctionError(FormulaError):
+    """A call names a function the language does not have."""
+
+    def __init__(self, function: str, possibilities: Sequence[str], **kw):
+        self.function = function
+        self.possibilities = list(possibilities)
+        msg = f"unknown function '{function}'"
+        if self.possibilities:
+            msg += f". Did you mean {_quote_list(self.possibilities)}?"
+        super().__init__(msg, **kw)
+
+
+class ArityError(FormulaError):
+    """A function got the wrong number (or kind) of arguments."""
+
+
+class UnknownReferenceError(FormulaError):
+    """A name is neither a data item nor a formula."""
+
+    def __init__(self, name: str, possibilities: Sequence[str], **kw):
+        self.name = name
+        self.possibilities = list(possibilities)
+        msg = f"unknown reference '{name}'"
+        if self.possibilities:
+            msg += f". Did you mean {_quote_list(self.possibilities)}?"
+        super().__init__(msg, **kw)
+
+
+class FrequencyError(FormulaError):
+    """A formula mixes inputs of different frequencies, or has none."""
+
+
+class InvalidNameError(TracecalcError):
+    """A formula, item or entity name breaks the naming rules."""
+
+
+class CycleError(TracecalcError):
+    """Saving would close a dependency cycle; ``cycle`` is the path, first node == last."""
+
+    def __init__(self, cycle: Sequence[Hashable], formula: str | None = None):
+        self.cycle = list(cycle)
+        self.formula = formula
+        super().__init__("cycle: " + " -> ".join(str(n) for n in self.cycle))
+
+
+class ValidationError(TracecalcError):
+    """A batch had problems; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: Sequence, what: str = "validation"):
+        self.problems = list(problems)
+        lines = [f"{what} failed with {len(self.problems)} problem(s):"]
+        lines += [f"  - {p.name}: {p.message}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class DataError(TracecalcError):
+    """Input data was rejected; nothing was written. ``row`` is 1-based, counting the header."""
+
+    def __init__(self, message: str, row: int | None = None, source: str | None = None):
+        self.row = row
+        self.source = source
+        self.reason = message
+        where = source or "data"
+        if row is not None:
+            where += f", row {row}"
+        super().__init__(f"{where}: {message}")
+
+
+class NotFoundError(TracecalcError):
+    """A named formula, item or entity does not exist."""
+
+    def __init__(self, kind: str, name: str, possibilities: Sequence[str] = ()):
+        self.kind = kind
+        self.name = name
+        self.possibilities = list(possibilities)
+        msg = f"no {kind} named '{name}'"
+        if self.possibilities:
+            msg += f". Did you mean {_quote_list(self.possibilities)}?"
+        super().__init__(msg)
+
+
+class DependentsError(TracecalcError):
+    """A formula cannot be deleted while other formulas use it."""
+
+    def __init__(self, name: str, dependents: Sequence[str]):
+        self.name = name
+        self.dependents = list(dependents)
+        super().__init__(
+            f"cannot delete '{name}': used by {', '.join(self.dependents)}; "
+            "change or delete those first"
+        )
+
+
+def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Suggestions for a misspelt name, case-insensitively."""
+    cands = list(candidates)
+    lowered = {c.lower(): c for c in cands}
+    hits = difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.6)
+    return [lowered[h] for h in hits]
+
+
+def _quote_list(names: Sequence[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    if len(quoted) == 1:
+        return quoted[0]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]

@@ -1,0 +1,494 @@
+"""Formula text -> checked expression tree, its references, and a canonical form.
+
+The text goes through Python's ``ast`` parser only; the resulting tree is walked with a
+whitelist and converted into our own frozen nodes. Nothing here ever evaluates user text:
+constant sub-expressions are range-checked from their operands' magnitudes *before* any
+arithmetic, so ``9**9**9**9`` is refused in microseconds.
+
+The parser knows the function signatures (``model.SIGNATURES``) but nothing of the graph,
+the database or the kernels.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from tracecalc.errors import (
+    ArityError,
+    FormulaSyntaxError,
+    UnknownFunctionError,
+    close_matches,
+)
+from tracecalc.model import FUNCTION_NAMES, NAME_RE, SIGNATURES, FunctionKind
+
+MAX_LENGTH = 2_000
+MAX_NODES = 400
+MAX_DEPTH = 40
+MAX_LITERAL = 1e15
+MAX_POWER = 16
+
+# ---------------------------------------------------------------------------------------------
+# The tree
+
+
+@dataclass(frozen=True)
+class Node:
+    col: int  # 0-based column in the normalised text, for carets in error messages
+
+
+@dataclass(frozen=True)
+class Num(Node):
+    value: float
+
+
+@dataclass(frozen=True)
+class Ref(Node):
+    name: str
+
+
+@dataclass(frozen=True)
+class Unary(Node):
+    op: str  # "-", "not"
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Binary(Node):
+    op: str  # + - * / ** < <= > >= == != and or
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: str
+    args: tuple[Node, ...]  # literal parameters are Num nodes holding integers
+
+
+ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+COMPARISON = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+BOOLEAN = {ast.And: "and", ast.Or: "or"}
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """A checked formula: normalised text, tree and what it references."""
+
+    text: str
+    tree: Node
+
+    @cached_property
+    def references(self) -> tuple[str, ...]:
+        return references(self.tree)
+
+    @cached_property
+    def functions(self) -> frozenset[str]:
+        return frozenset(n.func for n in walk(self.tree) if isinstance(n, Call))
+
+    @property
+    def has_cross_sectional(self) -> bool:
+        return any(SIGNATURES[f].kind is FunctionKind.CROSS_SECTIONAL for f in self.functions)
+
+    @property
+    def has_time_series(self) -> bool:
+        return any(SIGNATURES[f].kind is FunctionKind.TIMESERIES for f in self.functions)
+
+    @cached_property
+    def canonical(self) -> str:
+        return canonical_form(self.tree)
+
+
+def walk(node: Node):
+    """Every node of a tree, parents before children."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, Unary):
+            stack.append(n.operand)
+        elif isinstance(n, Binary):
+            stack += [n.right, n.left]
+        elif isinstance(n, Call):
+            stack += reversed(n.args)
+
+
+def references(tree: Node) -> tuple[str, ...]:
+    """Names a tree refers to, unique, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for n in walk(tree):
+        if isinstance(n, Ref):
+            seen.setdefault(n.name, None)
+    return tuple(seen)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def normalise(text: str) -> str:
+    """One line, trimmed: newlines and tabs become spaces so carets line up."""
+    return text.strip().replace("\r", " ").replace("\n", " ").replace("\t", " ")
+
+
+def parse(text: str, name: str | None = None) -> ParsedFormula:
+    """Parse and check formula text; raises a ``FormulaError`` subclass on any problem."""
+    if not isinstance(text, str):
+        raise FormulaSyntaxError("expression must be text", formula=name)
+    if len(text) > MAX_LENGTH:
+        raise FormulaSyntaxError(
+            f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}", formula=name
+        )
+    src = normalise(text)
+    if not src:
+        raise FormulaSyntaxError("expression is empty", formula=name)
+    if "\x00" in src:
+        raise FormulaSyntaxError("expression contains a NUL character", formula=name)
+    try:
+        module = ast.parse(src, mode="eval")
+    except SyntaxError as e:
+        col = _char_col(src, (e.offset or 1) - 1) if e.offset else None
+        raise FormulaSyntaxError(f"invalid syntax ({e.msg})", formula=name, text=src,
+                                 col=col) from None
+    except (RecursionError, MemoryError, ValueError):
+        raise FormulaSyntaxError(
+            f"expression is nested too deeply (limit {MAX_DEPTH})", formula=name
+        ) from None
+    _check_shape(module.body, src, name)
+    tree = _Converter(src, name).convert(module.body)
+    return ParsedFormula(src, tree)
+
+
+def _char_col(src: str, byte_col: int) -> int:
+    """``ast`` reports UTF-8 byte offsets; carets want characters."""
+    return len(src.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+
+def _check_shape(root: ast.AST, src: str, name: str | None) -> None:
+    """Node count and depth, iteratively, before any recursive walk."""
+    count = 0
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise FormulaSyntaxError(
+                f"expression is nested too deeply (limit {MAX_DEPTH})", formula=name, text=src,
+                col=_char_col(src, getattr(node, "col_offset", 0)),
+            )
+        if count > MAX_NODES:
+            raise FormulaSyntaxError(
+                f"expression has more than {MAX_NODES} parts", formula=name
+            )
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop,
+                                      ast.boolop)):
+                stack.append((child, depth + 1))
+
+
+class _Converter:
+    def __init__(self, src: str, name: str | None):
+        self.src = src
+        self.name = name
+
+    def fail(self, msg: str, node: ast.AST, cls=FormulaSyntaxError, **kw):
+        col = _char_col(self.src, getattr(node, "col_offset", 0))
+        return cls(msg, formula=self.name, text=self.src, col=col, **kw)
+
+    def convert(self, node: ast.AST) -> Node:
+        col = _char_col(self.src, getattr(node, "col_offset", 0))
+        if isinstance(node, ast.Constant):
+            return Num(col, self._number(node))
+        if isinstance(node, ast.Name):
+            return self._name(node, col)
+        if isinstance(node, ast.UnaryOp):
+            operand = self.convert(node.operand)
+            if isinstance(node.op, ast.USub):
+                out = Unary(col, "-", operand)
+            elif isinstance(node.op, ast.UAdd):
+                return operand
+            elif isinstance(node.op, ast.Not):
+                out = Unary(col, "not", operand)
+            else:
+                raise self.fail("the operator '~' is not allowed", node)
+            self._check_constant(out, node)
+            return out
+        if isinstance(node, ast.BinOp):
+            op = ARITHMETIC.get(type(node.op))
+            if op is None:
+                raise self.fail(f"the operator '{_op_text(node.op)}' is not allowed", node)
+            out = Binary(col, op, self.convert(node.left), self.convert(node.right))
+            if op == "**":
+                self._check_power(out, node)
+            self._check_constant(out, node)
+            return out
+        if isinstance(node, ast.Compare):
+            if len(node.ops) != 1:
+                raise self.fail("chained comparisons are not allowed; write (a < b) and (b < c)",
+                                node)
+            op = COMPARISON.get(type(node.ops[0]))
+            if op is None:
+                raise self.fail(f"the operator '{_op_text(node.ops[0])}' is not allowed", node)
+            out = Binary(col, op, self.convert(node.left), self.convert(node.comparators[0]))
+            self._check_constant(out, node)
+            return out
+        if isinstance(node, ast.BoolOp):
+            op = BOOLEAN[type(node.op)]
+            out = self.convert(node.values[0])
+            for v in node.values[1:]:  # a and b and c == (a and b) and c; Kleene is associative
+                out = Binary(col, op, out, self.convert(v))
+            self._check_constant(out, node)
+            return out
+        if isinstance(node, ast.Call):
+            return self._call(node, col)
+        raise self.fail(f"{_describe(node)} is not allowed in a formula", node)
+
+    def _number(self, node: ast.Constant) -> float:
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(f"{_describe(node)} is not allowed in a formula", node)
+        if isinstance(v, int) and abs(v) > MAX_LITERAL:
+            raise self.fail(f"number too large (limit {MAX_LITERAL:g})", node)
+        f = float(v)
+        if not math.isfinite(f) or abs(f) > MAX_LITERAL:
+            raise self.fail(f"number too large (limit {MAX_LITERAL:g})", node)
+        return f
+
+    def _name(self, node: ast.Name, col: int) -> Ref:
+        ident = node.id
+        if not NAME_RE.match(ident):
+            raise self.fail(
+                f"'{ident}' is not a valid name (a letter, then letters, digits or _; "
+                "at most 64 characters)", node)
+        if ident in FUNCTION_NAMES:
+            raise self.fail(f"'{ident}' is a function; call it as {ident}(...)", node)
+        return Ref(col, ident)
+
+    def _call(self, node: ast.Call, col: int) -> Call:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only the language's functions can be called, by name", node)
+        fname = node.func.id
+        spec = SIGNATURES.get(fname)
+        if spec is None:
+            raise self.fail("", node, cls=_UnknownFunction, function=fname,
+                            possibilities=close_matches(fname, FUNCTION_NAMES))
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(
+            k.arg is None for k in node.keywords
+        ):
+            raise self.fail("* and ** arguments are not allowed", node)
+        args: list[ast.AST | None] = list(node.args)
+        if spec.variadic:
+            if node.keywords:
+                raise self.fail(f"{fname}() takes no keyword arguments", node)
+            if len(args) < spec.min_args:
+                raise self.fail(f"{spec.signature()} takes {spec.arity_text()}, got {len(args)}",
+                                node, cls=ArityError)
+            return Call(col, fname, tuple(self.convert(a) for a in args))
+        names = [p.name for p in spec.params]
+        if len(args) > len(names):
+            raise self.fail(f"{spec.signature()} takes {spec.arity_text()}, got {len(args)}",
+                            node, cls=ArityError)
+        args += [None] * (len(names) - len(args))
+        for kw in node.keywords:
+            if kw.arg not in names:
+                raise self.fail(f"{spec.signature()} has no parameter '{kw.arg}'", kw.value,
+                                cls=ArityError)
+            i = names.index(kw.arg)
+            if args[i] is not None:
+                raise self.fail(f"{spec.signature()} got '{kw.arg}' twice", kw.value,
+                                cls=ArityError)
+            args[i] = kw.value
+        out: list[Node] = []
+        for p, a in zip(spec.params, args):
+            if a is None:
+                if p.default is None:
+                    given = sum(x is not None for x in args)
+                    raise self.fail(
+                        f"{spec.signature()} takes {spec.arity_text()}, got {given}", node,
+                        cls=ArityError)
+                out.append(Num(col, float(p.default)))
+            elif p.literal:
+                out.append(Num(_char_col(self.src, a.col_offset), float(self._int_literal(a, p,
+                                                                                          spec))))
+            else:
+                out.append(self.convert(a))
+        return Call(col, fname, tuple(out))
+
+    def _int_literal(self, a: ast.AST, p, spec) -> int:
+        neg = False
+        inner = a
+        if isinstance(a, ast.UnaryOp) and isinstance(a.op, ast.USub):
+            neg, inner = True, a.operand
+        if not (isinstance(inner, ast.Constant) and type(inner.value) is int):
+            raise self.fail(
+                f"{spec.signature()}: '{p.name}' must be a whole number written out, "
+                f"from {p.lo} to {p.hi}", a, cls=ArityError)
+        v = -inner.value if neg else inner.value
+        if not p.lo <= v <= p.hi:
+            raise self.fail(
+                f"{spec.signature()}: '{p.name}' must be from {p.lo} to {p.hi}, got {v}", a,
+                cls=ArityError)
+        return v
+
+    def _check_power(self, out: Binary, node: ast.AST) -> None:
+        if _constant_value(out.left) is not None:
+            return  # constant base: range-checked as a constant, or NaN-safe at run time
+        k = _constant_value(out.right)
+        if k is None:
+            raise self.fail("a power of a non-constant needs a constant exponent", node)
+        if abs(k) > MAX_POWER:
+            raise self.fail(f"exponent {k:g} is too large (limit {MAX_POWER})", node)
+
+    def _check_constant(self, out: Node, node: ast.AST) -> None:
+        try:
+            _fold(out)
+        except _ConstantRange as e:
+            raise self.fail(str(e), node) from None
+
+
+class _UnknownFunction(UnknownFunctionError):
+    def __init__(self, _msg, *, function, possibilities, **kw):
+        super().__init__(function, possibilities, **kw)
+
+
+class _ConstantRange(Exception):
+    pass
+
+
+def _fold(node: Node) -> float | None:
+    """Value of a constant sub-tree, or None if it is not constant.
+
+    Each step checks magnitudes from logarithms first, so no step can overflow or hang.
+    Results are kept within [-1e15, 1e15] like literals.
+    """
+    if isinstance(node, Num):
+        return node.value
+    if isinstance(node, Ref) or isinstance(node, Call):
+        return None
+    if isinstance(node, Unary):
+        v = _fold(node.operand)
+        if v is None:
+            return None
+        return -v if node.op == "-" else (math.nan if math.isnan(v) else float(v == 0))
+    assert isinstance(node, Binary)
+    a, b = _fold(node.left), _fold(node.right)
+    if a is None or b is None:
+        return None
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    op = node.op
+    if op in ("*", "/", "**"):
+        if op == "/" and b == 0:
+            raise _ConstantRange("division by zero in a constant expression")
+        if op == "**":
+            if a == 0 and b < 0:
+                raise _ConstantRange("zero to a negative power in a constant expression")
+            if a < 0 and b != int(b):
+                raise _ConstantRange("negative number to a fractional power")
+            mag = b * math.log10(abs(a)) if a != 0 else -math.inf
+        else:
+            la = math.log10(abs(a)) if a else -math.inf
+            lb = math.log10(abs(b)) if b else -math.inf
+            mag = la + lb if op == "*" else (la - lb if a else -math.inf)
+        if mag > 15:
+            raise _ConstantRange(f"constant expression too large (limit {MAX_LITERAL:g})")
+    if op == "+":
+        v = a + b
+    elif op == "-":
+        v = a - b
+    elif op == "*":
+        v = a * b
+    elif op == "/":
+        v = a / b
+    elif op == "**":
+        v = a**b
+    else:
+        v = _fold_logic(op, a, b)
+    if abs(v) > MAX_LITERAL:
+        raise _ConstantRange(f"constant expression too large (limit {MAX_LITERAL:g})")
+    return float(v)
+
+
+def _fold_logic(op: str, a: float, b: float) -> float:
+    cmp = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}
+    if op in cmp:
+        return float(cmp[op])
+    if op == "and":
+        return float(a != 0 and b != 0)
+    return float(a != 0 or b != 0)
+
+
+def _constant_value(node: Node) -> float | None:
+    try:
+        return _fold(node)
+    except _ConstantRange:
+        return None
+
+
+def _op_text(op: ast.AST) -> str:
+    return {ast.FloorDiv: "//", ast.Mod: "%", ast.MatMult: "@", ast.BitAnd: "&", ast.BitOr: "|",
+            ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>", ast.Is: "is", ast.IsNot: "is not",
+            ast.In: "in", ast.NotIn: "not in", ast.Invert: "~"}.get(type(op), type(op).__name__)
+
+
+def _describe(node: ast.AST) -> str:
+    if isinstance(node, ast.Constant):
+        kind = type(node.value).__name__
+        return {"str": "text", "bytes": "bytes", "bool": "True/False", "NoneType": "None",
+                "complex": "a complex number", "ellipsis": "..."}.get(kind, kind)
+    return {
+        ast.Attribute: "attribute access (.)", ast.Subscript: "indexing ([])",
+        ast.Lambda: "lambda", ast.IfExp: "'x if c else y' (use if_(c, x, y))",
+        ast.ListComp: "a comprehension", ast.SetComp: "a comprehension",
+        ast.DictComp: "a comprehension", ast.GeneratorExp: "a comprehension",
+        ast.List: "a list", ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set",
+        ast.NamedExpr: "':='", ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield",
+        ast.JoinedStr: "an f-string", ast.Starred: "'*'", ast.Slice: "a slice",
+    }.get(type(node), type(node).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical form (sympy, for analysis only: never for values)
+
+
+def canonical_form(tree: Node) -> str:
+    """A text that equal formulas share: sympy's automatic normal form of the tree.
+
+    Built from the tree (never from text). Only sympy's cheap automatic rewriting is used
+    (ordering, collecting like terms, ``x/x -> 1``); no ``expand``/``simplify``, whose cost
+    can explode. Functions, comparisons and logic become opaque sympy functions.
+    """
+    import sympy
+
+    def build(n: Node):
+        if isinstance(n, Num):
+            v = n.value
+            return sympy.Integer(int(v)) if v == int(v) else sympy.Rational(repr(v))
+        if isinstance(n, Ref):
+            return sympy.Symbol(n.name)
+        if isinstance(n, Unary):
+            x = build(n.operand)
+            return -x if n.op == "-" else sympy.Function("not_")(x)
+        if isinstance(n, Binary):
+            a, b = build(n.left), build(n.right)
+            if n.op == "+":
+                return a + b
+            if n.op == "-":
+                return a - b
+            if n.op == "*":
+                return a * b
+            if n.op == "/":
+                return a / b
+            if n.op == "**":
+                return a**b
+            name = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne",
+                    "and": "and_", "or": "or_"}[n.op]
+            if name in ("gt", "ge"):  # a > b is b < a
+                name, a, b = ("lt" if name == "gt" else "le"), b, a
+            return sympy.Function(name)(a, b)
+        assert isinstance(n, Call)
+        return sympy.Function(n.func)(*(build(a) for a in n.args))
+
+    return sympy.sstr(build(tree), order="lex")
