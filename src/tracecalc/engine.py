@@ -1,0 +1,559 @@
+"""The composition root and the one public facade: ``Engine``.
+
+``Engine`` wires the parser, the graph, storage and the evaluator together. Every public
+method runs in one database transaction (recalculation: one per formula), so a rejected
+save or a bad data file changes nothing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from tracecalc.errors import (
+    CycleError,
+    DataError,
+    DependentsError,
+    FormulaError,
+    FrequencyError,
+    InvalidNameError,
+    NotFoundError,
+    TracecalcError,
+    UnknownReferenceError,
+    ValidationError,
+    close_matches,
+)
+from tracecalc.evaluator import Step, compile_tree, from_panel, run_steps, to_panel
+from tracecalc.graph import Graph
+from tracecalc.model import (
+    FUNCTION_NAMES,
+    NAME_RE,
+    CheckReport,
+    FormulaInfo,
+    FormulaRunStats,
+    FormulaState,
+    Frequency,
+    LoadResult,
+    Problem,
+    RunReport,
+    SaveResult,
+)
+from tracecalc.parser import ParsedFormula, Ref, normalise, parse, walk
+from tracecalc.storage import DEFAULT_URL, Store, files
+
+Progress = Callable[[int, int, str], None]
+
+
+def default_user() -> str:
+    try:
+        return os.environ.get("TRACECALC_USER") or getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+@dataclass
+class _Catalog:
+    """A snapshot of the catalog read inside one transaction."""
+
+    items: dict[str, tuple[int, str]]  # name -> (id, frequency)
+    formulas: dict[str, object]  # name -> row
+    graph: Graph[str]  # items and formulas; an edge: formula depends on reference
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.items) | set(self.formulas)
+
+    def frequency(self, name: str) -> str:
+        if name in self.items:
+            return self.items[name][1]
+        return self.formulas[name].frequency
+
+    def downstream(self, names: Iterable[str]) -> list[str]:
+        """Formulas depending on ``names`` (transitively), in recalculation order."""
+        desc = {n for n in self.graph.descendants(list(names)) if n in self.formulas}
+        return self.graph.topological_order(desc)
+
+
+@dataclass
+class _Checked:
+    name: str
+    parsed: ParsedFormula
+    description: str | None
+    frequency: str
+    refs: list[tuple[str, str]]  # (name, "item" | "formula")
+
+
+class Engine:
+    """A tracecalc database: formulas, data and computed records.
+
+    Opens (and if needed creates) the database at ``url``; SQLite by default, PostgreSQL
+    (``postgresql://...``) and MariaDB (``mysql://...``) through their bulk paths.
+
+    Example:
+        >>> eng = Engine("sqlite:///:memory:")
+        >>> eng.load_data("sample_data/data.csv")                     # doctest: +SKIP
+        >>> eng.set_formula("gross_margin", "(revenue - cogs) / revenue")  # doctest: +SKIP
+        >>> eng.recalc().records_written                             # doctest: +SKIP
+    """
+
+    def __init__(self, url: str | None = None, *, user: str | None = None):
+        self.store = Store(url or os.environ.get("TRACECALC_DB") or DEFAULT_URL)
+        self.user = user or default_user()
+
+    @property
+    def url(self) -> str:
+        return self.store.safe_url
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.store.dispose()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading the catalog ------------------------------------------------------------------
+
+    def _catalog(self, conn) -> _Catalog:
+        items = self.store.items(conn)
+        rows = {r.name: r for r in self.store.formula_rows(conn)}
+        g: Graph[str] = Graph()
+        for name in items:
+            g.add_node(name)
+        for name in rows:
+            g.add_node(name)
+        for f, ref, _kind in self.store.edges(conn):
+            g.add_edge(f, ref)
+        return _Catalog(items, rows, g)
+
+    def _row(self, cat: _Catalog, name: str):
+        row = cat.formulas.get(name)
+        if row is None:
+            raise NotFoundError("formula", name, close_matches(name, cat.formulas))
+        return row
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def load_data(self, data, *, frequencies: dict[str, str] | None = None,
+                  label: str = "") -> LoadResult:
+        """Load data points (a CSV path or a DataFrame: item, entity, period, value).
+
+        All or nothing: the first bad row raises ``DataError`` naming the row and the reason.
+        An empty value deletes a stored point. Item frequencies come from a ``frequency``
+        column, ``frequencies``, or are inferred from the periods.
+
+        Raises:
+            DataError: a bad file or row; nothing is written.
+        """
+        batch = files.read_data(data, label)
+        declared = {k: Frequency(v) for k, v in (frequencies or {}).items()}
+        declared.update(batch.frequencies)
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            clash = sorted(set(batch.items.tolist()) & set(cat.formulas))
+            if clash:
+                raise DataError(f"'{clash[0]}' is a formula, not a data item",
+                                      source=batch.source)
+            changes = self.store.load_batch(conn, batch, declared)
+            cat = self._catalog(conn)
+            stale = cat.downstream(changes.changed_items)
+            self.store.set_state(conn, stale, FormulaState.STALE)
+        return LoadResult(rows=len(batch), items=tuple(changes.items),
+                          new_items=tuple(changes.new_items), new_entities=changes.new_entities,
+                          marked_stale=tuple(stale))
+
+    def load_entities(self, data) -> int:
+        """Load entity attributes (code, name, sector); returns how many rows were read."""
+        rows = files.read_entities(data)
+        with self.store.transaction() as conn:
+            self.store.set_entity_attributes(conn, rows)
+        return len(rows)
+
+    def entities(self):
+        """A DataFrame of entities: code, name, sector."""
+        with self.store.transaction() as conn:
+            rows = self.store.entities_table(conn)
+        return files.frame(rows, ["code", "name", "sector"])
+
+    def items(self) -> dict[str, str]:
+        """Data items and their frequencies."""
+        with self.store.transaction() as conn:
+            return {k: v[1] for k, v in sorted(self.store.items(conn).items())}
+
+    # -- formulas -----------------------------------------------------------------------------
+
+    def _check(self, cat: _Catalog, batch: Sequence[dict]) -> tuple[list[_Checked],
+                                                                   list[tuple[str, Exception]]]:
+        """Validate a batch against the catalog; every problem is collected, none raised."""
+        problems: list[tuple[str, Exception]] = []
+        parsed: dict[str, ParsedFormula] = {}
+        for f in batch:
+            name = f["name"]
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                problems.append((str(name), InvalidNameError(
+                    f"'{name}' is not a valid formula name (a letter, then letters, digits or _;"
+                    " at most 64 characters)")))
+                continue
+            if name in FUNCTION_NAMES:
+                problems.append((name, InvalidNameError(f"'{name}' is a function name")))
+                continue
+            if name in cat.items:
+                problems.append((name, InvalidNameError(f"'{name}' is a data item")))
+                continue
+            try:
+                parsed[name] = parse(f["expression"], name)
+            except FormulaError as e:
+                problems.append((name, e))
+        known = cat.names | {f["name"] for f in batch}
+        for name, p in parsed.items():
+            for node in walk(p.tree):
+                if isinstance(node, Ref) and node.name not in known:
+                    problems.append((name, UnknownReferenceError(
+                        node.name, close_matches(node.name, known), formula=name, text=p.text,
+                        col=node.col)))
+        bad = {n for n, _ in problems}
+        good = {n: p for n, p in parsed.items() if n not in bad}
+        graph = cat.graph.copy()
+        for name, p in good.items():
+            graph.add_node(name, p.references)
+        cycles = graph.find_cycles()
+        for cyc in cycles:
+            member = next((n for n in cyc if n in good), cyc[0])
+            problems.append((member, CycleError(_rotate(cyc, member), formula=member)))
+            bad.update(n for n in cyc if n in good)
+        if cycles:
+            return [], problems
+        freqs: dict[str, str] = {}
+        checked: list[_Checked] = []
+        descriptions = {f["name"]: f.get("description") for f in batch}
+        for name in graph.topological_order(set(good)):
+            if name not in good or name in bad:
+                continue
+            p = good[name]
+            per_ref = {}
+            for ref in p.references:
+                per_ref[ref] = freqs.get(ref) or (cat.frequency(ref) if ref in cat.names
+                                                  else None)
+            found = {f for f in per_ref.values() if f}
+            if not p.references:
+                problems.append((name, FrequencyError(
+                    "a formula must reference at least one data item or formula", formula=name)))
+                bad.add(name)
+                continue
+            if len(found) != 1:
+                if all(per_ref.values()):
+                    detail = ", ".join(f"{r} is {f}" for r, f in per_ref.items())
+                    problems.append((name, FrequencyError(
+                        f"mixes frequencies ({detail})", formula=name)))
+                bad.add(name)
+                continue
+            freq = found.pop()
+            old = cat.formulas.get(name)
+            if old is not None and old.frequency != freq:
+                users = [d for d in cat.downstream([name]) if d not in good]
+                if users:
+                    problems.append((name, FrequencyError(
+                        f"would change from {old.frequency} to {freq}, which {', '.join(users)} "
+                        "cannot follow; change those in the same batch", formula=name)))
+                    bad.add(name)
+                    continue
+            freqs[name] = freq
+            refs = [(r, "item" if r in cat.items else "formula") for r in p.references]
+            checked.append(_Checked(name, p, descriptions.get(name), freq, refs))
+        return checked, problems
+
+    def _raise(self, problems: list[tuple[str, Exception]], what: str) -> None:
+        if len(problems) == 1:
+            raise problems[0][1]
+        raise ValidationError([Problem(n, str(e)) for n, e in problems], what=what)
+
+    def set_formula(self, name: str, expression: str, description: str | None = None
+                    ) -> SaveResult:
+        """Validate and save one formula; it and everything downstream become stale.
+
+        Raises:
+            FormulaSyntaxError, UnknownReferenceError, UnknownFunctionError, ArityError,
+            FrequencyError, CycleError, InvalidNameError: the save is refused and nothing
+            changes. ``ValidationError`` lists several problems at once.
+        """
+        return self.set_formulas([{"name": name, "expression": expression,
+                                   "description": description}])[0]
+
+    def set_formulas(self, batch: Sequence[dict]) -> list[SaveResult]:
+        """Validate many formulas together and save all of them, or none.
+
+        Each entry is a mapping with ``name``, ``expression`` and optional ``description``.
+        Every problem of the batch is reported at once in a ``ValidationError``.
+        """
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            checked, problems = self._check(cat, batch)
+            if problems:
+                self._raise(problems, "saving formulas")
+            results = []
+            touched = []
+            for c in checked:
+                res = self._save(conn, cat, c)
+                results.append(res)
+                if res.marked_stale:
+                    touched.append(c.name)
+            cat = self._catalog(conn)
+            stale = cat.downstream(touched)
+            self.store.set_state(conn, touched + stale, FormulaState.STALE)
+        return [SaveResult(r.name, r.version, r.created, r.equivalent_to_previous,
+                           tuple(cat.graph.topological_order(
+                               {r.name} | set(cat.downstream([r.name])))
+                               if r.marked_stale else ()))
+                for r in results]
+
+    def _save(self, conn, cat: _Catalog, c: _Checked) -> SaveResult:
+        old = cat.formulas.get(c.name)
+        text = c.parsed.text
+        if old is None:
+            fid = self.store.insert_formula(
+                conn, name=c.name, expression=text, canonical=c.parsed.canonical,
+                description=c.description or "", frequency=c.frequency, version=1,
+                state=str(FormulaState.STALE), updated_by=self.user)
+            self.store.set_references(conn, fid, c.refs)
+            self.store.add_history(conn, formula_name=c.name, version=1, action="create",
+                                   old_expression=None, new_expression=text,
+                                   changed_by=self.user)
+            return SaveResult(c.name, 1, True, False, (c.name,))
+        if normalise(old.expression) == text:
+            if c.description is not None and c.description != old.description:
+                self.store.update_formula(conn, old.id, description=c.description)
+            return SaveResult(c.name, old.version, False, True, ())
+        version = old.version + 1
+        values = dict(expression=text, canonical=c.parsed.canonical, frequency=c.frequency,
+                      version=version, state=str(FormulaState.STALE), updated_by=self.user)
+        if c.description is not None:
+            values["description"] = c.description
+        self.store.update_formula(conn, old.id, **values)
+        self.store.set_references(conn, old.id, c.refs)
+        self.store.add_history(conn, formula_name=c.name, version=version, action="update",
+                               old_expression=old.expression, new_expression=text,
+                               changed_by=self.user)
+        return SaveResult(c.name, version, False, c.parsed.canonical == old.canonical,
+                          (c.name,))
+
+    def check_formula(self, name: str, expression: str) -> CheckReport:
+        """Validate an edit and show its impact without saving anything.
+
+        Returns a ``CheckReport``: ``is_valid`` and every problem, whether the edit is
+        equivalent to the current definition (or to other formulas), the formulas that would
+        be recomputed in order, and the number of (entity, period) records in scope.
+        """
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            checked, problems = self._check(cat, [{"name": name, "expression": expression}])
+            old = cat.formulas.get(name)
+            if problems:
+                return CheckReport(name, expression, False,
+                                   tuple(Problem(n, str(e)) for n, e in problems),
+                                   is_new=old is None)
+            c = checked[0]
+            canon = c.parsed.canonical
+            same = tuple(n for n, r in cat.formulas.items() if r.canonical == canon and n != name)
+            graph = cat.graph.copy()
+            graph.add_node(name, c.parsed.references)
+            affected = [name] + [n for n in graph.topological_order(graph.descendants(name))
+                                 if n in cat.formulas]
+            width = self.store.entity_count(conn)
+            cal = {f: len(self.store.calendar(conn, f)) for f in
+                   {c.frequency} | {cat.formulas[a].frequency for a in affected[1:]}}
+            scope = sum(width * cal[c.frequency if a == name else cat.formulas[a].frequency]
+                        for a in affected)
+            return CheckReport(
+                name, expression, True, (), is_new=old is None,
+                equivalent_to_current=old is not None and old.canonical == canon,
+                equivalent_formulas=same, canonical=canon, frequency=Frequency(c.frequency),
+                references=c.parsed.references, affected=tuple(affected),
+                records_in_scope=scope)
+
+    def delete_formula(self, name: str) -> None:
+        """Delete a formula and its records.
+
+        Raises:
+            NotFoundError: no such formula.
+            DependentsError: other formulas use it (they are listed); nothing is deleted.
+        """
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            row = self._row(cat, name)
+            users = sorted(cat.graph.successors(name))
+            if users:
+                raise DependentsError(name, users)
+            self.store.delete_formula(conn, row.id)
+            self.store.add_history(conn, formula_name=name, version=row.version, action="delete",
+                                   old_expression=row.expression, new_expression=None,
+                                   changed_by=self.user)
+
+    def formula(self, name: str) -> FormulaInfo:
+        """One formula as stored."""
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            r = self._row(cat, name)
+            refs = tuple(sorted(cat.graph.predecessors(name)))
+        return FormulaInfo(r.name, r.expression, r.canonical, Frequency(r.frequency), r.version,
+                           FormulaState(r.state), r.description, refs)
+
+    def formulas(self):
+        """A DataFrame, one row per formula: name, expression, description, frequency,
+        version, state, canonical."""
+        cols = ["name", "expression", "description", "frequency", "version", "state",
+                "canonical"]
+        with self.store.transaction() as conn:
+            rows = [{c: getattr(r, c) for c in cols} for r in self.store.formula_rows(conn)]
+        return files.frame(rows, cols)
+
+    def dependencies(self, name: str, transitive: bool = False) -> list[str]:
+        """What ``name`` references (all the way up with ``transitive``)."""
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            self._row(cat, name)
+            if transitive:
+                return cat.graph.topological_order(cat.graph.ancestors(name))
+            return sorted(cat.graph.predecessors(name))
+
+    def dependents(self, name: str, transitive: bool = False) -> list[str]:
+        """Formulas that use ``name`` (all the way down, in recalculation order, with
+        ``transitive``)."""
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            if name not in cat.names:
+                raise NotFoundError("formula or item", name, close_matches(name, cat.names))
+            if transitive:
+                return cat.downstream([name])
+            return sorted(cat.graph.successors(name))
+
+    def history(self, name: str) -> list[dict]:
+        """Every saved version of a formula: version, action, old and new text, who, when."""
+        with self.store.transaction() as conn:
+            return self.store.history(conn, name)
+
+    # -- recalculation ------------------------------------------------------------------------
+
+    def recalc(self, full: bool = False, progress: Progress | None = None) -> RunReport:
+        """Recompute stale formulas (every formula with ``full``) in dependency order.
+
+        Each formula's records are replaced and its stale mark cleared in one transaction,
+        so an interrupted run leaves consistent data and the rest still stale.
+
+        Returns:
+            A ``RunReport`` with per-formula counts of records written and missing cells.
+        """
+        t0 = time.perf_counter()
+        kind = "full" if full else "incremental"
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            if full:
+                self.store.set_state(conn, cat.formulas, FormulaState.STALE)
+                targets = set(cat.formulas)
+            else:
+                targets = {n for n, r in cat.formulas.items() if r.state != FormulaState.FRESH}
+            run_id = self.store.start_run(conn, kind, self.user)
+            width = self.store.max_entity_id(conn)
+            freqs = {cat.frequency(n) for n in targets}
+            freqs |= {cat.frequency(r) for n in targets for r in cat.graph.predecessors(n)}
+            calendars = {f: self.store.calendar(conn, f) for f in freqs}
+        report = RunReport(run_id=run_id, kind=kind)
+        order = cat.graph.topological_order(targets)
+        try:
+            steps = [Step(n, compile_tree(parse(cat.formulas[n].expression, n).tree, n))
+                     for n in order]
+            done = 0
+
+            def load(name: str):
+                with self.store.transaction() as conn:
+                    if name in cat.items:
+                        item_id, freq = cat.items[name]
+                        rows = self.store.read_item(conn, item_id)
+                    else:
+                        freq = cat.formulas[name].frequency
+                        rows = self.store.read_records(conn, cat.formulas[name].id)
+                return to_panel(*rows, calendars[freq], width)
+
+            def emit(name: str, panel) -> None:
+                nonlocal done
+                t = time.perf_counter()
+                row = cat.formulas[name]
+                ids, pers, vals = from_panel(panel, calendars[row.frequency])
+                with self.store.transaction() as conn:
+                    n = self.store.replace_records(conn, row.id, ids, pers, vals)
+                    self.store.set_state(conn, [name], FormulaState.FRESH)
+                report.formulas.append(FormulaRunStats(name, n, int(panel.size - n),
+                                                       time.perf_counter() - t))
+                done += 1
+                if progress:
+                    progress(done, len(steps), name)
+
+            run_steps(steps, load, emit)
+            report.status = "ok"
+        except BaseException as e:
+            report.status = "failed"
+            self._finish(report, t0, f"{type(e).__name__}: {e}")
+            if isinstance(e, (TracecalcError, KeyboardInterrupt)):
+                raise
+            raise TracecalcError(f"recalculation failed: {e}") from e
+        self._finish(report, t0, None)
+        return report
+
+    def _finish(self, report: RunReport, t0: float, message: str | None) -> None:
+        report.seconds = time.perf_counter() - t0
+        with self.store.transaction() as conn:
+            self.store.finish_run(conn, report.run_id, report.status, report.formulas_computed,
+                                  report.records_written, message)
+
+    def status(self) -> dict:
+        """Counts: formulas (stale and fresh), items, entities, data points, records."""
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            stale = sorted(n for n, r in cat.formulas.items() if r.state != FormulaState.FRESH)
+            return {"formulas": len(cat.formulas), "stale": stale, "items": len(cat.items),
+                    "entities": self.store.entity_count(conn),
+                    "data_points": self.store.count_data(conn),
+                    "records": self.store.count_records(conn)}
+
+    def runs(self, limit: int = 20) -> list[dict]:
+        """The latest runs, newest first."""
+        with self.store.transaction() as conn:
+            return self.store.runs(conn, limit)
+
+    # -- reading results ----------------------------------------------------------------------
+
+    def records(self, name: str, entities: Iterable[str] | None = None, start=None, end=None):
+        """A formula's stored records as a DataFrame (entity, period, value).
+
+        Missing values are not stored, so they do not appear. ``start``/``end`` bound the
+        periods (inclusive; dates or ISO text).
+        """
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            if name in cat.items:
+                rows = self.store.read_item(conn, cat.items[name][0])
+            else:
+                rows = self.store.read_records(conn, self._row(cat, name).id)
+            codes = self.store.entity_codes(conn)
+        df = files.records_frame(codes, *rows)
+        return files.filter_frame(df, entities, start, end)
+
+    def export(self, names: Iterable[str] | None = None):
+        """Records of several formulas (all by default): formula, entity, period, value."""
+        with self.store.transaction() as conn:
+            all_names = [r.name for r in self.store.formula_rows(conn)]
+        names = list(names) if names else all_names
+        frames = [(n, self.records(n)) for n in names]
+        return files.concat_records(frames)
+
+
+def _rotate(cycle: list[str], start: str) -> list[str]:
+    """The same cycle, starting (and ending) at ``start``."""
+    body = cycle[:-1]
+    i = body.index(start)
+    body = body[i:] + body[:i]
+    return body + [start]

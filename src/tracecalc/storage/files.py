@@ -1,0 +1,283 @@
+"""Reading and checking input files (data, entities, formulas) and shaping output frames.
+
+Every check runs before anything is written; the first bad row is reported with its number
+(1-based, counting the header line, as a spreadsheet shows it) and the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tracecalc.errors import DataError
+from tracecalc.model import FUNCTION_NAMES, NAME_RE, Frequency
+
+DATA_COLUMNS = ("item", "entity", "period", "value")
+MAX_ENTITY_CODE = 64
+
+
+@dataclass(frozen=True)
+class DataBatch:
+    """A checked data file: one array per column, NaN values meaning 'delete this point'."""
+
+    items: np.ndarray  # object (str)
+    entities: np.ndarray  # object (str)
+    periods: np.ndarray  # datetime64[D]
+    values: np.ndarray  # float64
+    frequencies: dict[str, Frequency]  # declared in a 'frequency' column
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _read_csv(source, label: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                           skipinitialspace=False)
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", source=label) from None
+    except pd.errors.EmptyDataError:
+        raise DataError("the file is empty", source=label) from None
+    except pd.errors.ParserError as e:
+        raise DataError(f"not a valid CSV file: {e}", source=label) from None
+    except FileNotFoundError:
+        raise DataError("no such file", source=label) from None
+
+
+def _frame(data, label: str) -> tuple[pd.DataFrame, str]:
+    if isinstance(data, pd.DataFrame):
+        return data.copy(), label or "data frame"
+    if isinstance(data, (str, os.PathLike)):
+        return _read_csv(data, str(data)), str(data)
+    if isinstance(data, io.IOBase):
+        return _read_csv(data, label or "stream"), label or "stream"
+    raise DataError(f"cannot read data from {type(data).__name__}", source=label)
+
+
+def _text(col: pd.Series) -> pd.Series:
+    return col.map(lambda x: "" if x is None or (isinstance(x, float) and np.isnan(x))
+                   else str(x))
+
+
+def read_data(data, label: str = "") -> DataBatch:
+    """Check a data file or frame with columns item, entity, period, value [, frequency]."""
+    df, label = _frame(data, label)
+    cols = [str(c).strip().lower() for c in df.columns]
+    missing = [c for c in DATA_COLUMNS if c not in cols]
+    extra = [c for c in cols if c not in (*DATA_COLUMNS, "frequency")]
+    if missing or extra:
+        raise DataError(
+            f"expected columns item, entity, period, value (and optionally frequency); "
+            f"missing {missing or 'none'}, unexpected {extra or 'none'}", row=1, source=label)
+    df.columns = cols
+    if len(df) == 0:
+        raise DataError("no data rows", source=label)
+    row_no = np.arange(len(df)) + 2
+
+    item = _text(df["item"]).str.strip()
+    bad = ~item.map(lambda s: bool(NAME_RE.match(s)))
+    if bad.any():
+        i = int(np.argmax(bad.to_numpy()))
+        raise DataError(f"bad item name {item.iloc[i]!r} (a letter, then letters, digits or _)",
+                        row=int(row_no[i]), source=label)
+    clash = item.isin(FUNCTION_NAMES)
+    if clash.any():
+        i = int(np.argmax(clash.to_numpy()))
+        raise DataError(f"item name {item.iloc[i]!r} is a function name", row=int(row_no[i]),
+                        source=label)
+
+    ent = _text(df["entity"])
+    ok = ent.map(_good_code)
+    if not ok.all():
+        i = int(np.argmax(~ok.to_numpy()))
+        raise DataError(f"bad entity code {ent.iloc[i]!r} (1 to {MAX_ENTITY_CODE} printable "
+                        "characters, no leading or trailing spaces)", row=int(row_no[i]),
+                        source=label)
+
+    per_text = _text(df["period"]).str.strip()
+    per = pd.to_datetime(per_text, format="%Y-%m-%d", errors="coerce")
+    if per.isna().any():
+        i = int(np.argmax(per.isna().to_numpy()))
+        raise DataError(f"bad period {per_text.iloc[i]!r} (expected a date YYYY-MM-DD)",
+                        row=int(row_no[i]), source=label)
+
+    raw = df["value"]
+    if pd.api.types.is_numeric_dtype(raw):
+        values = raw.to_numpy(dtype=np.float64)
+        empty = np.isnan(values)
+        bad_num = np.zeros(len(values), bool)
+    else:
+        vtext = _text(raw).str.strip()
+        empty = (vtext == "").to_numpy()
+        values = pd.to_numeric(vtext.where(~empty, "nan"), errors="coerce").to_numpy(np.float64)
+        bad_num = np.isnan(values) & ~empty
+        lowered = vtext.str.lower()
+        bad_num |= lowered.isin(["nan", "+nan", "-nan"]).to_numpy()
+    bad_num |= np.isinf(values)
+    if bad_num.any():
+        i = int(np.argmax(bad_num))
+        raise DataError(f"bad value {str(raw.iloc[i])!r} (expected a finite number, or empty "
+                        "for missing)", row=int(row_no[i]), source=label)
+    values = np.where(empty, np.nan, values)
+
+    key = pd.DataFrame({"i": item, "e": ent, "p": per})
+    dup = key.duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = row_no[dup][:2]
+        raise DataError(f"duplicate key (item {item.iloc[rows[0] - 2]!r}, entity "
+                        f"{ent.iloc[rows[0] - 2]!r}, period {per_text.iloc[rows[0] - 2]}) "
+                        f"also on row {rows[1]}", row=int(rows[0]), source=label)
+
+    freqs: dict[str, Frequency] = {}
+    if "frequency" in df.columns:
+        ftext = _text(df["frequency"]).str.strip().str.lower()
+        for i, (it, f) in enumerate(zip(item, ftext)):
+            if not f:
+                continue
+            try:
+                fr = Frequency(f)
+            except ValueError:
+                raise DataError(f"bad frequency {f!r} (one of "
+                                f"{', '.join(x.value for x in Frequency)})", row=i + 2,
+                                source=label) from None
+            if freqs.setdefault(it, fr) is not fr:
+                raise DataError(f"item {it!r} declared both {freqs[it]} and {fr}", row=i + 2,
+                                source=label)
+    return DataBatch(item.to_numpy(dtype=object), ent.to_numpy(dtype=object),
+                     per.to_numpy().astype("datetime64[D]"), values, freqs, label)
+
+
+def _good_code(s: str) -> bool:
+    return (0 < len(s) <= MAX_ENTITY_CODE and s == s.strip() and s.isprintable())
+
+
+def infer_frequency(periods: np.ndarray) -> Frequency | None:
+    """The frequency of a set of dates from the median gap between them; None if unclear."""
+    p = np.unique(periods.astype("datetime64[D]"))
+    if len(p) < 2:
+        return None
+    gap = float(np.median(np.diff(p).astype(np.int64)))
+    for freq, lo, hi in ((Frequency.DAILY, 1, 4), (Frequency.WEEKLY, 6, 8),
+                         (Frequency.MONTHLY, 27, 32), (Frequency.QUARTERLY, 85, 95),
+                         (Frequency.ANNUAL, 360, 370)):
+        if lo <= gap <= hi:
+            return freq
+    return None
+
+
+def read_entities(data, label: str = "") -> list[dict]:
+    """Entity attributes: columns code [, name, sector]."""
+    df, label = _frame(data, label)
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    if "code" not in df.columns:
+        raise DataError("expected a 'code' column (and optionally name, sector)", row=1,
+                        source=label)
+    out = []
+    seen: set[str] = set()
+    for i, r in enumerate(df.to_dict("records")):
+        code = "" if r.get("code") is None else str(r["code"])
+        if not _good_code(code):
+            raise DataError(f"bad entity code {code!r}", row=i + 2, source=label)
+        if code in seen:
+            raise DataError(f"duplicate entity code {code!r}", row=i + 2, source=label)
+        seen.add(code)
+        out.append({"code": code, "name": (r.get("name") or None),
+                    "sector": (r.get("sector") or None)})
+    return out
+
+
+def read_formulas(path, label: str = "") -> list[dict]:
+    """Formula definitions from CSV (name, expression[, description]) or YAML."""
+    p = Path(path)
+    label = label or str(path)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise DataError(f"cannot read YAML: {e}", source=label) from None
+        rows = _yaml_rows(doc, label)
+    else:
+        df = _read_csv(path, label)
+        df.columns = [str(c).strip().lower() for c in df.columns]
+        if not {"name", "expression"} <= set(df.columns):
+            raise DataError("expected columns name, expression (and optionally description)",
+                            row=1, source=label)
+        rows = [{"name": str(r["name"]).strip(), "expression": str(r["expression"]),
+                 "description": str(r.get("description") or ""), "row": i + 2}
+                for i, r in enumerate(df.to_dict("records"))]
+    names: dict[str, int] = {}
+    for r in rows:
+        if r["name"] in names:
+            raise DataError(f"formula '{r['name']}' is defined twice (first on row "
+                            f"{names[r['name']]})", row=r["row"], source=label)
+        names[r["name"]] = r["row"]
+    if not rows:
+        raise DataError("no formulas", source=label)
+    return rows
+
+
+def _yaml_rows(doc, label: str) -> list[dict]:
+    # Either a mapping name -> expression | {expression, description}, or a list of mappings.
+    rows = []
+    if isinstance(doc, dict):
+        doc = doc.get("formulas", doc)
+    if isinstance(doc, dict):
+        for i, (name, v) in enumerate(doc.items()):
+            if isinstance(v, dict):
+                rows.append({"name": str(name), "expression": str(v.get("expression", "")),
+                             "description": str(v.get("description") or ""), "row": i + 1})
+            else:
+                rows.append({"name": str(name), "expression": str(v), "description": "",
+                             "row": i + 1})
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            if not isinstance(v, dict) or "name" not in v or "expression" not in v:
+                raise DataError("each entry needs 'name' and 'expression'", row=i + 1,
+                                source=label)
+            rows.append({"name": str(v["name"]), "expression": str(v["expression"]),
+                         "description": str(v.get("description") or ""), "row": i + 1})
+    else:
+        raise DataError("expected a mapping of name: expression, or a list of entries",
+                        source=label)
+    return rows
+
+
+def records_frame(codes: np.ndarray, entity_ids: np.ndarray, periods: np.ndarray,
+                  values: np.ndarray) -> pd.DataFrame:
+    """Rows -> DataFrame(entity, period, value), sorted by entity code then period."""
+    df = pd.DataFrame({
+        "entity": codes[entity_ids] if len(entity_ids) else np.empty(0, dtype=object),
+        "period": periods.astype("datetime64[ns]"),
+        "value": values,
+    })
+    return df.sort_values(["entity", "period"], kind="stable").reset_index(drop=True)
+
+
+def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+def filter_frame(df: pd.DataFrame, entities=None, start=None, end=None) -> pd.DataFrame:
+    if entities is not None:
+        df = df[df["entity"].isin(list(entities))]
+    if start is not None:
+        df = df[df["period"] >= pd.Timestamp(start)]
+    if end is not None:
+        df = df[df["period"] <= pd.Timestamp(end)]
+    return df.reset_index(drop=True)
+
+
+def concat_records(frames: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    parts = [f.assign(formula=name)[["formula", "entity", "period", "value"]]
+             for name, f in frames]
+    if not parts:
+        return pd.DataFrame(columns=["formula", "entity", "period", "value"])
+    return pd.concat(parts, ignore_index=True)

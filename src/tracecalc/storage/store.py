@@ -1,0 +1,366 @@
+"""The catalog and data store: every SQL statement of tracecalc lives in this package.
+
+``Store`` holds a SQLAlchemy engine; each method takes the ``Connection`` of the caller's
+transaction, so the engine layer decides what is atomic (a rejected save changes nothing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from sqlalchemy import (
+    Connection,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+
+from tracecalc.errors import DataError, TracecalcError
+from tracecalc.model import FormulaState, Frequency
+from tracecalc.storage import bulk
+from tracecalc.storage.files import DataBatch, infer_frequency
+from tracecalc.storage.schema import (
+    SCHEMA_VERSION,
+    data_points,
+    entities,
+    formula_deps,
+    formula_history,
+    formulas,
+    items,
+    meta,
+    metadata,
+    periods,
+    records,
+    runs,
+)
+
+DEFAULT_URL = "sqlite:///tracecalc.db"
+
+
+def normalise_url(url: str) -> str:
+    """Pick the drivers tracecalc ships with when the URL names only the database."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    elif u.drivername in ("mysql", "mariadb"):
+        u = u.set(drivername="mysql+pymysql")
+    return u.render_as_string(hide_password=False)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+
+
+class Store:
+    """Tables and bulk paths of one tracecalc database."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, create: bool = True):
+        self.url = normalise_url(url)
+        u = make_url(self.url)
+        kwargs: dict = {}
+        if u.get_backend_name() == "mysql":
+            kwargs["connect_args"] = {"local_infile": True}
+        elif u.get_backend_name() == "sqlite":
+            kwargs["connect_args"] = {"timeout": 30}
+        try:
+            self.engine = create_engine(self.url, **kwargs)
+        except Exception as e:  # bad URL, driver missing
+            raise TracecalcError(f"cannot open database '{url}': {e}") from None
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            self.create_schema()
+
+    def create_schema(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                metadata.create_all(conn)
+                have = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
+                if have is None:
+                    conn.execute(insert(meta).values(key="schema", value=SCHEMA_VERSION))
+                elif have != SCHEMA_VERSION:
+                    raise TracecalcError(
+                        f"database schema version {have} is not {SCHEMA_VERSION}")
+        except TracecalcError:
+            raise
+        except Exception as e:
+            raise TracecalcError(f"cannot open database '{self.safe_url}': {e}") from None
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- items, entities, periods -------------------------------------------------------------
+
+    def items(self, conn: Connection) -> dict[str, tuple[int, str]]:
+        rows = conn.execute(select(items.c.name, items.c.id, items.c.frequency))
+        return {r.name: (r.id, r.frequency) for r in rows}
+
+    def add_item(self, conn: Connection, name: str, frequency: str) -> int:
+        res = conn.execute(insert(items).values(name=name, frequency=frequency, created_at=now()))
+        return int(res.inserted_primary_key[0])
+
+    def entity_ids(self, conn: Connection) -> dict[str, int]:
+        return {r.code: r.id for r in conn.execute(select(entities.c.code, entities.c.id))}
+
+    def entity_codes(self, conn: Connection) -> np.ndarray:
+        """Codes indexed by id (object array; index 0 unused)."""
+        rows = conn.execute(select(entities.c.id, entities.c.code)).all()
+        out = np.empty(max((r.id for r in rows), default=0) + 1, dtype=object)
+        for r in rows:
+            out[r.id] = r.code
+        return out
+
+    def entity_count(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(entities)).scalar())
+
+    def max_entity_id(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.max(entities.c.id))).scalar() or 0)
+
+    def add_entities(self, conn: Connection, codes: Iterable[str]) -> dict[str, int]:
+        codes = list(codes)
+        if codes:
+            conn.execute(insert(entities), [{"code": c} for c in codes])
+        return self.entity_ids(conn)
+
+    def set_entity_attributes(self, conn: Connection, rows: list[dict]) -> None:
+        ids = self.entity_ids(conn)
+        new = [r["code"] for r in rows if r["code"] not in ids]
+        if new:
+            ids = self.add_entities(conn, new)
+        for r in rows:
+            conn.execute(update(entities).where(entities.c.id == ids[r["code"]])
+                         .values(name=r.get("name"), sector=r.get("sector")))
+
+    def entities_table(self, conn: Connection) -> list[dict]:
+        q = select(entities.c.code, entities.c.name, entities.c.sector).order_by(entities.c.id)
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+    def calendar(self, conn: Connection, frequency: str) -> np.ndarray:
+        q = (select(periods.c.period).where(periods.c.frequency == frequency)
+             .order_by(periods.c.period))
+        vals = conn.execute(q).scalars().all()
+        return np.array(vals, dtype="datetime64[D]")
+
+    def add_periods(self, conn: Connection, frequency: str, new: Iterable[np.datetime64]) -> None:
+        have = set(self.calendar(conn, frequency).tolist())
+        rows = [{"frequency": frequency, "period": d} for d in
+                sorted(set(np.asarray(list(new), dtype="datetime64[D]").tolist()) - have)]
+        if rows:
+            conn.execute(insert(periods), rows)
+
+    # -- data points --------------------------------------------------------------------------
+
+    def read_item(self, conn: Connection, item_id: int) -> bulk.Rows:
+        return bulk.read_rows(conn, data_points, "item_id", item_id)
+
+    def insert_data(self, conn, item_id, entity_ids, pers, values) -> int:
+        return bulk.insert_rows(conn, data_points, "item_id", item_id, entity_ids, pers, values)
+
+    def update_data(self, conn, item_id: int, entity_ids, pers, values) -> None:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        p = bulk.period_params(conn, pers)
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(
+                f"UPDATE {data_points.name} SET value = {mark} WHERE item_id = {mark} "
+                f"AND entity_id = {mark} AND period = {mark}",
+                list(zip(values.tolist(), [int(item_id)] * len(p), entity_ids.tolist(), p)))
+        finally:
+            cur.close()
+
+    def delete_data(self, conn, item_id: int, entity_ids, pers) -> int:
+        return bulk.delete_keys(conn, data_points, "item_id", item_id, entity_ids, pers)
+
+    def load_batch(self, conn: Connection, batch: DataBatch,
+                   declared: dict[str, Frequency]) -> LoadChanges:
+        """Upsert a checked batch: new items and entities, then per item only the points
+        whose value changed (inserted, updated, or deleted where the new value is empty)."""
+        out = LoadChanges()
+        known = self.items(conn)
+        codes = self.entity_ids(conn)
+        uniq_codes, inv = np.unique(batch.entities.astype(str), return_inverse=True)
+        new_codes = [c for c in uniq_codes.tolist() if c not in codes]
+        if new_codes:
+            codes = self.add_entities(conn, new_codes)
+        out.new_entities = len(new_codes)
+        all_eids = np.array([codes[c] for c in uniq_codes.tolist()], dtype=np.int64)[inv]
+        order = np.argsort(batch.items, kind="stable")
+        names, starts = np.unique(batch.items[order], return_index=True)
+        bounds = list(starts[1:]) + [len(order)]
+        for name, lo, hi in zip(names.tolist(), starts.tolist(), bounds):
+            idx = order[lo:hi]
+            eids, pers, vals = all_eids[idx], batch.periods[idx], batch.values[idx]
+            out.items.append(name)
+            if name in known:
+                item_id, freq = known[name]
+                if name in declared and declared[name] != freq:
+                    raise DataError(f"item '{name}' is {freq}; the file declares "
+                                    f"{declared[name]}", source=batch.source)
+            else:
+                freq = declared.get(name) or infer_frequency(pers[~np.isnan(vals)])
+                if freq is None:
+                    raise DataError(
+                        f"cannot infer the frequency of new item '{name}' from its periods; "
+                        "declare it (a 'frequency' column, or --frequency "
+                        f"{name}=quarterly)", source=batch.source)
+                item_id = self.add_item(conn, name, str(freq))
+                known[name] = (item_id, str(freq))
+                out.new_items.append(name)
+            changed = self._upsert_item(conn, item_id, eids, pers, vals)
+            if len(changed):
+                out.changed_items.append(name)
+                out.changed_entities[name] = changed
+                self.add_periods(conn, str(freq), pers[~np.isnan(vals)])
+        return out
+
+    def _upsert_item(self, conn, item_id: int, eids, pers, vals) -> np.ndarray:
+        """Write what differs from the stored points; returns the entity ids that changed."""
+        old_e, old_p, old_v = self.read_item(conn, item_id)
+        new_k = _point_key(eids, pers)
+        present = ~np.isnan(vals)
+        if len(old_v) == 0:
+            self.insert_data(conn, item_id, eids[present], pers[present], vals[present])
+            return np.unique(eids[present])
+        old_k = _point_key(old_e, old_p)
+        sorter = np.argsort(old_k)
+        pos = np.searchsorted(old_k, new_k, sorter=sorter)
+        pos = np.minimum(pos, len(old_k) - 1)
+        hit = old_k[sorter[pos]] == new_k
+        old_val = np.where(hit, old_v[sorter[pos]], np.nan)
+        same_bits = old_val.view(np.int64) == vals.view(np.int64)
+        ins = present & ~hit
+        upd = present & hit & ~same_bits
+        dele = ~present & hit
+        self.insert_data(conn, item_id, eids[ins], pers[ins], vals[ins])
+        if upd.any():
+            self.update_data(conn, item_id, eids[upd], pers[upd], vals[upd])
+        if dele.any():
+            self.delete_data(conn, item_id, eids[dele], pers[dele])
+        return np.unique(eids[ins | upd | dele])
+
+    def count_data(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(data_points)).scalar())
+
+    # -- formulas and the graph ---------------------------------------------------------------
+
+    def formula_rows(self, conn: Connection) -> list:
+        return conn.execute(select(formulas).order_by(formulas.c.name)).all()
+
+    def formula_row(self, conn: Connection, name: str):
+        return conn.execute(select(formulas).where(formulas.c.name == name)).first()
+
+    def insert_formula(self, conn: Connection, **values) -> int:
+        res = conn.execute(insert(formulas).values(updated_at=now(), **values))
+        return int(res.inserted_primary_key[0])
+
+    def update_formula(self, conn: Connection, formula_id: int, **values) -> None:
+        conn.execute(update(formulas).where(formulas.c.id == formula_id)
+                     .values(updated_at=now(), **values))
+
+    def delete_formula(self, conn: Connection, formula_id: int) -> None:
+        conn.execute(delete(records).where(records.c.formula_id == formula_id))
+        conn.execute(delete(formula_deps).where(formula_deps.c.formula_id == formula_id))
+        conn.execute(delete(formulas).where(formulas.c.id == formula_id))
+
+    def set_references(self, conn: Connection, formula_id: int,
+                       refs: list[tuple[str, str]]) -> None:
+        """Replace a formula's stored edges with ``(ref_name, ref_kind)`` pairs."""
+        conn.execute(delete(formula_deps).where(formula_deps.c.formula_id == formula_id))
+        if refs:
+            conn.execute(insert(formula_deps), [
+                {"formula_id": formula_id, "ref_name": n, "ref_kind": k} for n, k in refs])
+
+    def edges(self, conn: Connection) -> list[tuple[str, str, str]]:
+        """Every stored edge as (formula name, referenced name, kind)."""
+        q = (select(formulas.c.name, formula_deps.c.ref_name, formula_deps.c.ref_kind)
+             .join(formulas, formulas.c.id == formula_deps.c.formula_id))
+        return [tuple(r) for r in conn.execute(q)]
+
+    def set_state(self, conn: Connection, names: Iterable[str], state: FormulaState) -> None:
+        names = list(names)
+        for i in range(0, len(names), 500):
+            conn.execute(update(formulas).where(formulas.c.name.in_(names[i:i + 500]))
+                         .values(state=str(state)))
+
+    def add_history(self, conn: Connection, **values) -> None:
+        conn.execute(insert(formula_history).values(changed_at=now(), **values))
+
+    def history(self, conn: Connection, name: str) -> list[dict]:
+        q = (select(formula_history).where(formula_history.c.formula_name == name)
+             .order_by(formula_history.c.id))
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+    # -- records ------------------------------------------------------------------------------
+
+    def read_records(self, conn: Connection, formula_id: int) -> bulk.Rows:
+        return bulk.read_rows(conn, records, "formula_id", formula_id)
+
+    def replace_records(self, conn: Connection, formula_id: int, entity_ids, pers,
+                        values) -> int:
+        conn.execute(delete(records).where(records.c.formula_id == formula_id))
+        return bulk.insert_rows(conn, records, "formula_id", formula_id, entity_ids, pers, values)
+
+    def count_records(self, conn: Connection, formula_id: int | None = None) -> int:
+        q = select(func.count()).select_from(records)
+        if formula_id is not None:
+            q = q.where(records.c.formula_id == formula_id)
+        return int(conn.execute(q).scalar())
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, conn: Connection, kind: str, user: str) -> int:
+        res = conn.execute(insert(runs).values(kind=kind, started_at=now(), status="running",
+                                               formulas_computed=0, records_written=0,
+                                               run_by=user))
+        return int(res.inserted_primary_key[0])
+
+    def finish_run(self, conn: Connection, run_id: int, status: str, computed: int,
+                   written: int, message: str | None = None) -> None:
+        conn.execute(update(runs).where(runs.c.id == run_id).values(
+            finished_at=now(), status=status, formulas_computed=computed,
+            records_written=written, message=message))
+
+    def runs(self, conn: Connection, limit: int = 20) -> list[dict]:
+        q = select(runs).order_by(runs.c.id.desc()).limit(limit)
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+@dataclass
+class LoadChanges:
+    items: list[str] = field(default_factory=list)
+    new_items: list[str] = field(default_factory=list)
+    new_entities: int = 0
+    changed_items: list[str] = field(default_factory=list)
+    changed_entities: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _point_key(entity_ids: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """One int64 per (entity, period): entity in the high bits, day number (offset) below."""
+    days = periods.astype("datetime64[D]").astype(np.int64) + (1 << 23)
+    return (entity_ids.astype(np.int64) << 24) | days
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
