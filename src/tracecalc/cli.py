@@ -1,0 +1,323 @@
+"""The ``tracecalc`` command: a thin layer over ``Engine`` that turns errors into one line.
+
+Every library error becomes ``error: ...`` on stderr and exit code 1 (2 for usage errors);
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tracecalc.errors import TracecalcError
+from tracecalc.storage import DEFAULT_URL
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _engine(ctx: click.Context):
+    from tracecalc.engine import Engine
+
+    obj = ctx.ensure_object(dict)
+    if "engine" not in obj:
+        obj["engine"] = Engine(obj["db"], user=obj.get("user"))
+        ctx.call_on_close(obj["engine"].close)
+    return obj["engine"]
+
+
+def handle_errors(fn):
+    """Turn library errors into one message and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TracecalcError as e:
+            err.print(f"[bold red]error:[/] {_escape(str(e))}")
+            sys.exit(1)
+
+    return wrapper
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", envvar="TRACECALC_DB", default=DEFAULT_URL, show_default=True,
+              help="Database URL (sqlite:///file.db, postgresql://..., mysql://...); "
+                   "or set TRACECALC_DB.")
+@click.option("--user", envvar="TRACECALC_USER", default=None,
+              help="Who is making changes (default: TRACECALC_USER, then the OS user).")
+@click.version_option(package_name="tracecalc")
+@click.pass_context
+def main(ctx: click.Context, db: str, user: str | None) -> None:
+    """tracecalc: finance formulas recomputed in dependency order, stored in a database."""
+    ctx.ensure_object(dict).update(db=db, user=user)
+
+
+@main.command()
+@click.pass_context
+@handle_errors
+def init(ctx):
+    """Create the tracecalc tables in the database (if missing)."""
+    eng = _engine(ctx)
+    out.print(f"tracecalc database ready: {eng.url}")
+
+
+@main.command("load-data")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--frequency", "-f", multiple=True, metavar="ITEM=FREQ",
+              help="Declare an item's frequency (daily, weekly, monthly, quarterly, annual).")
+@click.pass_context
+@handle_errors
+def load_data(ctx, file, frequency):
+    """Load data points from a CSV with columns item, entity, period, value."""
+    freqs = {}
+    for f in frequency:
+        if "=" not in f:
+            raise click.BadParameter(f"expected ITEM=FREQ, got {f!r}", param_hint="--frequency")
+        k, v = f.split("=", 1)
+        freqs[k.strip()] = v.strip().lower()
+    try:
+        res = _engine(ctx).load_data(file, frequencies=freqs, label=file)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--frequency") from None
+    out.print(f"loaded {res.rows:,} rows for {len(res.items)} items "
+              f"({len(res.new_items)} new items, {res.new_entities} new entities); "
+              f"{len(res.marked_stale)} formulas now stale")
+
+
+@main.command("load-entities")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+@handle_errors
+def load_entities(ctx, file):
+    """Load entity attributes from a CSV with columns code, name, sector."""
+    n = _engine(ctx).load_entities(file)
+    out.print(f"loaded {n} entities")
+
+
+@main.command("load-formulas")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+@handle_errors
+def load_formulas(ctx, file):
+    """Load formulas from CSV (name, expression, description) or YAML; all or nothing."""
+    from tracecalc.storage.files import read_formulas
+
+    rows = read_formulas(file)
+    res = _engine(ctx).set_formulas(rows)
+    created = sum(r.created for r in res)
+    changed = sum(bool(r.marked_stale) and not r.created for r in res)
+    out.print(f"saved {len(res)} formulas ({created} new, {changed} changed, "
+              f"{len(res) - created - changed} unchanged)")
+
+
+@main.command("set")
+@click.argument("name")
+@click.argument("expression")
+@click.option("--description", "-d", default=None, help="What the formula means.")
+@click.pass_context
+@handle_errors
+def set_(ctx, name, expression, description):
+    """Save formula NAME = EXPRESSION (validated; it and its dependents become stale)."""
+    res = _engine(ctx).set_formula(name, expression, description)
+    what = "created" if res.created else ("unchanged" if not res.marked_stale else "updated")
+    out.print(f"{name} {what} (version {res.version})")
+    if res.equivalent_to_previous and res.marked_stale:
+        out.print("note: the new text is equivalent to the previous one; it will be "
+                  "recomputed once")
+    if res.marked_stale:
+        out.print(f"stale now: {', '.join(res.marked_stale)}")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("expression")
+@click.pass_context
+@handle_errors
+def check(ctx, name, expression):
+    """Validate NAME = EXPRESSION and show its impact, without saving."""
+    rep = _engine(ctx).check_formula(name, expression)
+    if not rep.is_valid:
+        for p in rep.problems:
+            err.print(f"[bold red]problem:[/] {_escape(p.message)}")
+        sys.exit(1)
+    out.print(f"{name} = {rep.expression}: valid ({rep.frequency})")
+    out.print(f"canonical form: {rep.canonical}")
+    if rep.equivalent_to_current:
+        out.print("equivalent to the current definition")
+    if rep.equivalent_formulas:
+        out.print(f"equivalent to: {', '.join(rep.equivalent_formulas)}")
+    out.print(f"would recompute, in order: {' -> '.join(rep.affected)}")
+    out.print(f"records in scope: {rep.records_in_scope:,}")
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def delete(ctx, name):
+    """Delete formula NAME and its records (refused while others use it)."""
+    _engine(ctx).delete_formula(name)
+    out.print(f"deleted {name}")
+
+
+@main.command("list")
+@click.pass_context
+@handle_errors
+def list_(ctx):
+    """List formulas."""
+    df = _engine(ctx).formulas()
+    t = Table("name", "expression", "frequency", "version", "state")
+    for r in df.itertuples():
+        t.add_row(r.name, _escape(r.expression), r.frequency, str(r.version), r.state)
+    out.print(t)
+    out.print(f"{len(df)} formulas")
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def show(ctx, name):
+    """Show a formula: text, canonical form, dependencies, dependents, history."""
+    eng = _engine(ctx)
+    f = eng.formula(name)
+    out.print(f"[bold]{f.name}[/] = {_escape(f.expression)}")
+    if f.description:
+        out.print(f"  {_escape(f.description)}")
+    out.print(f"canonical:    {_escape(f.canonical)}")
+    out.print(f"frequency:    {f.frequency}   version: {f.version}   state: {f.state}")
+    out.print(f"depends on:   {', '.join(f.references) or '-'}")
+    out.print(f"used by:      {', '.join(eng.dependents(name)) or '-'}")
+    t = Table("version", "action", "when", "who", "text", title="history")
+    for h in eng.history(name):
+        t.add_row(str(h["version"]), h["action"], str(h["changed_at"]), h["changed_by"],
+                  _escape(h["new_expression"] or ""))
+    out.print(t)
+
+
+@main.command()
+@click.option("--full", is_flag=True, help="Recompute every formula (the nightly batch).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@handle_errors
+def recalc(ctx, full, quiet):
+    """Recompute stale formulas (all with --full) and write their records."""
+    rep = _run_recalc(_engine(ctx), full, quiet)
+    out.print(f"run {rep.run_id}: {rep.formulas_computed} formulas, "
+              f"{rep.records_written:,} records written in {rep.seconds:.2f}s")
+
+
+def _run_recalc(eng, full: bool, quiet: bool):
+    if quiet or not out.is_terminal:
+        return eng.recalc(full=full)
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn())
+    with Progress(*cols, console=out, transient=True) as bar:
+        task = bar.add_task("recalculating", total=None)
+
+        def progress(done, total, name):
+            bar.update(task, completed=done, total=total, description=f"recalculating {name}")
+
+        return eng.recalc(full=full, progress=progress)
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file instead of standard output.")
+@click.pass_context
+@handle_errors
+def export(ctx, names, output):
+    """Export records as CSV: formula, entity, period, value."""
+    df = _engine(ctx).export(list(names) or None)
+    df["period"] = df["period"].dt.strftime("%Y-%m-%d")
+    if output:
+        df.to_csv(output, index=False, float_format="%.17g")
+        out.print(f"wrote {len(df):,} records to {output}")
+    else:
+        df.to_csv(sys.stdout, index=False, float_format="%.17g")
+
+
+@main.command()
+@click.pass_context
+@handle_errors
+def status(ctx):
+    """Counts of formulas, stale formulas, items, entities and records."""
+    s = _engine(ctx).status()
+    out.print(f"database:    {_engine(ctx).url}")
+    out.print(f"formulas:    {s['formulas']} ({len(s['stale'])} stale)")
+    out.print(f"items:       {s['items']}")
+    out.print(f"entities:    {s['entities']}")
+    out.print(f"data points: {s['data_points']:,}")
+    out.print(f"records:     {s['records']:,}")
+    if s["stale"]:
+        out.print(f"stale:       {', '.join(s['stale'])}")
+
+
+@main.command()
+@click.option("--limit", "-n", default=20, show_default=True)
+@click.pass_context
+@handle_errors
+def runs(ctx, limit):
+    """The latest recalculation runs."""
+    t = Table("id", "kind", "started", "finished", "status", "formulas", "records", "by")
+    for r in _engine(ctx).runs(limit):
+        t.add_row(str(r["id"]), r["kind"], str(r["started_at"]), str(r["finished_at"] or ""),
+                  r["status"], str(r["formulas_computed"]), f"{r['records_written']:,}",
+                  r["run_by"])
+    out.print(t)
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def history(ctx, name):
+    """Every saved version of a formula."""
+    t = Table("version", "action", "when", "who", "old", "new")
+    for h in _engine(ctx).history(name):
+        t.add_row(str(h["version"]), h["action"], str(h["changed_at"]), h["changed_by"],
+                  _escape(h["old_expression"] or ""), _escape(h["new_expression"] or ""))
+    out.print(t)
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with entities.csv, data.csv and formulas.csv "
+                   "(default: the project's sample_data/).")
+@click.option("--out", "db_file", default="tracecalc-demo.db", show_default=True,
+              help="SQLite file to create (replaced if it exists).")
+@handle_errors
+def demo(data_dir, db_file):
+    """Build a SQLite database from the sample data, run the nightly batch, edit a formula."""
+    from tracecalc.demo import run_demo
+
+    run_demo(_sample_dir(data_dir), Path(db_file), out, _run_recalc)
+
+
+def _sample_dir(given: str | None) -> Path:
+    candidates = [Path(given)] if given else [
+        Path.cwd() / "sample_data", Path(__file__).resolve().parents[2] / "sample_data"]
+    for c in candidates:
+        if (c / "data.csv").is_file() and (c / "formulas.csv").is_file():
+            return c
+    raise TracecalcError("no sample data found (looked in "
+                         f"{', '.join(str(c) for c in candidates)}); pass --data DIR")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name=os.path.basename(sys.argv[0]))

@@ -1,0 +1,88 @@
+"""Database fixtures: every database test runs on SQLite, PostgreSQL and MariaDB.
+
+PostgreSQL and MariaDB come from TRACECALC_TEST_POSTGRESQL_URL and TRACECALC_TEST_MARIADB_URL
+(skipped with a reason when unset; .ci/run sets both). The servers outlive a test run, so
+each test works in a fresh schema (PostgreSQL) or database (MariaDB) and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tracecalc.storage import normalise_url
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+ENV = {
+    "postgresql": "TRACECALC_TEST_POSTGRESQL_URL",
+    "mariadb": "TRACECALC_TEST_MARIADB_URL",
+}
+DATABASES = ["sqlite", "postgresql", "mariadb"]
+
+
+def _server_url(kind: str) -> str:
+    url = os.environ.get(ENV[kind])
+    if not url:
+        pytest.skip(f"{ENV[kind]} is not set: no {kind} server to test against")
+    return normalise_url(url)
+
+
+def make_database(kind: str, tmp_path: Path):
+    """A fresh, empty database; returns (url, cleanup)."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'tracecalc-test.db'}", lambda: None
+    base = _server_url(kind)
+    name = f"tc_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    if kind == "postgresql":
+        with admin.connect() as c:
+            c.execute(text(f'CREATE SCHEMA "{name}"'))
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={name}"})
+
+        def cleanup():
+            with admin.connect() as c:
+                c.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+            admin.dispose()
+    else:
+        with admin.connect() as c:
+            c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        url = make_url(base).set(database=name)
+
+        def cleanup():
+            with admin.connect() as c:
+                c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            admin.dispose()
+    return url.render_as_string(hide_password=False), cleanup
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request, tmp_path):
+    """URL of a fresh database of each kind."""
+    url, cleanup = make_database(request.param, tmp_path)
+    yield url
+    cleanup()
+
+
+@pytest.fixture
+def engine(db_url):
+    from tracecalc.engine import Engine
+
+    eng = Engine(db_url, user="tester")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path):
+    from tracecalc.engine import Engine
+
+    eng = Engine(f"sqlite:///{tmp_path / 'one.db'}", user="tester")
+    yield eng
+    eng.close()
