@@ -124,10 +124,10 @@ _SPECS = [
     # missing data
     FunctionSpec("coalesce", _M, (_x("a"),), variadic=True, min_args=2, doc="first non-missing"),
     FunctionSpec("isnull", _M, (_x(),), doc="1 where x is missing, else 0"),
-    FunctionSpec("div", _M, (_x("a"), _x("b"), _x("fill")), doc="a / b, fill where that is missing"),
-    FunctionSpec(
-        "ffill", _M, (_x(), _window("limit")), doc="carry the last value forward up to limit periods"
-    ),
+    FunctionSpec("div", _M, (_x("a"), _x("b"), _x("fill")),
+                 doc="a / b, fill where that is missing"),
+    FunctionSpec("ffill", _M, (_x(), _window("limit")),
+                 doc="carry the last value forward up to limit periods"),
     # time series
     FunctionSpec("lag", _T, (_x(), _window("k", 1)), doc="x k periods ago"),
     FunctionSpec("diff", _T, (_x(), _window("k", 1)), doc="x[t] - x[t-k]"),

@@ -7,9 +7,9 @@ transaction, so the engine layer decides what is atomic (a rejected save changes
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import (
