@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -146,10 +147,18 @@ def parse(text: str, name: str | None = None) -> ParsedFormula:
         raise FormulaSyntaxError("expression is empty", formula=name)
     if "\x00" in src:
         raise FormulaSyntaxError("expression contains a NUL character", formula=name)
+    if not src.isascii():
+        # Python folds look-alike letters (NFKC: 'ℌ' -> 'H'); refusing them keeps the
+        # stored text and the names it references the same.
+        col = next(i for i, ch in enumerate(src) if not ch.isascii())
+        raise FormulaSyntaxError(f"only ASCII characters are allowed (found {src[col]!r})",
+                                 formula=name, text=src, col=col)
     try:
-        module = ast.parse(src, mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings about odd literals
+            module = ast.parse(src, mode="eval")
     except SyntaxError as e:
-        col = _char_col(src, (e.offset or 1) - 1) if e.offset else None
+        col = e.offset - 1 if e.offset else None  # ASCII only: bytes == characters
         raise FormulaSyntaxError(f"invalid syntax ({e.msg})", formula=name, text=src,
                                  col=col) from None
     except (RecursionError, MemoryError, ValueError):
@@ -159,11 +168,6 @@ def parse(text: str, name: str | None = None) -> ParsedFormula:
     _check_shape(module.body, src, name)
     tree = _Converter(src, name).convert(module.body)
     return ParsedFormula(src, tree)
-
-
-def _char_col(src: str, byte_col: int) -> int:
-    """``ast`` reports UTF-8 byte offsets; carets want characters."""
-    return len(src.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
 
 
 def _check_shape(root: ast.AST, src: str, name: str | None) -> None:
@@ -176,7 +180,7 @@ def _check_shape(root: ast.AST, src: str, name: str | None) -> None:
         if depth > MAX_DEPTH:
             raise FormulaSyntaxError(
                 f"expression is nested too deeply (limit {MAX_DEPTH})", formula=name, text=src,
-                col=_char_col(src, getattr(node, "col_offset", 0)),
+                col=getattr(node, "col_offset", 0),
             )
         if count > MAX_NODES:
             raise FormulaSyntaxError(
@@ -194,11 +198,11 @@ class _Converter:
         self.name = name
 
     def fail(self, msg: str, node: ast.AST, cls=FormulaSyntaxError, **kw):
-        col = _char_col(self.src, getattr(node, "col_offset", 0))
+        col = getattr(node, "col_offset", 0)
         return cls(msg, formula=self.name, text=self.src, col=col, **kw)
 
     def convert(self, node: ast.AST) -> Node:
-        col = _char_col(self.src, getattr(node, "col_offset", 0))
+        col = getattr(node, "col_offset", 0)
         if isinstance(node, ast.Constant):
             return Num(col, self._number(node))
         if isinstance(node, ast.Name):
@@ -310,8 +314,7 @@ class _Converter:
                         cls=ArityError)
                 out.append(Num(col, float(p.default)))
             elif p.literal:
-                out.append(Num(_char_col(self.src, a.col_offset), float(self._int_literal(a, p,
-                                                                                          spec))))
+                out.append(Num(a.col_offset, float(self._int_literal(a, p, spec))))
             else:
                 out.append(self.convert(a))
         return Call(col, fname, tuple(out))
