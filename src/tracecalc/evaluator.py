@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracecalc import functions as F
-from tracecalc.model import SIGNATURES
+from tracecalc.model import SIGNATURES, FunctionKind
 from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references
 
 _OPERATORS = {
@@ -29,6 +29,20 @@ _OPERATORS = {
 _NAMESPACE: dict[str, object] = {f"_op_{v}": getattr(F, v) for v in _OPERATORS.values()}
 _NAMESPACE.update({"_op_neg": F.neg, "_op_not_": F.not_, "_finite": F.finite})
 _NAMESPACE.update({f"_fn_{k}": v for k, v in F.KERNELS.items()})
+
+
+def _constant_panel(value: object, like: np.ndarray) -> np.ndarray:
+    """A constant as a panel shaped like the formula's inputs (same value in every record)."""
+    return np.full(np.shape(like), value, dtype=np.float64)
+
+
+_NAMESPACE["_constant_panel"] = _constant_panel
+
+# Kernels that need a (periods, entities) panel rather than anything that broadcasts.
+_PANEL_KERNELS = frozenset(
+    name for name, spec in SIGNATURES.items()
+    if spec.kind in (FunctionKind.TIMESERIES, FunctionKind.CROSS_SECTIONAL)
+) | {"ffill"}
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,12 @@ def _gen(node: Node, params: dict[str, str]) -> ast.expr:
             assert isinstance(a, Num)
             args.append(ast.Constant(int(a.value)))
         else:
-            args.append(_gen(a, params))
+            code = _gen(a, params)
+            if node.func in _PANEL_KERNELS and params and not references(a):
+                # lag(1), cs_rank(2 * 3): a constant argument is the constant panel.
+                like = ast.Name(next(iter(params.values())), ast.Load())
+                code = _call("_constant_panel", [code, like])
+            args.append(code)
     return _call(f"_fn_{node.func}", args)
 
 

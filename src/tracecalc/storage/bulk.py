@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Table
 
 SQLITE_ROWS_PER_STATEMENT = 1000  # 4,000 bound parameters: well under SQLite's 32,766
 PG_EPOCH = np.datetime64("2000-01-01", "D")
+_JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
 
 Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # entity ids, periods (datetime64[D]), values
 
@@ -31,6 +32,7 @@ def insert_rows(conn: Connection, table: Table, key_col: str, keys, entity_ids: 
     if n == 0:
         return 0
     keys = np.broadcast_to(np.asarray(keys, dtype=np.int64), (n,))
+    values = canonical_zero(values)
     cols = (key_col, "entity_id", "period", "value")
     name = conn.dialect.name
     if name == "postgresql":
@@ -42,20 +44,29 @@ def insert_rows(conn: Connection, table: Table, key_col: str, keys, entity_ids: 
     return n
 
 
+def canonical_zero(values: np.ndarray) -> np.ndarray:
+    """-0.0 becomes 0.0: SQLite and MariaDB do not keep the sign of zero, so no database does."""
+    return np.asarray(values, dtype=np.float64) + 0.0
+
+
 def read_rows(conn: Connection, table: Table, key_col: str, key: int) -> Rows:
     """All (entity, period, value) rows of one key, as numpy arrays."""
     key = int(key)
     if conn.dialect.name == "postgresql":
         return _pg_copy_out(conn, table.name, key_col, key)
+    sqlite = conn.dialect.name == "sqlite"
+    # SQLite keeps dates as ISO text; turning them into day numbers in SQL is far cheaper
+    # than parsing strings in Python (0.36 s per 400k rows measured).
+    period = f"CAST(julianday(period) - {_JULIAN_EPOCH} AS INTEGER)" if sqlite else "period"
+    mark = "?" if sqlite else "%s"
     cur = conn.connection.cursor()
     try:
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        cur.execute(f"SELECT entity_id, period, value FROM {table.name} WHERE {key_col} = {mark}",
-                    (key,))
+        cur.execute(f"SELECT entity_id, {period}, value FROM {table.name} "
+                    f"WHERE {key_col} = {mark}", (key,))
         rows = cur.fetchall()
     finally:
         cur.close()
-    return _columns(rows)
+    return _columns(rows, days=sqlite)
 
 
 def period_params(conn: Connection, periods: np.ndarray) -> list:
@@ -65,12 +76,13 @@ def period_params(conn: Connection, periods: np.ndarray) -> list:
     return periods.astype("datetime64[D]").tolist()
 
 
-def _columns(rows) -> Rows:
+def _columns(rows, days: bool = False) -> Rows:
     if not rows:
         return (np.empty(0, np.int64), np.empty(0, "datetime64[D]"), np.empty(0, np.float64))
     e, p, v = zip(*rows)
-    return (np.array(e, dtype=np.int64), np.array(p, dtype="datetime64[D]"),
-            np.array(v, dtype=np.float64))
+    periods = (np.array(p, dtype=np.int64).astype("datetime64[D]") if days
+               else np.array(p, dtype="datetime64[D]"))
+    return np.array(e, dtype=np.int64), periods, np.array(v, dtype=np.float64)
 
 
 def _multirow_values(conn, table, cols, keys, entity_ids, periods, values) -> None:

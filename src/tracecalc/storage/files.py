@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,13 +40,21 @@ class DataBatch:
 
 def _read_csv(source, label: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                           skipinitialspace=False)
+        with warnings.catch_warnings():
+            # index_col=False: never take a first column as the index when rows are longer
+            # than the header; pandas only warns about that, so the warning becomes an error.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                               index_col=False)
     except UnicodeDecodeError as e:
         raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", source=label) from None
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", source=label) from None
-    except pd.errors.ParserError as e:
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m:
+            raise DataError(f"not a valid CSV file: {m[3]} fields where the header has {m[1]}",
+                            row=int(m[2]), source=label) from None
         raise DataError(f"not a valid CSV file: {e}", source=label) from None
     except FileNotFoundError:
         raise DataError("no such file", source=label) from None

@@ -234,6 +234,7 @@ class Store:
 
     def _upsert_item(self, conn, item_id: int, eids, pers, vals) -> np.ndarray:
         """Write what differs from the stored points; returns the entity ids that changed."""
+        vals = bulk.canonical_zero(vals)
         old_e, old_p, old_v = self.read_item(conn, item_id)
         new_k = _point_key(eids, pers)
         present = ~np.isnan(vals)

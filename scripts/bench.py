@@ -1,0 +1,260 @@
+"""Benchmark: full recalculation of a generated model next to the database's write floor.
+
+    python scripts/bench.py                                   # SQLite, 200 x 2,000 x 40
+    python scripts/bench.py --db postgresql://postgres@127.0.0.1:5432/test
+    python scripts/bench.py --formulas 50 --entities 500 --json out.json
+
+Everything runs in one process and one run, against one fresh database (a temporary SQLite
+file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards):
+
+- floor: the same number of (formula, entity, period, value) rows bulk-written into a table
+  shaped like the records table with the database's best raw path (SQLite multi-row VALUES
+  in one transaction, PostgreSQL COPY binary, MariaDB LOAD DATA LOCAL INFILE), written here
+  directly against the driver, and read back;
+- tracecalc: loading the inputs, saving the formulas, a cold full recalculation (no
+  records yet) and a second full recalculation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import struct
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tracecalc.engine import Engine
+from tracecalc.storage import normalise_url
+
+TS = ["ts_mean({x}, 4)", "lag({x}, 1)", "growth({x}, 4)", "ema({x}, 6)", "ttm({x})",
+      "diff({x}, 1)", "ts_std({x}, 8)", "avg_balance({x}, 4)"]
+CS = ["cs_rank({x})", "cs_zscore({x})", "cs_demean({x})"]
+EW = ["{x} + {y}", "{x} - {y}", "{x} * {y}", "{x} / {y}", "({x} - {y}) / {y}",
+      "max({x}, {y})", "if_({x} > {y}, {x}, {y})", "coalesce({x}, {y})", "log(abs({x}) + 1)",
+      "sqrt(abs({x})) * sign({y})", "div({x}, {y}, 0)"]
+
+
+def make_model(n_formulas: int, n_items: int, n_entities: int, n_periods: int,
+               ts_share: float, cs_share: float, seed: int):
+    rng = np.random.default_rng(seed)
+    periods = pd.date_range("2000-03-31", periods=n_periods, freq="QE").strftime("%Y-%m-%d")
+    items = [f"item{i}" for i in range(n_items)]
+    ent = np.array([f"E{i:06d}" for i in range(n_entities)], dtype=object)
+    rows = n_items * n_entities * n_periods
+    values = rng.lognormal(3, 1, rows) * rng.choice([1, -1], rows, p=[0.9, 0.1])
+    values[rng.random(rows) < 0.02] = np.nan
+    data = pd.DataFrame({
+        "item": np.repeat(items, n_entities * n_periods),
+        "entity": np.tile(np.repeat(ent, n_periods), n_items),
+        "period": np.tile(periods.to_numpy(), n_items * n_entities),
+        "value": values,
+    }).dropna()
+    formulas = []
+    names: list[str] = []
+    for i in range(n_formulas):
+        # Mostly recent formulas as inputs: chains get deep, like real indicator catalogs.
+        pool = items + names[-20:]
+        x, y = rng.choice(pool, 2, replace=len(pool) < 2)
+        r = rng.random()
+        if r < cs_share:
+            expr = str(rng.choice(CS)).format(x=x)
+        elif r < cs_share + ts_share:
+            expr = str(rng.choice(TS)).format(x=x)
+        else:
+            expr = str(rng.choice(EW)).format(x=x, y=y)
+        name = f"f{i}"
+        formulas.append({"name": name, "expression": expr})
+        names.append(name)
+    return data, formulas
+
+
+class Database:
+    """A fresh database for the run: a temporary SQLite file, a PostgreSQL schema or a
+    MariaDB database; dropped afterwards."""
+
+    def __init__(self, url: str | None):
+        self.kind = "sqlite" if not url else make_url(normalise_url(url)).get_backend_name()
+        self.name = f"tc_bench_{uuid.uuid4().hex[:10]}"
+        if self.kind == "sqlite":
+            self.tmp = tempfile.mkdtemp(prefix="tracecalc-bench-")
+            self.url = f"sqlite:///{Path(self.tmp) / 'bench.db'}"
+            return
+        base = normalise_url(url)
+        self.admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with self.admin.connect() as c:
+            if self.kind == "postgresql":
+                c.execute(text(f'CREATE SCHEMA "{self.name}"'))
+                u = make_url(base).update_query_dict({"options": f"-csearch_path={self.name}"})
+            else:
+                c.execute(text(f"CREATE DATABASE `{self.name}`"))
+                u = make_url(base).set(database=self.name)
+        self.url = u.render_as_string(hide_password=False)
+
+    def drop(self) -> None:
+        if self.kind == "sqlite":
+            for f in Path(self.tmp).iterdir():
+                f.unlink()
+            os.rmdir(self.tmp)
+            return
+        with self.admin.connect() as c:
+            if self.kind == "postgresql":
+                c.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
+            else:
+                c.execute(text(f"DROP DATABASE IF EXISTS `{self.name}`"))
+        self.admin.dispose()
+
+
+FLOOR_DDL = ("CREATE TABLE floor_records (formula_id INTEGER NOT NULL, entity_id INTEGER NOT "
+             "NULL, period DATE NOT NULL, value {dbl} NOT NULL, PRIMARY KEY (formula_id, "
+             "entity_id, period))")
+
+
+def floor(url: str, kind: str, n_formulas: int, n_entities: int, n_periods: int,
+          n_rows: int) -> dict:
+    """Write and read back ``n_rows`` rows with the database's best raw path."""
+    rng = np.random.default_rng(1)
+    cells = n_entities * n_periods
+    idx = np.arange(n_rows)
+    fid = (idx // cells + 1).astype(np.int64)
+    eid = (idx % cells // n_periods + 1).astype(np.int64)
+    per = np.datetime64("2000-03-31") + (idx % n_periods * 91).astype("timedelta64[D]")
+    val = rng.normal(size=n_rows)
+    eng = create_engine(normalise_url(url),
+                        connect_args={"local_infile": True} if kind == "mysql" else {})
+    dbl = "DOUBLE PRECISION" if kind == "postgresql" else ("DOUBLE" if kind == "mysql"
+                                                           else "REAL")
+    with eng.begin() as c:
+        c.execute(text("DROP TABLE IF EXISTS floor_records"))
+        c.execute(text(FLOOR_DDL.format(dbl=dbl)))
+    raw = eng.raw_connection()
+    try:
+        t0 = time.perf_counter()
+        cur = raw.cursor()
+        if kind == "sqlite":
+            per_s = np.datetime_as_string(per, unit="D").tolist()
+            flat = [v for row in zip(fid.tolist(), eid.tolist(), per_s, val.tolist())
+                    for v in row]
+            sql = "INSERT INTO floor_records VALUES " + ",".join(["(?,?,?,?)"] * 1000)
+            whole = n_rows - n_rows % 1000
+            for i in range(0, whole, 1000):
+                cur.execute(sql, flat[4 * i:4 * i + 4000])
+            if whole < n_rows:
+                cur.execute("INSERT INTO floor_records VALUES "
+                            + ",".join(["(?,?,?,?)"] * (n_rows - whole)), flat[4 * whole:])
+        elif kind == "postgresql":
+            dt = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("f", ">i4"), ("l2", ">i4"),
+                           ("e", ">i4"), ("l3", ">i4"), ("d", ">i4"), ("l4", ">i4"),
+                           ("v", ">f8")])
+            buf = np.empty(n_rows, dtype=dt)
+            buf["nf"], buf["l1"], buf["l2"], buf["l3"], buf["l4"] = 4, 4, 4, 4, 8
+            buf["f"], buf["e"], buf["v"] = fid, eid, val
+            buf["d"] = (per - np.datetime64("2000-01-01")).astype(np.int64)
+            with cur.copy("COPY floor_records FROM STDIN (FORMAT BINARY)") as cp:
+                cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0))
+                cp.write(buf.tobytes())
+                cp.write(b"\xff\xff")
+        else:
+            per_s = np.datetime_as_string(per, unit="D").tolist()
+            fd, path = tempfile.mkstemp(suffix=".csv")
+            with os.fdopen(fd, "w") as f:
+                f.write("\n".join(f"{a},{b},{c},{d!r}" for a, b, c, d in
+                                  zip(fid.tolist(), eid.tolist(), per_s, val.tolist())))
+            cur.execute("LOAD DATA LOCAL INFILE %s INTO TABLE floor_records FIELDS "
+                        "TERMINATED BY ','", (path,))
+            os.unlink(path)
+        raw.commit()
+        write = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cur.execute("SELECT formula_id, entity_id, period, value FROM floor_records")
+        rows = cur.fetchall()
+        back = np.array([r[3] for r in rows])
+        read = time.perf_counter() - t0
+        assert len(back) == n_rows
+        cur.execute("DROP TABLE floor_records")
+        raw.commit()
+    finally:
+        raw.close()
+        eng.dispose()
+    return {"write_s": write, "read_s": read}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--db", default=None, help="database URL (default: a temporary SQLite file)")
+    ap.add_argument("--formulas", type=int, default=200)
+    ap.add_argument("--entities", type=int, default=2000)
+    ap.add_argument("--periods", type=int, default=40)
+    ap.add_argument("--items", type=int, default=20)
+    ap.add_argument("--ts-share", type=float, default=0.3)
+    ap.add_argument("--cs-share", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    data, formulas = make_model(args.formulas, args.items, args.entities, args.periods,
+                                args.ts_share, args.cs_share, args.seed)
+    db = Database(args.db)
+    results: dict = {"db": db.kind, "formulas": args.formulas, "entities": args.entities,
+                     "periods": args.periods, "items": args.items}
+    print(f"tracecalc bench on {db.kind}: {args.formulas} formulas x {args.entities:,} "
+          f"entities x {args.periods} periods ({args.items} input items, "
+          f"{len(data):,} data points)", flush=True)
+    try:
+        eng = Engine(db.url, user="bench")
+        t0 = time.perf_counter()
+        eng.load_data(data, frequencies={i: "quarterly" for i in data["item"].unique()})
+        results["load_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        eng.set_formulas(formulas)
+        results["save_s"] = time.perf_counter() - t0
+        cold = eng.recalc(full=True)
+        results["cold_full_s"] = cold.seconds
+        results["records"] = cold.records_written
+        again = eng.recalc(full=True)
+        results["second_full_s"] = again.seconds
+        eng.close()
+        fl = floor(db.url, db.kind, args.formulas, args.entities, args.periods,
+                   cold.records_written)
+        results["floor_write_s"] = fl["write_s"]
+        results["floor_read_s"] = fl["read_s"]
+    finally:
+        db.drop()
+    results["peak_rss_mb"] = peak_rss_mb()
+    n = results["records"]
+    rows = [
+        ("load inputs", results["load_s"], len(data)),
+        ("save + validate formulas", results["save_s"], args.formulas),
+        ("floor: bulk write (raw driver)", results["floor_write_s"], n),
+        ("floor: read back", results["floor_read_s"], n),
+        ("tracecalc: cold full recalc", results["cold_full_s"], n),
+        ("tracecalc: second full recalc", results["second_full_s"], n),
+    ]
+    print(f"\n{'step':34} {'seconds':>9} {'rows':>12} {'rows/s':>11} {'x floor':>8}")
+    for label, s, r in rows:
+        ratio = s / results["floor_write_s"] if "recalc" in label else None
+        print(f"{label:34} {s:9.2f} {r:12,} {r / s if s else 0:11,.0f} "
+              f"{'' if ratio is None else f'{ratio:8.2f}'}")
+    results["cold_vs_floor"] = results["cold_full_s"] / results["floor_write_s"]
+    print(f"\ncold full recalc / floor write = {results['cold_vs_floor']:.2f}; "
+          f"peak RSS {results['peak_rss_mb']:.0f} MB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
