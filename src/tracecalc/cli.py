@@ -19,8 +19,10 @@ from rich.table import Table
 from tracecalc.errors import TracecalcError
 from tracecalc.storage import DEFAULT_URL
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped or redirected output gets wide tables instead of rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
 def _engine(ctx: click.Context):

@@ -1,0 +1,111 @@
+"""The command line: every command works, is documented, and errors never show a traceback."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, SAMPLE
+from tracecalc.cli import main
+
+
+@pytest.fixture
+def run(tmp_path):
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    def invoke(*args, code=0):
+        res = runner.invoke(main, ["--db", db, "--user", "cli-user", *args],
+                            catch_exceptions=False)
+        assert res.exit_code == code, res.output
+        assert "Traceback" not in res.output
+        return res.output
+
+    return invoke
+
+
+def test_every_command_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `tracecalc ([a-z-]+)", readme, flags=re.M))
+    assert documented == set(main.commands)
+    for name, cmd in main.commands.items():
+        assert cmd.help, name
+
+
+def test_a_whole_session(run, tmp_path):
+    assert "ready" in run("init")
+    assert "loaded 50 entities" in run("load-entities", str(SAMPLE / "entities.csv"))
+    out = run("load-data", str(SAMPLE / "data.csv"))
+    assert "loaded 19,717 rows for 10 items (10 new items, 0 new entities)" in out
+    out = run("load-formulas", str(SAMPLE / "formulas.csv"))
+    assert re.search(r"saved (\d+) formulas \(\1 new, 0 changed, 0 unchanged\)", out)
+    assert "stale" in run("status")
+    out = run("recalc", "--full")
+    assert re.search(r"run 1: \d+ formulas, [\d,]+ records written", out)
+    out = run("set", "gm_pct", "100 * gross_margin", "-d", "gross margin in percent")
+    assert "gm_pct created (version 1)" in out and "stale now: gm_pct" in out
+    out = run("check", "gross_margin", "(revenue - cogs) / revenue")
+    assert "valid (quarterly)" in out and "would recompute, in order: gross_margin" in out
+    assert "gm_pct" in out
+    assert "run 2: 1 formulas" in run("recalc")
+    out = run("show", "gm_pct")
+    assert "gm_pct = 100 * gross_margin" in out and "depends on:   gross_margin" in out
+    assert "create" in out
+    assert "gm_pct" in run("list")
+    assert "cli-user" in run("history", "gm_pct")
+    assert "incremental" in run("runs")
+    target = tmp_path / "out.csv"
+    assert "records to" in run("export", "gm_pct", "gross_margin", "-o", str(target))
+    with target.open() as f:
+        rows = list(csv.DictReader(f))
+    assert set(rows[0]) == {"formula", "entity", "period", "value"}
+    by_key = {(r["formula"], r["entity"], r["period"]): float(r["value"]) for r in rows}
+    key = next(k for k in by_key if k[0] == "gm_pct")
+    assert by_key[key] == pytest.approx(100 * by_key[("gross_margin", key[1], key[2])])
+    assert "deleted gm_pct" in run("delete", "gm_pct")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["set", "x", "revenu + 1"], "unknown reference 'revenu'"),
+    (["set", "x", "__import__('os')"], "unknown function '__import__'"),
+    (["set", "x", "x + 1"], "cycle: x -> x"),
+    (["show", "nope"], "no formula named 'nope'"),
+    (["delete", "nope"], "no formula named 'nope'"),
+    (["load-data", "/no/such/file.csv"], "no such file"),
+    (["load-formulas", "/no/such/file.csv"], "no such file"),
+])
+def test_errors_are_one_message_and_exit_1(run, args, message):
+    run("load-data", str(SAMPLE / "data.csv"))
+    out = run(*args, code=1)
+    assert "error:" in out and message in out
+
+
+def test_check_reports_problems_without_saving(run):
+    run("load-data", str(SAMPLE / "data.csv"))
+    out = run("check", "x", "revenue + cgs", code=1)
+    assert "problem:" in out and "Did you mean 'cogs'" in out
+    assert "0 formulas" in run("list")
+
+
+def test_bad_database_url(tmp_path):
+    res = CliRunner().invoke(main, ["--db", "nosuchdb://x", "status"])
+    assert res.exit_code == 1 and "cannot open database" in res.output
+
+
+def test_demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["demo", "--data", str(SAMPLE)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "nightly batch" in res.output and "recomputed only: roe_quality" in res.output
+    assert (tmp_path / "tracecalc-demo.db").exists()
+
+
+def test_python_dash_m():
+    res = subprocess.run([sys.executable, "-m", "tracecalc", "--help"], capture_output=True,
+                         text=True, check=True)
+    assert "recalc" in res.stdout
