@@ -385,17 +385,16 @@ def test_cycle_if_added_agrees_with_adding(g, node, preds):
             g.check_add(node, preds)
 
 
-def test_large_graph_builds_and_sorts_quickly():
+def test_large_graph_sorts_every_node_after_its_predecessors():
+    # Scale, not speed (speed is measured by scripts/bench.py): 100k nodes, 300k edges.
     import random
-    import time
 
     rng = random.Random(7)
     n = 100_000
-    t0 = time.perf_counter()
     g: Graph = Graph()
     for i in range(n):
         g.add_node(i, [rng.randrange(i) for _ in range(min(i, 3))])
     order = g.topological_order()
-    elapsed = time.perf_counter() - t0
     assert len(order) == n
-    assert elapsed < 10  # generous bound for slow CI; about a second on a laptop
+    pos = {node: k for k, node in enumerate(order)}
+    assert all(pos[p] < pos[node] for node, p in g.edges())
