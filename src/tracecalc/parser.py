@@ -494,4 +494,8 @@ def canonical_form(tree: Node) -> str:
         assert isinstance(n, Call)
         return sympy.Function(n.func)(*(build(a) for a in n.args))
 
-    return sympy.sstr(build(tree), order="lex")
+    try:
+        return sympy.sstr(build(tree), order="lex")
+    except (ArithmeticError, TypeError, ValueError, RecursionError):
+        # Analysis only: a form sympy cannot build falls back to "equal to nothing else".
+        return f"<not normalised> {tree!r}"
