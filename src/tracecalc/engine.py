@@ -127,7 +127,7 @@ class Engine:
             g.add_node(name)
         for name in rows:
             g.add_node(name)
-        for f, ref, _kind in self.store.edges(conn):
+        for f, ref in self.store.edges(conn):
             g.add_edge(f, ref)
         return _Catalog(items, rows, g)
 
@@ -160,9 +160,9 @@ class Engine:
                 raise DataError(f"'{clash[0]}' is a formula, not a data item",
                                       source=batch.source)
             changes = self.store.load_batch(conn, batch, declared)
-            cat = self._catalog(conn)
-            stale = cat.downstream(changes.changed_items)
-            self.store.set_state(conn, stale, FormulaState.STALE)
+            users = self.store.formulas_using_items(conn, changes.changed_items)
+            self.store.mark_changed(conn, users)
+            stale = self.store.propagate_changes(conn)
         return LoadResult(rows=len(batch), items=tuple(changes.items),
                           new_items=tuple(changes.new_items), new_entities=changes.new_entities,
                           marked_stale=tuple(stale))
@@ -295,31 +295,30 @@ class Engine:
             checked, problems = self._check(cat, batch)
             if problems:
                 self._raise(problems, "saving formulas")
-            results = []
-            touched = []
-            for c in checked:
-                res = self._save(conn, cat, c)
-                results.append(res)
-                if res.marked_stale:
-                    touched.append(c.name)
+            ids = {n: r.id for n, r in cat.formulas.items()}
+            results = [self._save(conn, cat, c, ids) for c in checked]
+            self.store.propagate_changes(conn)
             cat = self._catalog(conn)
-            stale = cat.downstream(touched)
-            self.store.set_state(conn, touched + stale, FormulaState.STALE)
         return [SaveResult(r.name, r.version, r.created, r.equivalent_to_previous,
                            tuple(cat.graph.topological_order(
                                {r.name} | set(cat.downstream([r.name])))
                                if r.marked_stale else ()))
                 for r in results]
 
-    def _save(self, conn, cat: _Catalog, c: _Checked) -> SaveResult:
+    def _save(self, conn, cat: _Catalog, c: _Checked, ids: dict[str, int]) -> SaveResult:
+        """Write one checked formula (the batch goes in dependency order, so what it
+        references is saved already); a changed text flags it for the tracer."""
         old = cat.formulas.get(c.name)
         text = c.parsed.text
+        formula_refs = [ids[r] for r, kind in c.refs if kind == "formula"]
+        item_refs = [cat.items[r][0] for r, kind in c.refs if kind == "item"]
         if old is None:
             fid = self.store.insert_formula(
                 conn, name=c.name, expression=text, canonical=c.parsed.canonical,
                 description=c.description or "", frequency=c.frequency, version=1,
-                state=str(FormulaState.STALE), updated_by=self.user)
-            self.store.set_references(conn, fid, c.refs)
+                state=str(FormulaState.STALE), updated_by=self.user, changed=True)
+            ids[c.name] = fid
+            self.store.set_references(conn, fid, formula_refs, item_refs)
             self.store.add_history(conn, formula_name=c.name, version=1, action="create",
                                    old_expression=None, new_expression=text,
                                    changed_by=self.user)
@@ -330,11 +329,12 @@ class Engine:
             return SaveResult(c.name, old.version, False, True, ())
         version = old.version + 1
         values = dict(expression=text, canonical=c.parsed.canonical, frequency=c.frequency,
-                      version=version, state=str(FormulaState.STALE), updated_by=self.user)
+                      version=version, state=str(FormulaState.STALE), updated_by=self.user,
+                      changed=True)
         if c.description is not None:
             values["description"] = c.description
         self.store.update_formula(conn, old.id, **values)
-        self.store.set_references(conn, old.id, c.refs)
+        self.store.set_references(conn, old.id, formula_refs, item_refs)
         self.store.add_history(conn, formula_name=c.name, version=version, action="update",
                                old_expression=old.expression, new_expression=text,
                                changed_by=self.user)

@@ -7,21 +7,25 @@ A missing value is never stored: no row means NaN.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import (
     Column,
     Date,
     DateTime,
     Double,
     ForeignKey,
-    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
 )
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = "1"
+from tracecalc.storage.trace import TraceLink, TraceNode
+
+SCHEMA_VERSION = "2"
 
 metadata = MetaData()
 
@@ -59,29 +63,42 @@ data_points = Table(
     Column("value", Double, nullable=False),
 )
 
-formulas = Table(
-    "tc_formulas",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(64), nullable=False, unique=True),
-    Column("expression", Text, nullable=False),
-    Column("canonical", Text, nullable=False),
-    Column("description", Text, nullable=False, default=""),
-    Column("frequency", String(16), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("state", String(8), nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-    Column("updated_by", String(128), nullable=False),
-)
+class Base(DeclarativeBase):
+    metadata = metadata
 
-# The dependency graph: one row per reference of a formula (to an item or to a formula).
-formula_deps = Table(
-    "tc_formula_deps",
+
+class Formula(TraceNode, Base):
+    """A formula is a node of the stored graph (tracecalc runs on its own toolkit)."""
+
+    __tablename__ = "tc_formulas"
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    expression: Mapped[str] = mapped_column(Text)
+    canonical: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    frequency: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(8))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class FormulaLink(TraceLink, Base):
+    """A formula (``node_id``) references another formula (``depends_on_id``)."""
+
+    __tablename__ = "tc_formula_links"
+    __trace_node__ = "tc_formulas"
+
+
+formulas = Formula.__table__
+formula_links = FormulaLink.__table__
+
+# References from formulas to data items (the leaves of the graph).
+formula_items = Table(
+    "tc_formula_items",
     metadata,
-    Column("formula_id", Integer, ForeignKey("tc_formulas.id"), primary_key=True),
-    Column("ref_name", String(64), primary_key=True),
-    Column("ref_kind", String(8), nullable=False),  # "item" | "formula"
-    Index("ix_tc_formula_deps_ref", "ref_name"),
+    Column("formula_id", Integer, ForeignKey("tc_formulas.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("item_id", Integer, ForeignKey("tc_items.id"), primary_key=True, index=True),
 )
 
 formula_history = Table(

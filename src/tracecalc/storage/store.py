@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from tracecalc.errors import DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
@@ -30,10 +31,13 @@ from tracecalc.storage import bulk
 from tracecalc.storage.files import DataBatch, infer_frequency
 from tracecalc.storage.schema import (
     SCHEMA_VERSION,
+    Formula,
+    FormulaLink,
     data_points,
     entities,
-    formula_deps,
     formula_history,
+    formula_items,
+    formula_links,
     formulas,
     items,
     meta,
@@ -42,6 +46,7 @@ from tracecalc.storage.schema import (
     records,
     runs,
 )
+from tracecalc.storage.trace import TraceGraph
 
 DEFAULT_URL = "sqlite:///tracecalc.db"
 
@@ -279,22 +284,59 @@ class Store:
 
     def delete_formula(self, conn: Connection, formula_id: int) -> None:
         conn.execute(delete(records).where(records.c.formula_id == formula_id))
-        conn.execute(delete(formula_deps).where(formula_deps.c.formula_id == formula_id))
+        conn.execute(delete(formula_items).where(formula_items.c.formula_id == formula_id))
+        conn.execute(delete(formula_links).where(formula_links.c.node_id == formula_id))
         conn.execute(delete(formulas).where(formulas.c.id == formula_id))
 
-    def set_references(self, conn: Connection, formula_id: int,
-                       refs: list[tuple[str, str]]) -> None:
-        """Replace a formula's stored edges with ``(ref_name, ref_kind)`` pairs."""
-        conn.execute(delete(formula_deps).where(formula_deps.c.formula_id == formula_id))
-        if refs:
-            conn.execute(insert(formula_deps), [
-                {"formula_id": formula_id, "ref_name": n, "ref_kind": k} for n, k in refs])
+    @contextmanager
+    def trace(self, conn: Connection) -> Iterator[TraceGraph[Formula]]:
+        """The formula graph through the toolkit, inside the caller's transaction."""
+        with Session(bind=conn, autoflush=False) as session:
+            yield TraceGraph(session, Formula, FormulaLink)
 
-    def edges(self, conn: Connection) -> list[tuple[str, str, str]]:
-        """Every stored edge as (formula name, referenced name, kind)."""
-        q = (select(formulas.c.name, formula_deps.c.ref_name, formula_deps.c.ref_kind)
-             .join(formulas, formulas.c.id == formula_deps.c.formula_id))
-        return [tuple(r) for r in conn.execute(q)]
+    def set_references(self, conn: Connection, formula_id: int, formula_ids: list[int],
+                       item_ids: list[int]) -> None:
+        """Replace a formula's stored edges: links to formulas (through the toolkit, which
+        refuses a cycle) and references to items."""
+        with self.trace(conn) as tg:
+            nodes = tg.nodes([formula_id, *formula_ids])
+            tg.set_dependencies(nodes[formula_id], [nodes[i] for i in formula_ids])
+        conn.execute(delete(formula_items).where(formula_items.c.formula_id == formula_id))
+        if item_ids:
+            conn.execute(insert(formula_items), [
+                {"formula_id": formula_id, "item_id": i} for i in item_ids])
+
+    def edges(self, conn: Connection) -> list[tuple[str, str]]:
+        """Every stored edge as (formula name, referenced formula or item name)."""
+        f, g = formulas.alias("f"), formulas.alias("g")
+        q1 = (select(f.c.name, g.c.name).select_from(formula_links)
+              .join(f, f.c.id == formula_links.c.node_id)
+              .join(g, g.c.id == formula_links.c.depends_on_id))
+        q2 = (select(f.c.name, items.c.name).select_from(formula_items)
+              .join(f, f.c.id == formula_items.c.formula_id)
+              .join(items, items.c.id == formula_items.c.item_id))
+        return [tuple(r) for r in conn.execute(q1)] + [tuple(r) for r in conn.execute(q2)]
+
+    def formulas_using_items(self, conn: Connection, item_names: list[str]) -> list[int]:
+        if not item_names:
+            return []
+        q = (select(formula_items.c.formula_id).distinct()
+             .join(items, items.c.id == formula_items.c.item_id)
+             .where(items.c.name.in_(item_names)))
+        return list(conn.execute(q).scalars())
+
+    def mark_changed(self, conn: Connection, formula_ids: list[int]) -> None:
+        for i in range(0, len(formula_ids), 500):
+            conn.execute(update(formulas).where(formulas.c.id.in_(formula_ids[i:i + 500]))
+                         .values(changed=True))
+
+    def propagate_changes(self, conn: Connection) -> list[str]:
+        """Changed formulas and everything downstream become stale (the toolkit's tracer);
+        returns their names in recalculation order."""
+        with self.trace(conn) as tg:
+            stale = [f.name for f in tg.handle_changes()]
+        self.set_state(conn, stale, FormulaState.STALE)
+        return stale
 
     def set_state(self, conn: Connection, names: Iterable[str], state: FormulaState) -> None:
         names = list(names)
