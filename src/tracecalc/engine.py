@@ -26,14 +26,13 @@ from tracecalc.errors import (
     ValidationError,
     close_matches,
 )
-from tracecalc.evaluator import Step, compile_tree, from_panel, run_steps, to_panel
+from tracecalc.evaluator import compile_tree, from_panel, to_panel
 from tracecalc.graph import Graph
 from tracecalc.model import (
     FUNCTION_NAMES,
     NAME_RE,
     CheckReport,
     FormulaInfo,
-    FormulaRunStats,
     FormulaState,
     Frequency,
     LoadResult,
@@ -42,9 +41,18 @@ from tracecalc.model import (
     SaveResult,
 )
 from tracecalc.parser import ParsedFormula, Ref, normalise, parse, walk
+from tracecalc.recalc import Runner, Task
 from tracecalc.storage import DEFAULT_URL, Store, files
 
 Progress = Callable[[int, int, str], None]
+
+
+def default_workers() -> int:
+    """Evaluation threads: TRACECALC_WORKERS, else the number of cores (at most 4)."""
+    env = os.environ.get("TRACECALC_WORKERS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def default_user() -> str:
@@ -438,11 +446,14 @@ class Engine:
 
     # -- recalculation ------------------------------------------------------------------------
 
-    def recalc(self, full: bool = False, progress: Progress | None = None) -> RunReport:
+    def recalc(self, full: bool = False, progress: Progress | None = None,
+               workers: int | None = None) -> RunReport:
         """Recompute stale formulas (every formula with ``full``) in dependency order.
 
-        Each formula's records are replaced and its stale mark cleared in one transaction,
-        so an interrupted run leaves consistent data and the rest still stale.
+        Independent formulas are evaluated at the same time on ``workers`` threads (default:
+        ``TRACECALC_WORKERS`` or the number of cores, at most 4) while one thread writes
+        finished ones. Each formula's records are replaced and its stale mark cleared in one
+        transaction, so an interrupted run leaves consistent data and the rest still stale.
 
         Returns:
             A ``RunReport`` with per-formula counts of records written and missing cells.
@@ -462,11 +473,10 @@ class Engine:
             freqs |= {cat.frequency(r) for n in targets for r in cat.graph.predecessors(n)}
             calendars = {f: self.store.calendar(conn, f) for f in freqs}
         report = RunReport(run_id=run_id, kind=kind)
-        order = cat.graph.topological_order(targets)
         try:
-            steps = [Step(n, compile_tree(parse(cat.formulas[n].expression, n).tree, n))
-                     for n in order]
-            done = 0
+            tasks = [Task(n, compile_tree(parse(cat.formulas[n].expression, n).tree, n),
+                          tuple(p for p in cat.graph.predecessors(n) if p in targets))
+                     for n in cat.graph.topological_order(targets)]
 
             def load(name: str):
                 with self.store.transaction() as conn:
@@ -478,21 +488,16 @@ class Engine:
                         rows = self.store.read_records(conn, cat.formulas[name].id)
                 return to_panel(*rows, calendars[freq], width)
 
-            def emit(name: str, panel) -> None:
-                nonlocal done
-                t = time.perf_counter()
+            def write(name: str, panel) -> int:
                 row = cat.formulas[name]
                 ids, pers, vals = from_panel(panel, calendars[row.frequency])
                 with self.store.transaction() as conn:
                     n = self.store.replace_records(conn, row.id, ids, pers, vals)
                     self.store.set_state(conn, [name], FormulaState.FRESH)
-                report.formulas.append(FormulaRunStats(name, n, int(panel.size - n),
-                                                       time.perf_counter() - t))
-                done += 1
-                if progress:
-                    progress(done, len(steps), name)
+                return n
 
-            run_steps(steps, load, emit)
+            runner = Runner(tasks, load, write, workers or default_workers(), progress)
+            report.formulas = runner.run()
             report.status = "ok"
         except BaseException as e:
             report.status = "failed"

@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from tracecalc.errors import DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
@@ -76,6 +77,11 @@ class Store:
             kwargs["connect_args"] = {"local_infile": True}
         elif u.get_backend_name() == "sqlite":
             kwargs["connect_args"] = {"timeout": 30}
+            if u.database in (None, "", ":memory:"):
+                # One shared connection: every thread (recalc does its I/O on its own
+                # thread) must see the same in-memory database.
+                kwargs["poolclass"] = StaticPool
+                kwargs["connect_args"]["check_same_thread"] = False
         try:
             self.engine = create_engine(self.url, **kwargs)
         except Exception as e:  # bad URL, driver missing

@@ -1,0 +1,134 @@
+"""The recalculation runner: parallel evaluation, overlapped writes, failures."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import SAMPLE
+from tracecalc.errors import TracecalcError
+from tracecalc.evaluator import Compiled, compile_tree
+from tracecalc.model import FormulaState
+from tracecalc.parser import parse
+from tracecalc.recalc import Runner, Task
+from tracecalc.storage.files import read_formulas
+
+PANEL = np.arange(6.0).reshape(3, 2)
+
+
+def task(name, expr, uses=()):
+    return Task(name, compile_tree(parse(expr).tree, name), tuple(uses))
+
+
+def custom(name, inputs, fn, uses=()):
+    return Task(name, Compiled(tuple(inputs), fn, "<test>"), tuple(uses))
+
+
+def run(tasks, workers=2, write=None):
+    written = {}
+
+    def default_write(name, panel):
+        written[name] = panel
+        return int(np.count_nonzero(~np.isnan(panel)))
+
+    stats = Runner(tasks, lambda n: PANEL, write or default_write, workers).run()
+    return stats, written
+
+
+def test_results_and_order():
+    tasks = [task("a", "x + 1"), task("b", "a * 2", ["a"]), task("c", "a + b + x", ["a", "b"])]
+    stats, written = run(tasks, workers=3)
+    np.testing.assert_array_equal(written["c"], (PANEL + 1) + 2 * (PANEL + 1) + PANEL)
+    assert sorted(s.name for s in stats) == ["a", "b", "c"]
+    assert all(s.records_written == 6 for s in stats)
+
+
+def test_independent_formulas_run_at_the_same_time():
+    barrier = threading.Barrier(2, timeout=10)
+
+    def meet(x):  # passes only if the other formula is being evaluated concurrently
+        barrier.wait()
+        return x + 1
+
+    tasks = [custom("a", ["x"], meet), custom("b", ["x"], meet)]
+    stats, written = run(tasks, workers=2)
+    assert set(written) == {"a", "b"}
+
+
+def test_writes_overlap_evaluation():
+    b_evaluating = threading.Event()
+
+    def slow_write(name, panel):
+        if name == "a":  # a's write waits until b (which needs a) is being evaluated
+            assert b_evaluating.wait(10), "b did not start while a was being written"
+        return 6
+
+    def b_fn(a):
+        b_evaluating.set()
+        return a * 2
+
+    tasks = [task("a", "x + 1"), custom("b", ["a"], b_fn, ["a"])]
+    stats, _ = run(tasks, workers=1, write=slow_write)
+    assert sorted(s.name for s in stats) == ["a", "b"]
+
+
+def test_a_failing_write_stops_the_run():
+    def write(name, panel):
+        if name == "b":
+            raise RuntimeError("disk full")
+        return 6
+
+    tasks = [task("a", "x + 1"), task("b", "a * 2", ["a"]), task("c", "b * 2", ["b"])]
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(tasks, write=write)
+
+
+def test_a_failing_evaluation_stops_the_run():
+    def boom(x):
+        raise ValueError("kernel failed")
+
+    tasks = [custom("a", ["x"], boom), task("b", "a * 2", ["a"])]
+    with pytest.raises(ValueError, match="kernel failed"):
+        run(tasks)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_engine_results_do_not_depend_on_workers(sqlite_engine, workers):
+    sqlite_engine.load_data(SAMPLE / "data.csv")
+    sqlite_engine.set_formulas(read_formulas(SAMPLE / "formulas.csv"))
+    rep = sqlite_engine.recalc(workers=workers)
+    assert rep.status == "ok" and rep.formulas_computed == len(sqlite_engine.formulas())
+    frame = sqlite_engine.export()
+    key = ["formula", "entity", "period"]
+    frame = frame.sort_values(key).reset_index(drop=True)
+    other = sqlite_engine.recalc(full=True, workers=1)
+    assert other.records_written == rep.records_written
+    again = sqlite_engine.export().sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(frame, again)
+
+
+def test_engine_run_failure_is_logged_and_leaves_the_rest_stale(sqlite_engine, monkeypatch):
+    sqlite_engine.load_data(pd.DataFrame({"item": "x", "entity": ["A", "B"],
+                                          "period": "2024-03-31", "value": [1.0, 2.0]}),
+                            frequencies={"x": "quarterly"})
+    sqlite_engine.set_formulas([{"name": "a", "expression": "x + 1"},
+                                {"name": "b", "expression": "a * 2"}])
+    real = sqlite_engine.store.replace_records
+
+    def failing(conn, formula_id, *args):
+        if formula_id == sqlite_engine.store.formula_row(conn, "b").id:
+            raise OSError("connection lost")
+        return real(conn, formula_id, *args)
+
+    monkeypatch.setattr(sqlite_engine.store, "replace_records", failing)
+    with pytest.raises(TracecalcError, match="connection lost"):
+        sqlite_engine.recalc()
+    run_row = sqlite_engine.runs()[0]
+    assert run_row["status"] == "failed" and "connection lost" in run_row["message"]
+    assert sqlite_engine.formula("a").state == FormulaState.FRESH
+    assert sqlite_engine.formula("b").state == FormulaState.STALE
+    monkeypatch.undo()
+    assert [f.name for f in sqlite_engine.recalc().formulas] == ["b"]
