@@ -12,7 +12,8 @@ file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards
   in one transaction, PostgreSQL COPY binary, MariaDB LOAD DATA LOCAL INFILE), written here
   directly against the driver, and read back;
 - tracecalc: loading the inputs, saving the formulas, a cold full recalculation (no
-  records yet) and a second full recalculation.
+  records yet), then full recalculations (rewriting every record) with 1 and 2 evaluation
+  threads.
 """
 
 from __future__ import annotations
@@ -202,6 +203,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ts-share", type=float, default=0.3)
     ap.add_argument("--cs-share", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workers", type=int, default=2, help="evaluation threads (cold run)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
 
@@ -221,11 +223,11 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         eng.set_formulas(formulas)
         results["save_s"] = time.perf_counter() - t0
-        cold = eng.recalc(full=True)
+        cold = eng.recalc(full=True, workers=args.workers)
         results["cold_full_s"] = cold.seconds
         results["records"] = cold.records_written
-        again = eng.recalc(full=True)
-        results["second_full_s"] = again.seconds
+        for w in (1, 2):
+            results[f"full_{w}_worker_s"] = eng.recalc(full=True, workers=w).seconds
         eng.close()
         fl = floor(db.url, db.kind, args.formulas, args.entities, args.periods,
                    cold.records_written)
@@ -240,8 +242,9 @@ def main(argv=None) -> int:
         ("save + validate formulas", results["save_s"], args.formulas),
         ("floor: bulk write (raw driver)", results["floor_write_s"], n),
         ("floor: read back", results["floor_read_s"], n),
-        ("tracecalc: cold full recalc", results["cold_full_s"], n),
-        ("tracecalc: second full recalc", results["second_full_s"], n),
+        (f"tracecalc: cold full recalc ({args.workers}w)", results["cold_full_s"], n),
+        ("tracecalc: full recalc, 1 worker", results["full_1_worker_s"], n),
+        ("tracecalc: full recalc, 2 workers", results["full_2_worker_s"], n),
     ]
     print(f"\n{'step':34} {'seconds':>9} {'rows':>12} {'rows/s':>11} {'x floor':>8}")
     for label, s, r in rows:
