@@ -36,32 +36,41 @@ class FormulaSyntaxError(FormulaError):
     """The text is not a valid formula (bad syntax, forbidden construct, limit exceeded)."""
 
 
-class UnknownFunctionError(FormulaError):
-    """A call names a function the language does not have."""
+class _Suggesting(FormulaError):
+    """A name that is not known, with close matches ("Did you mean ...?")."""
 
-    def __init__(self, function: str, possibilities: Sequence[str], **kw):
-        self.function = function
+    what = "name"
+
+    def __init__(self, name: str, possibilities: Sequence[str], **kw):
         self.possibilities = list(possibilities)
-        msg = f"unknown function '{function}'"
+        msg = f"unknown {self.what} '{name}'"
         if self.possibilities:
             msg += f". Did you mean {_quote_list(self.possibilities)}?"
         super().__init__(msg, **kw)
+
+
+class UnknownFunctionError(_Suggesting):
+    """A call names a function the language does not have."""
+
+    what = "function"
+
+    def __init__(self, function: str, possibilities: Sequence[str], **kw):
+        self.function = function
+        super().__init__(function, possibilities, **kw)
 
 
 class ArityError(FormulaError):
     """A function got the wrong number (or kind) of arguments."""
 
 
-class UnknownReferenceError(FormulaError):
+class UnknownReferenceError(_Suggesting):
     """A name is neither a data item nor a formula."""
+
+    what = "reference"
 
     def __init__(self, name: str, possibilities: Sequence[str], **kw):
         self.name = name
-        self.possibilities = list(possibilities)
-        msg = f"unknown reference '{name}'"
-        if self.possibilities:
-            msg += f". Did you mean {_quote_list(self.possibilities)}?"
-        super().__init__(msg, **kw)
+        super().__init__(name, possibilities, **kw)
 
 
 class FrequencyError(FormulaError):

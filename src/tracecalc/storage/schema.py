@@ -54,14 +54,21 @@ entities = Table(
     Column("sector", String(100)),
 )
 
-data_points = Table(
-    "tc_data",
-    metadata,
-    Column("item_id", Integer, ForeignKey("tc_items.id"), primary_key=True),
-    Column("entity_id", Integer, ForeignKey("tc_entities.id"), primary_key=True),
-    Column("period", Date, primary_key=True),
-    Column("value", Double, nullable=False),
-)
+
+
+def _values_table(name: str, key: str, key_table: str) -> Table:
+    """A big table of values: (key, entity, period) -> value; data points and records."""
+    return Table(
+        name,
+        metadata,
+        Column(key, Integer, ForeignKey(f"{key_table}.id"), primary_key=True),
+        Column("entity_id", Integer, ForeignKey("tc_entities.id"), primary_key=True),
+        Column("period", Date, primary_key=True),
+        Column("value", Double, nullable=False),
+    )
+
+
+data_points = _values_table("tc_data", "item_id", "tc_items")
 
 class Base(DeclarativeBase):
     metadata = metadata
@@ -114,14 +121,7 @@ formula_history = Table(
     Column("changed_by", String(128), nullable=False),
 )
 
-records = Table(
-    "tc_records",
-    metadata,
-    Column("formula_id", Integer, ForeignKey("tc_formulas.id"), primary_key=True),
-    Column("entity_id", Integer, ForeignKey("tc_entities.id"), primary_key=True),
-    Column("period", Date, primary_key=True),
-    Column("value", Double, nullable=False),
-)
+records = _values_table("tc_records", "formula_id", "tc_formulas")
 
 runs = Table(
     "tc_runs",
