@@ -17,24 +17,30 @@ from tracecalc.recalc import Runner, Task
 from tracecalc.storage.files import read_formulas
 
 PANEL = np.arange(6.0).reshape(3, 2)
+UNIVERSE = np.array([1, 2])
 
 
 def task(name, expr, uses=()):
-    return Task(name, compile_tree(parse(expr).tree, name), tuple(uses))
+    return Task(name, compile_tree(parse(expr).tree, name), tuple(uses), UNIVERSE)
 
 
 def custom(name, inputs, fn, uses=()):
-    return Task(name, Compiled(tuple(inputs), fn, "<test>"), tuple(uses))
+    return Task(name, Compiled(tuple(inputs), fn, "<test>"), tuple(uses), UNIVERSE)
 
 
 def run(tasks, workers=2, write=None):
+    """Inputs are PANEL; nothing is stored yet (every computed cell is an insert)."""
     written = {}
 
-    def default_write(name, panel):
-        written[name] = panel
-        return int(np.count_nonzero(~np.isnan(panel)))
+    def read(name, ids):
+        if name in written or name.startswith("x"):
+            return PANEL[:, ids - 1]
+        return np.full((PANEL.shape[0], len(ids)), np.nan)
 
-    stats = Runner(tasks, lambda n: PANEL, write or default_write, workers).run()
+    def default_write(stats, ids, new, diff):
+        written[stats.name] = new
+
+    stats = Runner(tasks, UNIVERSE, read, write or default_write, workers).run()
     return stats, written
 
 
@@ -43,7 +49,7 @@ def test_results_and_order():
     stats, written = run(tasks, workers=3)
     np.testing.assert_array_equal(written["c"], (PANEL + 1) + 2 * (PANEL + 1) + PANEL)
     assert sorted(s.name for s in stats) == ["a", "b", "c"]
-    assert all(s.records_written == 6 for s in stats)
+    assert all(s.records_written == 6 and s.entities == 2 for s in stats)
 
 
 def test_independent_formulas_run_at_the_same_time():
@@ -61,10 +67,9 @@ def test_independent_formulas_run_at_the_same_time():
 def test_writes_overlap_evaluation():
     b_evaluating = threading.Event()
 
-    def slow_write(name, panel):
-        if name == "a":  # a's write waits until b (which needs a) is being evaluated
+    def slow_write(stats, ids, new, diff):
+        if stats.name == "a":  # a's write waits until b (which needs a) is being evaluated
             assert b_evaluating.wait(10), "b did not start while a was being written"
-        return 6
 
     def b_fn(a):
         b_evaluating.set()
@@ -76,10 +81,9 @@ def test_writes_overlap_evaluation():
 
 
 def test_a_failing_write_stops_the_run():
-    def write(name, panel):
-        if name == "b":
+    def write(stats, ids, new, diff):
+        if stats.name == "b":
             raise RuntimeError("disk full")
-        return 6
 
     tasks = [task("a", "x + 1"), task("b", "a * 2", ["a"]), task("c", "b * 2", ["b"])]
     with pytest.raises(RuntimeError, match="disk full"):
@@ -105,7 +109,9 @@ def test_engine_results_do_not_depend_on_workers(sqlite_engine, workers):
     key = ["formula", "entity", "period"]
     frame = frame.sort_values(key).reset_index(drop=True)
     other = sqlite_engine.recalc(full=True, workers=1)
-    assert other.records_written == rep.records_written
+    # nothing changed: everything recomputed, nothing rewritten (early cutoff)
+    assert other.formulas_computed == rep.formulas_computed
+    assert other.records_written == 0 and other.records_unchanged == rep.records_written
     again = sqlite_engine.export().sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(frame, again)
 
@@ -116,14 +122,14 @@ def test_engine_run_failure_is_logged_and_leaves_the_rest_stale(sqlite_engine, m
                             frequencies={"x": "quarterly"})
     sqlite_engine.set_formulas([{"name": "a", "expression": "x + 1"},
                                 {"name": "b", "expression": "a * 2"}])
-    real = sqlite_engine.store.replace_records
+    real = sqlite_engine.store.write_diff
 
-    def failing(conn, formula_id, *args):
+    def failing(conn, formula_id, *args, **kw):
         if formula_id == sqlite_engine.store.formula_row(conn, "b").id:
             raise OSError("connection lost")
-        return real(conn, formula_id, *args)
+        return real(conn, formula_id, *args, **kw)
 
-    monkeypatch.setattr(sqlite_engine.store, "replace_records", failing)
+    monkeypatch.setattr(sqlite_engine.store, "write_diff", failing)
     with pytest.raises(TracecalcError, match="connection lost"):
         sqlite_engine.recalc()
     run_row = sqlite_engine.runs()[0]

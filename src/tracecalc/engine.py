@@ -7,6 +7,7 @@ save or a bad data file changes nothing.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import time
@@ -33,6 +34,7 @@ from tracecalc.model import (
     NAME_RE,
     CheckReport,
     FormulaInfo,
+    FormulaRunStats,
     FormulaState,
     Frequency,
     LoadResult,
@@ -41,7 +43,7 @@ from tracecalc.model import (
     SaveResult,
 )
 from tracecalc.parser import ParsedFormula, Ref, normalise, parse, walk
-from tracecalc.recalc import Runner, Task
+from tracecalc.recalc import NONE, Runner, Task
 from tracecalc.storage import DEFAULT_URL, Store, files
 
 Progress = Callable[[int, int, str], None]
@@ -168,8 +170,19 @@ class Engine:
                 raise DataError(f"'{clash[0]}' is a formula, not a data item",
                                       source=batch.source)
             changes = self.store.load_batch(conn, batch, declared)
-            users = self.store.formulas_using_items(conn, changes.changed_items)
-            self.store.mark_changed(conn, users)
+            by_id = {r.id: r for r in cat.formulas.values()}
+            users: set[int] = set()
+            for item in changes.changed_items:
+                # Direct users go stale for the entities whose values changed (all of them
+                # when a cross-sectional function ranks or scores across entities).
+                for fid in self.store.formulas_using_items(conn, [item]):
+                    row = by_id[fid]
+                    if _cross_sectional(row.expression):
+                        self.store.set_state(conn, [row.name], FormulaState.STALE)
+                    else:
+                        self.store.mark_entities(conn, fid, changes.changed_entities[item])
+                    users.add(fid)
+            self.store.mark_changed(conn, sorted(users))
             stale = self.store.propagate_changes(conn)
         return LoadResult(rows=len(batch), items=tuple(changes.items),
                           new_items=tuple(changes.new_items), new_entities=changes.new_entities,
@@ -448,55 +461,79 @@ class Engine:
 
     def recalc(self, full: bool = False, progress: Progress | None = None,
                workers: int | None = None) -> RunReport:
-        """Recompute stale formulas (every formula with ``full``) in dependency order.
+        """Recompute what is stale (everything with ``full``) in dependency order.
 
-        Independent formulas are evaluated at the same time on ``workers`` threads (default:
-        ``TRACECALC_WORKERS`` or the number of cores, at most 4) while one thread writes
-        finished ones. Each formula's records are replaced and its stale mark cleared in one
-        transaction, so an interrupted run leaves consistent data and the rest still stale.
+        Stale formulas are recomputed for their stale entities; pending ones (downstream)
+        only for the entities where an input actually changed in this run. New values are
+        compared with the stored ones and only the cells that differ are written (early
+        cutoff), so a full run over unchanged data writes nothing. Independent formulas are
+        evaluated at the same time on ``workers`` threads (default: ``TRACECALC_WORKERS`` or
+        the number of cores, at most 4) while one thread writes finished ones. Each
+        formula's changes, its fresh state, its dependants' stale marks and its line of the
+        run log are committed together, so an interrupted run leaves consistent data and the
+        rest still stale.
 
         Returns:
-            A ``RunReport`` with per-formula counts of records written and missing cells.
+            A ``RunReport``: per formula, entities recomputed, records written and unchanged.
         """
         t0 = time.perf_counter()
         kind = "full" if full else "incremental"
         with self.store.transaction() as conn:
-            cat = self._catalog(conn)
             if full:
-                self.store.set_state(conn, cat.formulas, FormulaState.STALE)
-                targets = set(cat.formulas)
-            else:
-                targets = {n for n, r in cat.formulas.items() if r.state != FormulaState.FRESH}
+                self.store.set_state(conn, self.store.formula_names(conn), FormulaState.STALE)
+            cat = self._catalog(conn)
+            targets = {n for n, r in cat.formulas.items() if r.state != FormulaState.FRESH}
             run_id = self.store.start_run(conn, kind, self.user)
-            width = self.store.max_entity_id(conn)
+            universe = self.store.entity_universe(conn)
             freqs = {cat.frequency(n) for n in targets}
             freqs |= {cat.frequency(r) for n in targets for r in cat.graph.predecessors(n)}
             calendars = {f: self.store.calendar(conn, f) for f in freqs}
+            own = {}
+            for n in targets:
+                state = cat.formulas[n].state
+                own[n] = (universe if state == FormulaState.STALE else
+                          self.store.stale_entities(conn, cat.formulas[n].id)
+                          if state == FormulaState.PARTIAL else NONE)
         report = RunReport(run_id=run_id, kind=kind)
         try:
-            tasks = [Task(n, compile_tree(parse(cat.formulas[n].expression, n).tree, n),
-                          tuple(p for p in cat.graph.predecessors(n) if p in targets))
-                     for n in cat.graph.topological_order(targets)]
+            tasks = []
+            for n in cat.graph.topological_order(targets):
+                parsed = parse(cat.formulas[n].expression, n)
+                uses = tuple(p for p in cat.graph.predecessors(n) if p in targets)
+                tasks.append(Task(n, compile_tree(parsed.tree, n), uses, own[n],
+                                  parsed.has_cross_sectional))
+            users = {n: [(d, cat.formulas[d].id, _cross_sectional(cat.formulas[d].expression))
+                         for d in sorted(cat.graph.successors(n))] for n in targets}
 
-            def load(name: str):
+            def read(name: str, ids):
                 with self.store.transaction() as conn:
                     if name in cat.items:
                         item_id, freq = cat.items[name]
-                        rows = self.store.read_item(conn, item_id)
+                        rows = self.store.read_item(conn, item_id, ids)
                     else:
                         freq = cat.formulas[name].frequency
-                        rows = self.store.read_records(conn, cat.formulas[name].id)
-                return to_panel(*rows, calendars[freq], width)
+                        rows = self.store.read_records(conn, cat.formulas[name].id, ids)
+                return to_panel(*rows, calendars[freq], ids)
 
-            def write(name: str, panel) -> int:
-                row = cat.formulas[name]
-                ids, pers, vals = from_panel(panel, calendars[row.frequency])
+            def write(stats: FormulaRunStats, ids, new, diff) -> None:
+                row = cat.formulas[stats.name]
                 with self.store.transaction() as conn:
-                    n = self.store.replace_records(conn, row.id, ids, pers, vals)
-                    self.store.set_state(conn, [name], FormulaState.FRESH)
-                return n
+                    if diff is not None and diff.written:
+                        self._write_changes(conn, row, calendars[row.frequency], ids, new,
+                                            diff, everything=len(ids) == len(universe))
+                        # Crash safety: what this formula changed makes its users stale in
+                        # the same transaction (they are pending in this run already).
+                        changed = ids[diff.changed_columns]
+                        for dname, did, dcs in users[stats.name]:
+                            if dcs:
+                                self.store.set_state(conn, [dname], FormulaState.STALE)
+                            else:
+                                self.store.mark_entities(conn, did, changed)
+                    self.store.set_state(conn, [stats.name], FormulaState.FRESH)
+                    self.store.log_formula_run(conn, run_id, row.version, stats)
 
-            runner = Runner(tasks, load, write, workers or default_workers(), progress)
+            runner = Runner(tasks, universe, read, write, workers or default_workers(),
+                            progress)
             report.formulas = runner.run()
             report.status = "ok"
         except BaseException as e:
@@ -508,11 +545,25 @@ class Engine:
         self._finish(report, t0, None)
         return report
 
+    def _write_changes(self, conn, row, calendar, ids, new, diff, everything: bool) -> None:
+        """Write a formula's changed cells: row by row when few stored cells changed, as a
+        rewrite of the recomputed entities when most did (a range delete and a bulk insert
+        beat rewriting rows in place)."""
+        rewritten = int(diff.update.sum() + diff.delete.sum())
+        if 2 * rewritten > rewritten + diff.unchanged:
+            self.store.write_diff(conn, row.id, from_panel(new, calendar, ids), (NONE, NONE),
+                                  None if everything else ids, replace=True)
+        else:
+            self.store.write_diff(
+                conn, row.id, from_panel(new, calendar, ids, diff.insert | diff.update),
+                from_panel(new, calendar, ids, diff.update | diff.delete)[:2], None,
+                replace=False)
+
     def _finish(self, report: RunReport, t0: float, message: str | None) -> None:
         report.seconds = time.perf_counter() - t0
         with self.store.transaction() as conn:
             self.store.finish_run(conn, report.run_id, report.status, report.formulas_computed,
-                                  report.records_written, message)
+                                  report.records_written, report.records_unchanged, message)
 
     def status(self) -> dict:
         """Counts: formulas (stale and fresh), items, entities, data points, records."""
@@ -554,6 +605,11 @@ class Engine:
         names = list(names) if names else all_names
         frames = [(n, self.records(n)) for n in names]
         return files.concat_records(frames)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cross_sectional(expression: str) -> bool:
+    return parse(expression).has_cross_sectional
 
 
 def _rotate(cycle: list[str], start: str) -> list[str]:

@@ -120,23 +120,59 @@ def _gen(node: Node, params: dict[str, str]) -> ast.expr:
 
 
 def to_panel(entity_ids: np.ndarray, periods: np.ndarray, values: np.ndarray,
-             calendar: np.ndarray, width: int) -> np.ndarray:
-    """Rows -> panel; column ``id - 1`` holds entity ``id``, row i the calendar's i-th period."""
-    panel = np.full((len(calendar), width), np.nan)
-    if len(values):
+             calendar: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Rows -> panel: row i is the calendar's i-th period, column j entity ``columns[j]``
+    (sorted ids). Rows of other entities or periods are ignored."""
+    panel = np.full((len(calendar), len(columns)), np.nan)
+    if len(values) and len(columns):
         rows = np.searchsorted(calendar, periods)
-        ok = (rows < len(calendar)) & (entity_ids >= 1) & (entity_ids <= width)
-        ok[ok] &= calendar[rows[ok]] == periods[ok]
-        panel[rows[ok], entity_ids[ok] - 1] = values[ok]
+        cols = np.searchsorted(columns, entity_ids)
+        ok = (rows < len(calendar)) & (cols < len(columns))
+        ok[ok] &= (calendar[rows[ok]] == periods[ok]) & (columns[cols[ok]] == entity_ids[ok])
+        panel[rows[ok], cols[ok]] = values[ok]
     return panel
 
 
-def from_panel(panel: np.ndarray, calendar: np.ndarray):
-    """Panel -> (entity ids, periods, values) of its non-missing cells, entity-major order."""
+def from_panel(panel: np.ndarray, calendar: np.ndarray, columns: np.ndarray,
+               mask: np.ndarray | None = None):
+    """Panel -> (entity ids, periods, values) of its non-missing cells (within ``mask``),
+    entity-major order."""
     t = panel.T
-    mask = ~np.isnan(t)
-    cols, rows = np.nonzero(mask)
-    return (cols.astype(np.int64) + 1, calendar[rows], t[mask])
+    keep = ~np.isnan(t) if mask is None else mask.T
+    cols, rows = np.nonzero(keep)
+    return columns[cols].astype(np.int64), calendar[rows], t[keep]
+
+
+@dataclass(frozen=True)
+class Diff:
+    """How a newly computed panel differs from the stored one, cell by cell.
+
+    Equal means both missing, or both present with the same bits (so 0.0 and -0.0 differ,
+    which storage never produces: it keeps 0.0).
+    """
+
+    insert: np.ndarray  # masks, periods x columns
+    update: np.ndarray
+    delete: np.ndarray
+    unchanged: int
+
+    @property
+    def written(self) -> int:
+        return int(self.insert.sum() + self.update.sum() + self.delete.sum())
+
+    @property
+    def changed_columns(self) -> np.ndarray:
+        return np.flatnonzero((self.insert | self.update | self.delete).any(axis=0))
+
+
+def diff_panels(new: np.ndarray, old: np.ndarray) -> Diff:
+    new = new + 0.0  # -0.0 is stored as 0.0
+    have_new, have_old = ~np.isnan(new), ~np.isnan(old)
+    both = have_new & have_old
+    same_bits = new.view(np.int64) == old.view(np.int64)
+    update = both & ~same_bits
+    return Diff(have_new & ~have_old, update, have_old & ~have_new,
+                int((both & same_bits).sum()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,10 +25,17 @@ class Frequency(StrEnum):
 
 
 class FormulaState(StrEnum):
-    """Whether a formula's stored records reflect its current text and inputs."""
+    """Whether a formula's stored records reflect its current text and inputs.
+
+    STALE and PARTIAL must be recomputed (for every entity, or for the entities marked in
+    the stale table); PENDING formulas are downstream of those and are recomputed only for
+    the entities where an input's values actually change (early cutoff).
+    """
 
     FRESH = "fresh"
     STALE = "stale"
+    PARTIAL = "partial"
+    PENDING = "pending"
 
 
 class FunctionKind(StrEnum):
@@ -221,10 +228,18 @@ class LoadResult:
 
 @dataclass
 class FormulaRunStats:
+    """What one formula's recalculation did. Records are (entity, period) cells."""
+
     name: str
-    records_written: int = 0
-    missing: int = 0  # cells that evaluated to NaN (not stored)
+    entities: int = 0  # entities recomputed (0: nothing upstream changed, skipped)
+    records_written: int = 0  # inserted + updated + deleted
+    records_unchanged: int = 0
     seconds: float = 0.0
+    changed_entities: int = 0
+
+    @property
+    def computed(self) -> bool:
+        return self.entities > 0
 
 
 @dataclass
@@ -239,8 +254,17 @@ class RunReport:
 
     @property
     def formulas_computed(self) -> int:
-        return len(self.formulas)
+        return sum(f.computed for f in self.formulas)
 
     @property
     def records_written(self) -> int:
         return sum(f.records_written for f in self.formulas)
+
+    @property
+    def records_unchanged(self) -> int:
+        return sum(f.records_unchanged for f in self.formulas)
+
+    @property
+    def computed(self) -> list[str]:
+        """Names of the formulas recomputed, in the order they finished."""
+        return [f.name for f in self.formulas if f.computed]

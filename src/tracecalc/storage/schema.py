@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tracecalc.storage.trace import TraceLink, TraceNode
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 metadata = MetaData()
 
@@ -133,8 +133,31 @@ runs = Table(
     Column("status", String(16), nullable=False),
     Column("formulas_computed", Integer, nullable=False, default=0),
     Column("records_written", Integer, nullable=False, default=0),
+    Column("records_unchanged", Integer, nullable=False, default=0),
     Column("run_by", String(128), nullable=False),
     Column("message", Text),
+)
+
+# The audit of each run, per formula: written in the formula's own write transaction.
+run_formulas = Table(
+    "tc_run_formulas",
+    metadata,
+    Column("run_id", Integer, ForeignKey("tc_runs.id"), primary_key=True),
+    Column("formula_name", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("entities", Integer, nullable=False),  # recomputed; 0 = skipped (early cutoff)
+    Column("records_written", Integer, nullable=False),
+    Column("records_unchanged", Integer, nullable=False),
+    Column("seconds", Double, nullable=False),
+)
+
+# Entities whose records of a formula must be recomputed (formula state 'partial').
+stale_entities = Table(
+    "tc_stale",
+    metadata,
+    Column("formula_id", Integer, ForeignKey("tc_formulas.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("entity_id", Integer, ForeignKey("tc_entities.id"), primary_key=True),
 )
 
 # The calendar of each frequency: every period any item of that frequency has data for.

@@ -45,7 +45,9 @@ from tracecalc.storage.schema import (
     metadata,
     periods,
     records,
+    run_formulas,
     runs,
+    stale_entities,
 )
 from tracecalc.storage.trace import TraceGraph
 
@@ -143,6 +145,11 @@ class Store:
     def entity_count(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(entities)).scalar())
 
+    def entity_universe(self, conn: Connection) -> np.ndarray:
+        """Every entity id, sorted: the columns of a full panel."""
+        q = select(entities.c.id).order_by(entities.c.id)
+        return np.array(conn.execute(q).scalars().all(), dtype=np.int64)
+
     def max_entity_id(self, conn: Connection) -> int:
         return int(conn.execute(select(func.max(entities.c.id))).scalar() or 0)
 
@@ -180,8 +187,8 @@ class Store:
 
     # -- data points --------------------------------------------------------------------------
 
-    def read_item(self, conn: Connection, item_id: int) -> bulk.Rows:
-        return bulk.read_rows(conn, data_points, "item_id", item_id)
+    def read_item(self, conn: Connection, item_id: int, entity_ids=None) -> bulk.Rows:
+        return bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids)
 
     def insert_data(self, conn, item_id, entity_ids, pers, values) -> int:
         return bulk.insert_rows(conn, data_points, "item_id", item_id, entity_ids, pers, values)
@@ -277,6 +284,9 @@ class Store:
     def formula_rows(self, conn: Connection) -> list:
         return conn.execute(select(formulas).order_by(formulas.c.name)).all()
 
+    def formula_names(self, conn: Connection) -> list[str]:
+        return list(conn.execute(select(formulas.c.name).order_by(formulas.c.name)).scalars())
+
     def formula_row(self, conn: Connection, name: str):
         return conn.execute(select(formulas).where(formulas.c.name == name)).first()
 
@@ -290,6 +300,7 @@ class Store:
 
     def delete_formula(self, conn: Connection, formula_id: int) -> None:
         conn.execute(delete(records).where(records.c.formula_id == formula_id))
+        conn.execute(delete(stale_entities).where(stale_entities.c.formula_id == formula_id))
         conn.execute(delete(formula_items).where(formula_items.c.formula_id == formula_id))
         conn.execute(delete(formula_links).where(formula_links.c.node_id == formula_id))
         conn.execute(delete(formulas).where(formulas.c.id == formula_id))
@@ -337,18 +348,57 @@ class Store:
                          .values(changed=True))
 
     def propagate_changes(self, conn: Connection) -> list[str]:
-        """Changed formulas and everything downstream become stale (the toolkit's tracer);
-        returns their names in recalculation order."""
+        """Through the toolkit's tracer: whatever is downstream of a changed formula and
+        still fresh becomes PENDING (the changed ones carry their own state already).
+        Returns every formula handled, in recalculation order."""
+        pending, handled = [], []
         with self.trace(conn) as tg:
-            stale = [f.name for f in tg.handle_changes()]
-        self.set_state(conn, stale, FormulaState.STALE)
-        return stale
+            for f in tg.handle_changes():
+                handled.append(f.name)
+                if not f.changed and f.state == FormulaState.FRESH:
+                    pending.append(f.name)
+        self.set_state(conn, pending, FormulaState.PENDING)
+        return handled
 
     def set_state(self, conn: Connection, names: Iterable[str], state: FormulaState) -> None:
+        """Set the state of formulas; STALE and FRESH drop their per-entity marks."""
         names = list(names)
         for i in range(0, len(names), 500):
-            conn.execute(update(formulas).where(formulas.c.name.in_(names[i:i + 500]))
+            chunk = names[i:i + 500]
+            conn.execute(update(formulas).where(formulas.c.name.in_(chunk))
                          .values(state=str(state)))
+            if state in (FormulaState.STALE, FormulaState.FRESH):
+                ids = select(formulas.c.id).where(formulas.c.name.in_(chunk))
+                conn.execute(delete(stale_entities)
+                             .where(stale_entities.c.formula_id.in_(ids)))
+
+    def stale_entities(self, conn: Connection, formula_id: int) -> np.ndarray:
+        q = select(stale_entities.c.entity_id).where(stale_entities.c.formula_id == formula_id)
+        return np.sort(np.array(conn.execute(q).scalars().all(), dtype=np.int64))
+
+    def mark_entities(self, conn: Connection, formula_id: int, entity_ids: np.ndarray) -> None:
+        """Add stale marks for some entities of a formula (nothing to do if it is STALE)."""
+        if len(entity_ids) == 0:
+            return
+        state = conn.execute(select(formulas.c.state).where(formulas.c.id == formula_id)
+                             ).scalar()
+        if state == FormulaState.STALE:
+            return
+        have = self.stale_entities(conn, formula_id)
+        new = np.setdiff1d(entity_ids, have)
+        if len(new):
+            conn.execute(insert(stale_entities), [
+                {"formula_id": formula_id, "entity_id": int(e)} for e in new])
+        if state != FormulaState.PARTIAL:
+            conn.execute(update(formulas).where(formulas.c.id == formula_id)
+                         .values(state=str(FormulaState.PARTIAL)))
+
+    def stale_counts(self, conn: Connection) -> dict[str, int]:
+        """Formula name -> number of entity marks (partial formulas only)."""
+        q = (select(formulas.c.name, func.count()).select_from(stale_entities)
+             .join(formulas, formulas.c.id == stale_entities.c.formula_id)
+             .group_by(formulas.c.name))
+        return {n: int(c) for n, c in conn.execute(q)}
 
     def add_history(self, conn: Connection, **values) -> None:
         conn.execute(insert(formula_history).values(changed_at=now(), **values))
@@ -360,13 +410,21 @@ class Store:
 
     # -- records ------------------------------------------------------------------------------
 
-    def read_records(self, conn: Connection, formula_id: int) -> bulk.Rows:
-        return bulk.read_rows(conn, records, "formula_id", formula_id)
+    def read_records(self, conn: Connection, formula_id: int, entity_ids=None) -> bulk.Rows:
+        return bulk.read_rows(conn, records, "formula_id", formula_id, entity_ids)
 
-    def replace_records(self, conn: Connection, formula_id: int, entity_ids, pers,
-                        values) -> int:
-        conn.execute(delete(records).where(records.c.formula_id == formula_id))
-        return bulk.insert_rows(conn, records, "formula_id", formula_id, entity_ids, pers, values)
+    def write_diff(self, conn: Connection, formula_id: int, new_rows: bulk.Rows,
+                   gone_rows: tuple[np.ndarray, np.ndarray], replace_entities,
+                   replace: bool) -> None:
+        """Apply a formula's changed cells. ``new_rows`` are inserted; ``gone_rows`` (entity,
+        period) are deleted first. With ``replace``, every stored row of
+        ``replace_entities`` (None: of the formula) is deleted instead: when most cells
+        changed, one range delete and a bulk insert beat row-by-row rewrites."""
+        if replace:
+            bulk.delete_entities(conn, records, "formula_id", formula_id, replace_entities)
+        elif len(gone_rows[0]):
+            bulk.delete_keys(conn, records, "formula_id", formula_id, *gone_rows)
+        bulk.insert_rows(conn, records, "formula_id", formula_id, *new_rows)
 
     def count_records(self, conn: Connection, formula_id: int | None = None) -> int:
         q = select(func.count()).select_from(records)
@@ -383,10 +441,20 @@ class Store:
         return int(res.inserted_primary_key[0])
 
     def finish_run(self, conn: Connection, run_id: int, status: str, computed: int,
-                   written: int, message: str | None = None) -> None:
+                   written: int, unchanged: int, message: str | None = None) -> None:
         conn.execute(update(runs).where(runs.c.id == run_id).values(
             finished_at=now(), status=status, formulas_computed=computed,
-            records_written=written, message=message))
+            records_written=written, records_unchanged=unchanged, message=message))
+
+    def log_formula_run(self, conn: Connection, run_id: int, version: int, stats) -> None:
+        conn.execute(insert(run_formulas).values(
+            run_id=run_id, formula_name=stats.name, version=version, entities=stats.entities,
+            records_written=stats.records_written, records_unchanged=stats.records_unchanged,
+            seconds=stats.seconds))
+
+    def run_formulas(self, conn: Connection, run_id: int) -> list[dict]:
+        q = select(run_formulas).where(run_formulas.c.run_id == run_id)
+        return [dict(r._mapping) for r in conn.execute(q)]
 
     def runs(self, conn: Connection, limit: int = 20) -> list[dict]:
         q = select(runs).order_by(runs.c.id.desc()).limit(limit)
