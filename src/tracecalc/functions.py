@@ -358,7 +358,8 @@ def ts_corr(x: Any, y: Any, n: int) -> np.ndarray:
         mx, my = ts_mean(x, n), ts_mean(y, n)
         cov = _dev_product_sum(x, y, n, mx, my)
         vx, vy = _dev_product_sum(x, x, n, mx, mx), _dev_product_sum(y, y, n, my, my)
-        r = cov / np.sqrt(vx * vy)
+        # finite(): vx * vy can overflow while cov does not, and cov / inf would be 0 (G1).
+        r = cov / np.sqrt(finite(vx * vy))
         # A constant window has zero variance, but its rounded mean can leave vx ~1e-33 and a
         # meaningless ratio, so test constancy exactly as well.
         flat = _flat(x, n) | _flat(y, n)
@@ -466,7 +467,8 @@ def cs_zscore(x: Any) -> np.ndarray:
     with np.errstate(all="ignore"):
         d = x - mean
         ss = np.cumsum(np.where(valid, d * d, 0.0), axis=1)[:, -1:]
-        std = np.sqrt(ss / count)
+        # finite(): an overflowed sum of squares must not turn d / inf into a z-score of 0 (G1).
+        std = finite(np.sqrt(ss / count))
         z = d / std
         # Equal values have std 0, but a rounded mean (0.1 * 3 / 3) leaves a tiny std and
         # z = +-1, so test constancy exactly; fmax/fmin skip NaN without warning.

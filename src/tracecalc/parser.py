@@ -465,10 +465,17 @@ def canonical_form(tree: Node) -> str:
     """
     import sympy
 
+    def number(v: float):
+        return sympy.Integer(int(v)) if v == int(v) else sympy.Rational(repr(v))
+
     def build(n: Node):
+        folded = _constant_value(n)
+        if folded is not None and folded == folded:
+            # Constant sub-trees become the float the engine computes (2 ** 10 -> 1024):
+            # handing sympy an exact 0.5 ** 3000000 takes minutes.
+            return number(folded)
         if isinstance(n, Num):
-            v = n.value
-            return sympy.Integer(int(v)) if v == int(v) else sympy.Rational(repr(v))
+            return number(n.value)
         if isinstance(n, Ref):
             return sympy.Symbol(n.name)
         if isinstance(n, Unary):
@@ -499,3 +506,30 @@ def canonical_form(tree: Node) -> str:
     except (ArithmeticError, TypeError, ValueError, RecursionError):
         # Analysis only: a form sympy cannot build falls back to "equal to nothing else".
         return f"<not normalised> {tree!r}"
+
+
+def to_text(node: Node) -> str:
+    """The formula text of a (sub)tree, with only the parentheses it needs."""
+
+    def py(n: Node) -> ast.expr:
+        if isinstance(n, Num):
+            v = n.value
+            return ast.Constant(int(v) if v == int(v) and abs(v) < 1e15 else v)
+        if isinstance(n, Ref):
+            return ast.Name(n.name, ast.Load())
+        if isinstance(n, Unary):
+            op = ast.USub() if n.op == "-" else ast.Not()
+            return ast.UnaryOp(op, py(n.operand))
+        if isinstance(n, Binary):
+            if n.op in ("and", "or"):
+                return ast.BoolOp(ast.And() if n.op == "and" else ast.Or(),
+                                  [py(n.left), py(n.right)])
+            cmp = {v: k for k, v in COMPARISON.items()}.get(n.op)
+            if cmp is not None:
+                return ast.Compare(py(n.left), [cmp()], [py(n.right)])
+            arith = {v: k for k, v in ARITHMETIC.items()}[n.op]
+            return ast.BinOp(py(n.left), arith(), py(n.right))
+        assert isinstance(n, Call)
+        return ast.Call(ast.Name(n.func, ast.Load()), [py(a) for a in n.args], [])
+
+    return ast.unparse(py(node))
