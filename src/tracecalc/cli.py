@@ -219,8 +219,11 @@ def show(ctx, name):
 def recalc(ctx, full, quiet):
     """Recompute stale formulas (all with --full) and write their records."""
     rep = _run_recalc(_engine(ctx), full, quiet)
-    out.print(f"run {rep.run_id}: {rep.formulas_computed} formulas, "
-              f"{rep.records_written:,} records written in {rep.seconds:.2f}s")
+    skipped = len(rep.formulas) - rep.formulas_computed
+    out.print(f"run {rep.run_id}: {rep.formulas_computed} formulas recomputed"
+              + (f" ({skipped} skipped: nothing upstream changed)" if skipped else "")
+              + f", {rep.records_written:,} records written, "
+              f"{rep.records_unchanged:,} unchanged, in {rep.seconds:.2f}s")
 
 
 def _run_recalc(eng, full: bool, quiet: bool):
@@ -258,29 +261,116 @@ def export(ctx, names, output):
 @click.pass_context
 @handle_errors
 def status(ctx):
-    """Counts of formulas, stale formulas, items, entities and records."""
-    s = _engine(ctx).status()
-    out.print(f"database:    {_engine(ctx).url}")
-    out.print(f"formulas:    {s['formulas']} ({len(s['stale'])} stale)")
+    """Counts, and the formulas waiting for a recalculation."""
+    eng = _engine(ctx)
+    s = eng.status()
+    out.print(f"database:    {eng.url}")
+    out.print(f"formulas:    {s['formulas']} ({len(s['stale'])} not fresh)")
     out.print(f"items:       {s['items']}")
     out.print(f"entities:    {s['entities']}")
     out.print(f"data points: {s['data_points']:,}")
     out.print(f"records:     {s['records']:,}")
     if s["stale"]:
-        out.print(f"stale:       {', '.join(s['stale'])}")
+        t = Table("formula", "state", "entities to recompute",
+                  title="waiting for recalc (in order)")
+        for name in s["stale"]:
+            state = s["states"][name]
+            scope = {"stale": "all", "pending": "where inputs change"}.get(
+                state, f"{s['stale_entities'].get(name, 0):,}")
+            t.add_row(name, state, scope)
+        out.print(t)
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def impact(ctx, name):
+    """What depends on formula or item NAME, in recalculation order."""
+    down = _engine(ctx).dependents(name, transitive=True)
+    out.print(f"{len(down)} formulas depend on {name}" + (":" if down else ""))
+    for n in down:
+        out.print(f"  {n}")
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+@handle_errors
+def deps(ctx, name):
+    """What formula NAME depends on, all the way up, in order."""
+    eng = _engine(ctx)
+    up = eng.dependencies(name, transitive=True)
+    items = eng.items()
+    out.print(f"{name} depends on {len(up)} formulas and items" + (":" if up else ""))
+    for n in up:
+        out.print(f"  {n}  ({'item, ' + items[n] if n in items else 'formula'})")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("entity")
+@click.argument("period")
+@click.pass_context
+@handle_errors
+def explain(ctx, name, entity, period):
+    """Show how the record of NAME for ENTITY at PERIOD was computed."""
+    from rich.tree import Tree
+
+    e = _engine(ctx).explain(name, entity, period)
+    out.print(f"[bold]{e['formula']}[/] (version {e['version']}, {e['frequency']}) = "
+              f"{_escape(e['expression'])}")
+    out.print(f"entity {_escape(e['entity'])}, period {e['period']}: stored value "
+              f"{_num(e['stored'])}")
+
+    def add(branch, node):
+        label = f"{_escape(node['text'])} = [bold]{_num(node['value'])}[/]"
+        if node["kind"] in ("item", "formula"):
+            label += f"  ({node['kind']})"
+        b = branch.add(label)
+        for w in node.get("window", []):
+            vals = ", ".join(f"{p}: {_num(v)}" for p, v in w["values"])
+            b.add(f"[dim]window of {_escape(w['text'])}: {vals}[/]")
+        for child in node["children"]:
+            add(b, child)
+
+    root = Tree(f"{_escape(e['tree']['text'])} = [bold]{_num(e['tree']['value'])}[/]")
+    for w in e["tree"].get("window", []):
+        vals = ", ".join(f"{p}: {_num(v)}" for p, v in w["values"])
+        root.add(f"[dim]window of {_escape(w['text'])}: {vals}[/]")
+    for child in e["tree"]["children"]:
+        add(root, child)
+    out.print(root)
+
+
+def _num(v) -> str:
+    return "missing" if v is None else f"{v:.10g}"
 
 
 @main.command()
 @click.option("--limit", "-n", default=20, show_default=True)
+@click.option("--id", "run_id", type=int, default=None, help="Show one run, per formula.")
 @click.pass_context
 @handle_errors
-def runs(ctx, limit):
-    """The latest recalculation runs."""
-    t = Table("id", "kind", "started", "finished", "status", "formulas", "records", "by")
-    for r in _engine(ctx).runs(limit):
+def runs(ctx, limit, run_id):
+    """The run log: the latest recalculations, or one of them per formula (--id)."""
+    eng = _engine(ctx)
+    if run_id is not None:
+        t = Table("formula", "version", "entities", "written", "unchanged", "seconds",
+                  title=f"run {run_id}")
+        for r in eng.run_log(run_id):
+            t.add_row(r["formula_name"], str(r["version"]),
+                      str(r["entities"]) if r["entities"] else "skipped",
+                      f"{r['records_written']:,}", f"{r['records_unchanged']:,}",
+                      f"{r['seconds']:.3f}")
+        out.print(t)
+        return
+    t = Table("id", "kind", "started", "finished", "status", "formulas", "written",
+              "unchanged", "by", "message")
+    for r in eng.runs(limit):
         t.add_row(str(r["id"]), r["kind"], str(r["started_at"]), str(r["finished_at"] or ""),
                   r["status"], str(r["formulas_computed"]), f"{r['records_written']:,}",
-                  r["run_by"])
+                  f"{r['records_unchanged']:,}", r["run_by"], _escape(r["message"] or ""))
     out.print(t)
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from tracecalc import explain
 from tracecalc.errors import (
     CycleError,
     DataError,
@@ -566,12 +567,17 @@ class Engine:
                                   report.records_written, report.records_unchanged, message)
 
     def status(self) -> dict:
-        """Counts: formulas (stale and fresh), items, entities, data points, records."""
+        """Counts (formulas, items, entities, data points, records) and what is stale:
+        ``stale`` lists every formula that is not fresh, in recalculation order;
+        ``states`` gives their state, ``stale_entities`` the entity marks of partial ones."""
         with self.store.transaction() as conn:
             cat = self._catalog(conn)
-            stale = sorted(n for n, r in cat.formulas.items() if r.state != FormulaState.FRESH)
-            return {"formulas": len(cat.formulas), "stale": stale, "items": len(cat.items),
-                    "entities": self.store.entity_count(conn),
+            states = {n: str(r.state) for n, r in cat.formulas.items()
+                      if r.state != FormulaState.FRESH}
+            return {"formulas": len(cat.formulas),
+                    "stale": cat.graph.topological_order(states),
+                    "states": states, "stale_entities": self.store.stale_counts(conn),
+                    "items": len(cat.items), "entities": self.store.entity_count(conn),
                     "data_points": self.store.count_data(conn),
                     "records": self.store.count_records(conn)}
 
@@ -579,6 +585,57 @@ class Engine:
         """The latest runs, newest first."""
         with self.store.transaction() as conn:
             return self.store.runs(conn, limit)
+
+    def run_log(self, run_id: int) -> list[dict]:
+        """One run, per formula: version, entities recomputed (0: skipped, nothing upstream
+        changed), records written and unchanged, seconds."""
+        with self.store.transaction() as conn:
+            return self.store.run_formulas(conn, run_id)
+
+    def explain(self, name: str, entity: str, period) -> dict:
+        """How one record came about: the formula text and version, and the tree of its
+        sub-expressions with their values at that entity and period (for time-series
+        functions, the window of input values that fed them).
+
+        Returns a dict: ``formula``, ``version``, ``expression``, ``entity``, ``period``,
+        ``stored`` (the stored value, None if missing) and ``tree`` (nested dicts with
+        ``text``, ``value``, ``kind``, ``window`` and ``children``).
+
+        Raises:
+            NotFoundError: no such formula, entity or period.
+        """
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            row = self._row(cat, name)
+            codes = self.store.entity_ids(conn)
+            if entity not in codes:
+                raise NotFoundError("entity", entity, close_matches(entity, codes))
+            calendar = self.store.calendar(conn, row.frequency)
+        parsed = parse(row.expression, name)
+        t = explain.period_index(calendar, period)
+        if t is None:
+            raise NotFoundError(f"{row.frequency} period", str(period),
+                                [str(d) for d in calendar[-3:]])
+        eid = codes[entity]
+        with self.store.transaction() as conn:
+            universe = self.store.entity_universe(conn)
+            ids = universe if parsed.has_cross_sectional else explain.one(eid)
+
+            def read(ref: str):
+                if ref in cat.items:
+                    rows = self.store.read_item(conn, cat.items[ref][0], ids)
+                else:
+                    rows = self.store.read_records(conn, cat.formulas[ref].id, ids)
+                return to_panel(*rows, calendar, ids)
+
+            panels = {ref: read(ref) for ref in parsed.references}
+            stored = read(name)
+        col = int(explain.column(ids, eid))
+        value = stored[t, col]
+        return {"formula": name, "version": row.version, "expression": row.expression,
+                "frequency": row.frequency, "entity": entity, "period": str(calendar[t]),
+                "stored": None if value != value else float(value),
+                "tree": explain.explain_tree(parsed.tree, panels, calendar, t, col, cat.items)}
 
     # -- reading results ----------------------------------------------------------------------
 

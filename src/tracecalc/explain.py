@@ -1,0 +1,90 @@
+"""Explaining one record: every sub-expression of a formula with its value at one entity and
+period, and the window of inputs behind each time-series function.
+
+Each sub-tree is compiled and run exactly as in a recalculation (over the entity's whole
+series, or every entity when a cross-sectional function needs them), so the values shown
+are the values the engine computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tracecalc.evaluator import compile_tree
+from tracecalc.model import SIGNATURES, FunctionKind
+from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references, to_text
+
+
+def period_index(calendar: np.ndarray, period) -> int | None:
+    try:
+        day = np.datetime64(str(period)[:10], "D")
+    except ValueError:
+        return None
+    i = int(np.searchsorted(calendar, day))
+    return i if i < len(calendar) and calendar[i] == day else None
+
+
+def one(entity_id: int) -> np.ndarray:
+    return np.array([entity_id], dtype=np.int64)
+
+
+def column(ids: np.ndarray, entity_id: int) -> int:
+    return int(np.searchsorted(ids, entity_id))
+
+
+def _window(call: Call) -> int:
+    """How many periods of its arguments a time-series call looks at."""
+    spec = SIGNATURES[call.func]
+    lits = [int(a.value) for a, p in zip(call.args, spec.params) if p.literal]
+    if call.func in ("lag", "diff", "growth", "avg_balance"):
+        return lits[0] + 1
+    if call.func == "ttm":
+        return 4
+    if call.func == "ffill":
+        return lits[0] + 1
+    return lits[0]
+
+
+def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray, t: int,
+                 col: int, items) -> dict:
+    """The explanation of ``tree`` at period index ``t`` and panel column ``col``."""
+
+    def value(node: Node) -> np.ndarray:
+        if isinstance(node, Num):
+            return np.full(next(iter(panels.values())).shape, node.value)
+        compiled = compile_tree(node, "explain")
+        return compiled(*(panels[r] for r in references(node)))
+
+    def at(x: float) -> float | None:
+        return None if x != x else float(x)
+
+    def walk(node: Node) -> dict:
+        v = value(node)
+        out: dict = {"text": to_text(node), "value": at(v[t, col]), "children": []}
+        if isinstance(node, Ref):
+            out["kind"] = "item" if node.name in items else "formula"
+            return out
+        if isinstance(node, Num):
+            out["kind"] = "number"
+            return out
+        out["kind"] = "operator" if isinstance(node, (Unary, Binary)) else "function"
+        kids = ([node.operand] if isinstance(node, Unary) else
+                [node.left, node.right] if isinstance(node, Binary) else
+                [a for a, p in zip(node.args, _params(node)) if not p.literal])
+        if isinstance(node, Call) and SIGNATURES[node.func].kind in (
+                FunctionKind.TIMESERIES, FunctionKind.MISSING) and node.func not in (
+                "coalesce", "isnull", "div"):
+            lo = max(0, t - _window(node) + 1)
+            out["window"] = [
+                {"text": to_text(k),
+                 "values": [(str(calendar[i]), at(value(k)[i, col])) for i in range(lo, t + 1)]}
+                for k in kids]
+        out["children"] = [walk(k) for k in kids]
+        return out
+
+    return walk(tree)
+
+
+def _params(call: Call):
+    spec = SIGNATURES[call.func]
+    return [spec.params[min(i, len(spec.params) - 1)] for i in range(len(call.args))]
