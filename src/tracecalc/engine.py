@@ -28,7 +28,7 @@ from tracecalc.errors import (
     ValidationError,
     close_matches,
 )
-from tracecalc.evaluator import compile_tree, from_panel, to_panel
+from tracecalc.evaluator import compile_tree, from_panel, gives_values_from_nothing, to_panel
 from tracecalc.graph import Graph
 from tracecalc.model import (
     FUNCTION_NAMES,
@@ -183,6 +183,17 @@ class Engine:
                     else:
                         self.store.mark_entities(conn, fid, changes.changed_entities[item])
                     users.add(fid)
+            # Formulas that give values where their inputs are missing (coalesce(x, 0)) must
+            # be computed for new entities; those that also look along time (lag, ffill),
+            # for every entity when their calendar gains periods.
+            for row in cat.formulas.values():
+                spontaneous, along_time = _reach(row.expression)
+                if row.frequency in changes.grown_calendars and (spontaneous or along_time):
+                    self.store.set_state(conn, [row.name], FormulaState.STALE)
+                    users.add(row.id)
+                elif spontaneous and len(changes.new_entity_ids):
+                    self.store.mark_entities(conn, row.id, changes.new_entity_ids)
+                    users.add(row.id)
             self.store.mark_changed(conn, sorted(users))
             stale = self.store.propagate_changes(conn)
         return LoadResult(rows=len(batch), items=tuple(changes.items),
@@ -667,6 +678,14 @@ class Engine:
 @functools.lru_cache(maxsize=4096)
 def _cross_sectional(expression: str) -> bool:
     return parse(expression).has_cross_sectional
+
+
+@functools.lru_cache(maxsize=4096)
+def _reach(expression: str) -> tuple[bool, bool]:
+    """(gives values where every input is missing, looks along time): what decides
+    whether new entities or new periods reach a formula without data of its own."""
+    parsed = parse(expression)
+    return gives_values_from_nothing(compile_tree(parsed.tree)), parsed.has_time_series
 
 
 def _rotate(cycle: list[str], start: str) -> list[str]:

@@ -143,6 +143,14 @@ def from_panel(panel: np.ndarray, calendar: np.ndarray, columns: np.ndarray,
     return columns[cols].astype(np.int64), calendar[rows], t[keep]
 
 
+def gives_values_from_nothing(compiled: Compiled) -> bool:
+    """Whether a formula has values where every input is missing (``coalesce(x, 0)``,
+    ``isnull(x)``, ``(x > 0) or 1``): such formulas reach entities and periods that have no
+    data of their own."""
+    nothing = np.full((3, 1), np.nan)
+    return bool((~np.isnan(compiled(*[nothing] * len(compiled.inputs)))).any())
+
+
 @dataclass(frozen=True)
 class Diff:
     """How a newly computed panel differs from the stored one, cell by cell.

@@ -178,12 +178,14 @@ class Store:
         vals = conn.execute(q).scalars().all()
         return np.array(vals, dtype="datetime64[D]")
 
-    def add_periods(self, conn: Connection, frequency: str, new: Iterable[np.datetime64]) -> None:
+    def add_periods(self, conn: Connection, frequency: str, new: Iterable[np.datetime64]) -> int:
+        """Extend a frequency's calendar; returns how many periods were new."""
         have = set(self.calendar(conn, frequency).tolist())
         rows = [{"frequency": frequency, "period": d} for d in
                 sorted(set(np.asarray(list(new), dtype="datetime64[D]").tolist()) - have)]
         if rows:
             conn.execute(insert(periods), rows)
+        return len(rows)
 
     # -- data points --------------------------------------------------------------------------
 
@@ -220,6 +222,7 @@ class Store:
         if new_codes:
             codes = self.add_entities(conn, new_codes)
         out.new_entities = len(new_codes)
+        out.new_entity_ids = np.sort(np.array([codes[c] for c in new_codes], dtype=np.int64))
         all_eids = np.array([codes[c] for c in uniq_codes.tolist()], dtype=np.int64)[inv]
         order = np.argsort(batch.items, kind="stable")
         names, starts = np.unique(batch.items[order], return_index=True)
@@ -247,7 +250,8 @@ class Store:
             if len(changed):
                 out.changed_items.append(name)
                 out.changed_entities[name] = changed
-                self.add_periods(conn, str(freq), pers[~np.isnan(vals)])
+                if self.add_periods(conn, str(freq), pers[~np.isnan(vals)]):
+                    out.grown_calendars.add(str(freq))
         return out
 
     def _upsert_item(self, conn, item_id: int, eids, pers, vals) -> np.ndarray:
@@ -466,6 +470,8 @@ class LoadChanges:
     items: list[str] = field(default_factory=list)
     new_items: list[str] = field(default_factory=list)
     new_entities: int = 0
+    new_entity_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    grown_calendars: set[str] = field(default_factory=set)  # frequencies with new periods
     changed_items: list[str] = field(default_factory=list)
     changed_entities: dict[str, np.ndarray] = field(default_factory=dict)
 
