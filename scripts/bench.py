@@ -12,8 +12,10 @@ file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards
   in one transaction, PostgreSQL COPY binary, MariaDB LOAD DATA LOCAL INFILE), written here
   directly against the driver, and read back;
 - tracecalc: loading the inputs, saving the formulas, a cold full recalculation (no
-  records yet), then full recalculations (rewriting every record) with 1 and 2 evaluation
-  threads.
+  records yet) with 1 and with 2 evaluation threads (the records are emptied in between),
+  a full recalculation where nothing changed (nothing is written) with 1 and 2 threads, an
+  incremental recalculation after editing a formula with few dependents, and one after
+  changing one entity's data.
 """
 
 from __future__ import annotations
@@ -196,6 +198,22 @@ def floor(url: str, kind: str, n_formulas: int, n_entities: int, n_periods: int,
     return {"write_s": write, "read_s": read}
 
 
+def empty_records(eng: Engine) -> None:
+    """Back to no records, every formula stale: the state before a cold run."""
+    with eng.store.engine.begin() as c:
+        c.execute(text("DELETE FROM tc_records"))
+        c.execute(text("DELETE FROM tc_stale"))
+        c.execute(text("UPDATE tc_formulas SET state = 'stale'"))
+
+
+def few_dependents(eng: Engine) -> tuple[str, int]:
+    """A formula with few (but some) formulas downstream of it."""
+    counts = {n: len(eng.dependents(n, transitive=True)) for n in eng.formulas()["name"]}
+    name = min((c, n) for n, c in counts.items() if c > 0)[1] if any(counts.values()) \
+        else next(iter(counts))
+    return name, counts[name]
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -222,46 +240,64 @@ def main(argv=None) -> int:
     print(f"tracecalc bench on {db.kind}: {args.formulas} formulas x {args.entities:,} "
           f"entities x {args.periods} periods ({args.items} input items, "
           f"{len(data):,} data points)", flush=True)
+    rows: list[tuple[str, float, int]] = []  # label, seconds, records written
     try:
         eng = Engine(db.url, user="bench")
         t0 = time.perf_counter()
         eng.load_data(data, frequencies={i: "quarterly" for i in data["item"].unique()})
-        results["load_s"] = time.perf_counter() - t0
+        rows.append(("load inputs", time.perf_counter() - t0, len(data)))
         t0 = time.perf_counter()
         eng.set_formulas(formulas)
-        results["save_s"] = time.perf_counter() - t0
-        cold = eng.recalc(full=True, workers=args.workers)
-        results["cold_full_s"] = cold.seconds
-        results["records"] = cold.records_written
+        rows.append(("save + validate formulas", time.perf_counter() - t0, args.formulas))
+        records = 0
+        for w in (1, 2):  # the cold run twice, emptying the records in between
+            if records:
+                empty_records(eng)
+            cold = eng.recalc(full=True, workers=w)
+            records = cold.records_written
+            rows.append((f"cold full recalc, {w} worker{'s' * (w > 1)}", cold.seconds, records))
+        results["records"] = records
         for w in (1, 2):
-            results[f"full_{w}_worker_s"] = eng.recalc(full=True, workers=w).seconds
-        eng.close()
+            same = eng.recalc(full=True, workers=w)
+            assert same.records_written == 0
+            rows.append((f"no-change full recalc, {w} worker{'s' * (w > 1)}", same.seconds,
+                         same.records_written))
+        name, n_down = few_dependents(eng)
+        eng.set_formula(name, f"({eng.formula(name).expression}) * 1.01")
+        inc = eng.recalc()
+        rows.append((f"edit {name} ({n_down} dependents), recalc", inc.seconds,
+                     inc.records_written))
+        results["edit_formula"] = {"name": name, "dependents": n_down,
+                                   "computed": inc.formulas_computed}
+        item = max(data["item"].unique(), key=lambda i: len(eng.dependents(i, True)))
+        entity = str(data["entity"].iloc[0])
+        one = data[(data["entity"] == entity) & (data["item"] == item)].tail(1).copy()
+        one["value"] = one["value"] * 1.5 + 1
+        eng.load_data(one)
+        inc = eng.recalc()
+        rows.append((f"1 entity's {item} changed ({len(eng.dependents(item, True))} "
+                     "downstream), recalc", inc.seconds, inc.records_written))
         results["tracecalc_peak_rss_mb"] = peak_rss_mb()
-        fl = floor(db.url, db.kind, args.formulas, args.entities, args.periods,
-                   cold.records_written)
+        eng.close()
+        fl = floor(db.url, db.kind, args.formulas, args.entities, args.periods, records)
+        rows.insert(2, ("floor: bulk write (raw driver)", fl["write_s"], records))
+        rows.insert(3, ("floor: read back", fl["read_s"], records))
         results["floor_write_s"] = fl["write_s"]
-        results["floor_read_s"] = fl["read_s"]
     finally:
         db.drop()
     results["peak_rss_mb"] = peak_rss_mb()
-    n = results["records"]
-    rows = [
-        ("load inputs", results["load_s"], len(data)),
-        ("save + validate formulas", results["save_s"], args.formulas),
-        ("floor: bulk write (raw driver)", results["floor_write_s"], n),
-        ("floor: read back", results["floor_read_s"], n),
-        (f"tracecalc: cold full recalc ({args.workers}w)", results["cold_full_s"], n),
-        ("tracecalc: full recalc, 1 worker", results["full_1_worker_s"], n),
-        ("tracecalc: full recalc, 2 workers", results["full_2_worker_s"], n),
-    ]
-    print(f"\n{'step':34} {'seconds':>9} {'rows':>12} {'rows/s':>11} {'x floor':>8}")
-    for label, s, r in rows:
-        ratio = s / results["floor_write_s"] if "recalc" in label else None
-        print(f"{label:34} {s:9.2f} {r:12,} {r / s if s else 0:11,.0f} "
-              f"{'' if ratio is None else f'{ratio:8.2f}'}")
-    results["cold_vs_floor"] = results["cold_full_s"] / results["floor_write_s"]
-    print(f"\ncold full recalc / floor write = {results['cold_vs_floor']:.2f}; peak RSS "
-          f"{results['tracecalc_peak_rss_mb']:.0f} MB after the tracecalc steps, "
+    results["steps"] = [{"step": label, "seconds": sec, "records_written": n}
+                        for label, sec, n in rows]
+    floor_s = results["floor_write_s"]
+    print(f"\n{'step':44} {'seconds':>9} {'written':>12} {'rows/s':>11} {'x floor':>8}")
+    for label, sec, n in rows:
+        ratio = f"{sec / floor_s:8.2f}" if "recalc" in label else ""
+        rate = f"{n / sec:11,.0f}" if sec and n else f"{'':11}"
+        print(f"{label:44} {sec:9.2f} {n:12,} {rate} {ratio}")
+    cold2 = next(sec for label, sec, _ in rows if label.startswith("cold full recalc, 2"))
+    results["cold_vs_floor"] = cold2 / floor_s
+    print(f"\ncold full recalc (2 workers) / floor write = {results['cold_vs_floor']:.2f}; peak "
+          f"RSS {results['tracecalc_peak_rss_mb']:.0f} MB after the tracecalc steps, "
           f"{results['peak_rss_mb']:.0f} MB after the floor")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
