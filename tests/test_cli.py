@@ -46,13 +46,13 @@ def test_a_whole_session(run, tmp_path):
     assert re.search(r"saved (\d+) formulas \(\1 new, 0 changed, 0 unchanged\)", out)
     assert "stale" in run("status")
     out = run("recalc", "--full")
-    assert re.search(r"run 1: \d+ formulas, [\d,]+ records written", out)
+    assert re.search(r"run 1: \d+ formulas recomputed, [\d,]+ records written", out)
     out = run("set", "gm_pct", "100 * gross_margin", "-d", "gross margin in percent")
     assert "gm_pct created (version 1)" in out and "stale now: gm_pct" in out
     out = run("check", "gross_margin", "(revenue - cogs) / revenue")
     assert "valid (quarterly)" in out and "would recompute, in order: gross_margin" in out
     assert "gm_pct" in out
-    assert "run 2: 1 formulas" in run("recalc")
+    assert "run 2: 1 formulas recomputed" in run("recalc")
     out = run("show", "gm_pct")
     assert "gm_pct = 100 * gross_margin" in out and "depends on:   gross_margin" in out
     assert "create" in out
@@ -67,6 +67,20 @@ def test_a_whole_session(run, tmp_path):
     by_key = {(r["formula"], r["entity"], r["period"]): float(r["value"]) for r in rows}
     key = next(k for k in by_key if k[0] == "gm_pct")
     assert by_key[key] == pytest.approx(100 * by_key[("gross_margin", key[1], key[2])])
+    out = run("impact", "gross_margin")
+    assert "formulas depend on gross_margin" in out and "gm_pct" in out
+    out = run("deps", "gm_pct")
+    assert "gross_margin  (formula)" in out and "revenue  (item, quarterly)" in out
+    out = run("explain", "gm_pct", key[1], key[2])
+    assert "gm_pct (version 1, quarterly) = 100 * gross_margin" in out
+    assert "gross_margin = " in out and "(formula)" in out
+    out = run("runs", "--id", "2")
+    assert "gm_pct" in out and "run 2" in out
+    run("set", "gross_margin", "gross_profit / revenue + 0")
+    out = run("status")
+    assert "waiting for recalc" in out and "pending" in out and "where inputs change" in out
+    out = run("recalc")
+    assert "skipped: nothing upstream changed" in out and "0 records written" in out
     assert "deleted gm_pct" in run("delete", "gm_pct")
 
 
