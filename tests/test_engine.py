@@ -193,7 +193,7 @@ def test_staleness_and_incremental_recalc(engine):
     engine.set_formulas([{"name": "gp", "expression": "revenue - cogs"},
                          {"name": "gm", "expression": "gp / revenue"},
                          {"name": "rr", "expression": "cs_rank(revenue)"}])
-    assert engine.status()["stale"] == ["gm", "gp", "rr"]
+    assert engine.status()["stale"] == ["gp", "gm", "rr"]  # in recalculation order
     engine.recalc()
     assert engine.status()["stale"] == []
     res = engine.set_formula("gp", "revenue - 2 * cogs")

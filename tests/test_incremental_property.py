@@ -82,6 +82,8 @@ def scratch(model: Model) -> dict:
     # item gives the scratch database the same periods and entities.
     rows += [("zz_anchor", e, p, 1.0) for e in sorted(model.entities)
              for p in sorted(model.periods)]
+    # an item whose values were all deleted still exists
+    rows += [(i, "E1", QUARTERS[0], "") for i in ITEMS if not any(k[0] == i for k in model.data)]
     df = pd.DataFrame(rows, columns=["item", "entity", "period", "value"])
     eng.load_data(df, frequencies={n: "quarterly" for n in [*ITEMS, "zz_anchor"]})
     if model.formulas:

@@ -16,8 +16,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tracecalc.errors import TracecalcError
+from tracecalc.errors import BusyError, TracecalcError
 from tracecalc.storage import DEFAULT_URL
+
+EXIT_BUSY = 3  # another recalculation holds the lock
 
 # Piped or redirected output gets wide tables instead of rich's 80-column default.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -42,6 +44,9 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except BusyError as e:
+            err.print(f"[bold red]busy:[/] {_escape(str(e))}")
+            sys.exit(EXIT_BUSY)
         except TracecalcError as e:
             err.print(f"[bold red]error:[/] {_escape(str(e))}")
             sys.exit(1)
@@ -213,12 +218,17 @@ def show(ctx, name):
 
 @main.command()
 @click.option("--full", is_flag=True, help="Recompute every formula (the nightly batch).")
+@click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Wait this long for a running recalculation to finish (else exit 3).")
+@click.option("--atomic", is_flag=True,
+              help="One transaction for the whole run: readers see all of it or nothing.")
+@click.option("--workers", type=int, default=None, help="Evaluation threads.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @handle_errors
-def recalc(ctx, full, quiet):
-    """Recompute stale formulas (all with --full) and write their records."""
-    rep = _run_recalc(_engine(ctx), full, quiet)
+def recalc(ctx, full, wait, atomic, workers, quiet):
+    """Recompute what is stale (all with --full); write only records that changed."""
+    rep = _run_recalc(_engine(ctx), full, quiet, wait=wait, atomic=atomic, workers=workers)
     skipped = len(rep.formulas) - rep.formulas_computed
     out.print(f"run {rep.run_id}: {rep.formulas_computed} formulas recomputed"
               + (f" ({skipped} skipped: nothing upstream changed)" if skipped else "")
@@ -226,9 +236,9 @@ def recalc(ctx, full, quiet):
               f"{rep.records_unchanged:,} unchanged, in {rep.seconds:.2f}s")
 
 
-def _run_recalc(eng, full: bool, quiet: bool):
+def _run_recalc(eng, full: bool, quiet: bool, **kw):
     if quiet or not out.is_terminal:
-        return eng.recalc(full=full)
+        return eng.recalc(full=full, **kw)
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn())
     with Progress(*cols, console=out, transient=True) as bar:
@@ -237,7 +247,7 @@ def _run_recalc(eng, full: bool, quiet: bool):
         def progress(done, total, name):
             bar.update(task, completed=done, total=total, description=f"recalculating {name}")
 
-        return eng.recalc(full=full, progress=progress)
+        return eng.recalc(full=full, progress=progress, **kw)
 
 
 @main.command()

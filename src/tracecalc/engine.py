@@ -7,6 +7,7 @@ save or a bad data file changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import os
@@ -165,6 +166,7 @@ class Engine:
         declared = {k: Frequency(v) for k, v in (frequencies or {}).items()}
         declared.update(batch.frequencies)
         with self.store.transaction() as conn:
+            self.store.lock_catalog(conn)
             cat = self._catalog(conn)
             clash = sorted(set(batch.items.tolist()) & set(cat.formulas))
             if clash:
@@ -324,6 +326,7 @@ class Engine:
         Every problem of the batch is reported at once in a ``ValidationError``.
         """
         with self.store.transaction() as conn:
+            self.store.lock_catalog(conn)  # before reading: the cycle check sees every save
             cat = self._catalog(conn)
             checked, problems = self._check(cat, batch)
             if problems:
@@ -416,6 +419,7 @@ class Engine:
             DependentsError: other formulas use it (they are listed); nothing is deleted.
         """
         with self.store.transaction() as conn:
+            self.store.lock_catalog(conn)
             cat = self._catalog(conn)
             row = self._row(cat, name)
             users = sorted(cat.graph.successors(name))
@@ -472,7 +476,8 @@ class Engine:
     # -- recalculation ------------------------------------------------------------------------
 
     def recalc(self, full: bool = False, progress: Progress | None = None,
-               workers: int | None = None) -> RunReport:
+               workers: int | None = None, wait: float = 0.0,
+               atomic: bool = False) -> RunReport:
         """Recompute what is stale (everything with ``full``) in dependency order.
 
         Stale formulas are recomputed for their stale entities; pending ones (downstream)
@@ -480,17 +485,44 @@ class Engine:
         compared with the stored ones and only the cells that differ are written (early
         cutoff), so a full run over unchanged data writes nothing. Independent formulas are
         evaluated at the same time on ``workers`` threads (default: ``TRACECALC_WORKERS`` or
-        the number of cores, at most 4) while one thread writes finished ones. Each
-        formula's changes, its fresh state, its dependants' stale marks and its line of the
-        run log are committed together, so an interrupted run leaves consistent data and the
-        rest still stale.
+        the number of cores, at most 4) while one thread writes finished ones.
+
+        One recalculation runs at a time per database: a second one waits up to ``wait``
+        seconds for the lock, then raises ``BusyError``. Each formula's changes, its fresh
+        state, its dependants' stale marks and its line of the run log are committed
+        together, so a run killed at any moment leaves consistent data and exactly the
+        remaining work stale (the next run finishes it and logs the killed run as
+        interrupted). With ``atomic`` the whole run is one transaction instead: readers see
+        all of it or nothing. Formulas saved or marked stale during a run stay stale for the
+        next one.
 
         Returns:
             A ``RunReport``: per formula, entities recomputed, records written and unchanged.
+
+        Raises:
+            BusyError: another recalculation holds the lock past ``wait``.
         """
+        with self.store.recalc_lock() as lock:
+            lock.acquire(wait)
+            if not atomic:
+                return self._recalc(full, progress, workers, self.store.transaction)
+            try:
+                with self.store.transaction() as shared:
+                    return self._recalc(full, progress, workers,
+                                        lambda write=True: contextlib.nullcontext(shared))
+            except TracecalcError as e:  # rolled back, run log included: log the failure
+                with self.store.transaction() as conn:
+                    rid = self.store.start_run(conn, "full" if full else "incremental",
+                                               self.user)
+                    self.store.finish_run(conn, rid, "failed", 0, 0, 0,
+                                          f"atomic run rolled back: {e}")
+                raise
+
+    def _recalc(self, full, progress, workers, tx) -> RunReport:
         t0 = time.perf_counter()
         kind = "full" if full else "incremental"
-        with self.store.transaction() as conn:
+        with tx() as conn:
+            self.store.mark_interrupted_runs(conn)
             if full:
                 self.store.set_state(conn, self.store.formula_names(conn), FormulaState.STALE)
             cat = self._catalog(conn)
@@ -518,7 +550,7 @@ class Engine:
                          for d in sorted(cat.graph.successors(n))] for n in targets}
 
             def read(name: str, ids):
-                with self.store.transaction() as conn:
+                with tx(write=False) as conn:
                     if name in cat.items:
                         item_id, freq = cat.items[name]
                         rows = self.store.read_item(conn, item_id, ids)
@@ -529,7 +561,11 @@ class Engine:
 
             def write(stats: FormulaRunStats, ids, new, diff) -> None:
                 row = cat.formulas[stats.name]
-                with self.store.transaction() as conn:
+                with tx() as conn:
+                    self.store.lock_catalog(conn)  # saves and loads wait for this commit
+                    marks = self.store.current_marks(conn, row.id)
+                    if marks is None or marks[0] != row.version:
+                        return  # deleted or edited during the run: it is stale already
                     if diff is not None and diff.written:
                         self._write_changes(conn, row, calendars[row.frequency], ids, new,
                                             diff, everything=len(ids) == len(universe))
@@ -538,10 +574,12 @@ class Engine:
                         changed = ids[diff.changed_columns]
                         for dname, did, dcs in users[stats.name]:
                             if dcs:
-                                self.store.set_state(conn, [dname], FormulaState.STALE)
+                                self.store.set_state(conn, [dname], FormulaState.STALE,
+                                                     bump=False)
                             else:
-                                self.store.mark_entities(conn, did, changed)
-                    self.store.set_state(conn, [stats.name], FormulaState.FRESH)
+                                self.store.mark_entities(conn, did, changed, bump=False)
+                    if marks[1] == row.stale_seq:  # else marked again during the run: keep it
+                        self.store.set_state(conn, [stats.name], FormulaState.FRESH)
                     self.store.log_formula_run(conn, run_id, row.version, stats)
 
             runner = Runner(tasks, universe, read, write, workers or default_workers(),
@@ -550,11 +588,11 @@ class Engine:
             report.status = "ok"
         except BaseException as e:
             report.status = "failed"
-            self._finish(report, t0, f"{type(e).__name__}: {e}")
+            self._finish(report, t0, f"{type(e).__name__}: {e}", tx)
             if isinstance(e, (TracecalcError, KeyboardInterrupt)):
                 raise
             raise TracecalcError(f"recalculation failed: {e}") from e
-        self._finish(report, t0, None)
+        self._finish(report, t0, None, tx)
         return report
 
     def _write_changes(self, conn, row, calendar, ids, new, diff, everything: bool) -> None:
@@ -571,9 +609,9 @@ class Engine:
                 from_panel(new, calendar, ids, diff.update | diff.delete)[:2], None,
                 replace=False)
 
-    def _finish(self, report: RunReport, t0: float, message: str | None) -> None:
+    def _finish(self, report: RunReport, t0: float, message: str | None, tx) -> None:
         report.seconds = time.perf_counter() - t0
-        with self.store.transaction() as conn:
+        with tx() as conn:
             self.store.finish_run(conn, report.run_id, report.status, report.formulas_computed,
                                   report.records_written, report.records_unchanged, message)
 
@@ -685,7 +723,8 @@ def _reach(expression: str) -> tuple[bool, bool]:
     """(gives values where every input is missing, looks along time): what decides
     whether new entities or new periods reach a formula without data of its own."""
     parsed = parse(expression)
-    return gives_values_from_nothing(compile_tree(parsed.tree)), parsed.has_time_series
+    along_time = parsed.has_time_series or "ffill" in parsed.functions
+    return gives_values_from_nothing(compile_tree(parsed.tree)), along_time
 
 
 def _rotate(cycle: list[str], start: str) -> list[str]:

@@ -126,6 +126,10 @@ class NotFoundError(TracecalcError):
         super().__init__(msg)
 
 
+class BusyError(TracecalcError):
+    """Another recalculation holds this database's recalculation lock."""
+
+
 class DependentsError(TracecalcError):
     """A formula cannot be deleted while other formulas use it."""
 

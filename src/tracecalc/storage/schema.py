@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tracecalc.storage.trace import TraceLink, TraceNode
 
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 
 metadata = MetaData()
 
@@ -85,6 +85,8 @@ class Formula(TraceNode, Base):
     frequency: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(8))
+    # Bumped whenever the formula is marked stale from outside a run (see Engine.recalc).
+    stale_seq: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_by: Mapped[str] = mapped_column(String(128))
 

@@ -7,6 +7,7 @@ transaction, so the engine layer decides what is atomic (a rejected save changes
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from tracecalc.errors import DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
 from tracecalc.storage import bulk
 from tracecalc.storage.files import DataBatch, infer_frequency
+from tracecalc.storage.locks import RecalcLock, lock_catalog
 from tracecalc.storage.schema import (
     SCHEMA_VERSION,
     Formula,
@@ -89,8 +91,12 @@ class Store:
         except Exception as e:  # bad URL, driver missing
             raise TracecalcError(f"cannot open database '{url}': {e}") from None
         self.dialect = self.engine.dialect.name
+        self.sqlite_path = None
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+            if u.database not in (None, "", ":memory:"):
+                self.sqlite_path = os.path.abspath(u.database)
         if create:
             self.create_schema()
 
@@ -100,7 +106,8 @@ class Store:
                 metadata.create_all(conn)
                 have = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
                 if have is None:
-                    conn.execute(insert(meta).values(key="schema", value=SCHEMA_VERSION))
+                    conn.execute(insert(meta), [{"key": "schema", "value": SCHEMA_VERSION},
+                                                {"key": "catalog", "value": "lock row"}])
                 elif have != SCHEMA_VERSION:
                     raise TracecalcError(
                         f"database schema version {have} is not {SCHEMA_VERSION}")
@@ -114,9 +121,25 @@ class Store:
         return make_url(self.url).render_as_string(hide_password=True)
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def transaction(self, write: bool = True) -> Iterator[Connection]:
+        """One transaction. On SQLite a writing one begins IMMEDIATE: it takes the write
+        lock up front, so writers queue (busy timeout 30 s) instead of failing to upgrade."""
+        with self.engine.connect() as conn:
+            conn.info["tc_write"] = write
+            with conn.begin():
+                yield conn
+
+    def lock_catalog(self, conn: Connection) -> None:
+        lock_catalog(conn)
+
+    def current_marks(self, conn: Connection, formula_id: int) -> tuple[int, int] | None:
+        """(version, stale_seq) of a formula; None if it was deleted."""
+        q = select(formulas.c.version, formulas.c.stale_seq).where(formulas.c.id == formula_id)
+        row = conn.execute(q).first()
+        return None if row is None else (row.version, row.stale_seq)
+
+    def recalc_lock(self) -> RecalcLock:
+        return RecalcLock(self.engine, self.sqlite_path)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -364,13 +387,20 @@ class Store:
         self.set_state(conn, pending, FormulaState.PENDING)
         return handled
 
-    def set_state(self, conn: Connection, names: Iterable[str], state: FormulaState) -> None:
-        """Set the state of formulas; STALE and FRESH drop their per-entity marks."""
+    def set_state(self, conn: Connection, names: Iterable[str], state: FormulaState,
+                  bump: bool = True) -> None:
+        """Set the state of formulas; STALE and FRESH drop their per-entity marks.
+
+        Marking a formula not fresh bumps its ``stale_seq`` (unless ``bump`` is false, for a
+        recalculation's own marks): a run that planned with an older value leaves it stale.
+        """
         names = list(names)
+        values: dict = {"state": str(state)}
+        if bump and state != FormulaState.FRESH:
+            values["stale_seq"] = formulas.c.stale_seq + 1
         for i in range(0, len(names), 500):
             chunk = names[i:i + 500]
-            conn.execute(update(formulas).where(formulas.c.name.in_(chunk))
-                         .values(state=str(state)))
+            conn.execute(update(formulas).where(formulas.c.name.in_(chunk)).values(**values))
             if state in (FormulaState.STALE, FormulaState.FRESH):
                 ids = select(formulas.c.id).where(formulas.c.name.in_(chunk))
                 conn.execute(delete(stale_entities)
@@ -380,7 +410,8 @@ class Store:
         q = select(stale_entities.c.entity_id).where(stale_entities.c.formula_id == formula_id)
         return np.sort(np.array(conn.execute(q).scalars().all(), dtype=np.int64))
 
-    def mark_entities(self, conn: Connection, formula_id: int, entity_ids: np.ndarray) -> None:
+    def mark_entities(self, conn: Connection, formula_id: int, entity_ids: np.ndarray,
+                      bump: bool = True) -> None:
         """Add stale marks for some entities of a formula (nothing to do if it is STALE)."""
         if len(entity_ids) == 0:
             return
@@ -393,9 +424,11 @@ class Store:
         if len(new):
             conn.execute(insert(stale_entities), [
                 {"formula_id": formula_id, "entity_id": int(e)} for e in new])
-        if state != FormulaState.PARTIAL:
-            conn.execute(update(formulas).where(formulas.c.id == formula_id)
-                         .values(state=str(FormulaState.PARTIAL)))
+        values: dict = {"state": str(FormulaState.PARTIAL)}
+        if bump:
+            values["stale_seq"] = formulas.c.stale_seq + 1
+        if state != FormulaState.PARTIAL or (bump and len(new)):
+            conn.execute(update(formulas).where(formulas.c.id == formula_id).values(**values))
 
     def stale_counts(self, conn: Connection) -> dict[str, int]:
         """Formula name -> number of entity marks (partial formulas only)."""
@@ -437,6 +470,12 @@ class Store:
         return int(conn.execute(q).scalar())
 
     # -- runs ---------------------------------------------------------------------------------
+
+    def mark_interrupted_runs(self, conn: Connection) -> int:
+        """Runs still 'running' while we hold the recalculation lock died on the way."""
+        res = conn.execute(update(runs).where(runs.c.status == "running").values(
+            status="interrupted", message="the process stopped before the run finished"))
+        return res.rowcount
 
     def start_run(self, conn: Connection, kind: str, user: str) -> int:
         res = conn.execute(insert(runs).values(kind=kind, started_at=now(), status="running",
@@ -482,8 +521,14 @@ def _point_key(entity_ids: np.ndarray, periods: np.ndarray) -> np.ndarray:
     return (entity_ids.astype(np.int64) << 24) | days
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_connect(dbapi_conn, _record) -> None:
+    # Transactions are begun by _sqlite_begin, not by the driver (SQLAlchemy's recipe).
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("tc_write", True) else "BEGIN")
