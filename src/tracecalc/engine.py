@@ -68,15 +68,22 @@ def default_user() -> str:
 
 @dataclass
 class _Catalog:
-    """A snapshot of the catalog read inside one transaction."""
+    """A snapshot of the catalog read inside one transaction: all of it, or (``scope``) only
+    the part a save can touch, so that validating a save costs what it reaches."""
 
     items: dict[str, tuple[int, str]]  # name -> (id, frequency)
     formulas: dict[str, object]  # name -> row
     graph: Graph[str]  # items and formulas; an edge: formula depends on reference
+    scope: Callable[[Iterable[str]], list[str]] | None = None  # downstream query, if partial
+    everything: Callable[[], set[str]] | None = None  # every name, if partial
 
     @property
     def names(self) -> set[str]:
         return set(self.items) | set(self.formulas)
+
+    def all_names(self) -> set[str]:
+        """Every item and formula name (for "did you mean" suggestions)."""
+        return self.names if self.everything is None else self.everything()
 
     def frequency(self, name: str) -> str:
         if name in self.items:
@@ -85,6 +92,8 @@ class _Catalog:
 
     def downstream(self, names: Iterable[str]) -> list[str]:
         """Formulas depending on ``names`` (transitively), in recalculation order."""
+        if self.scope is not None:
+            return self.scope(names)
         desc = {n for n in self.graph.descendants(list(names)) if n in self.formulas}
         return self.graph.topological_order(desc)
 
@@ -142,6 +151,39 @@ class Engine:
         for f, ref in self.store.edges(conn):
             g.add_edge(f, ref)
         return _Catalog(items, rows, g)
+
+    SCOPED_BATCH = 500  # larger batches read the whole catalog (one scan is cheaper)
+
+    def _catalog_for(self, conn, batch: Sequence[dict]) -> _Catalog:
+        """What validating and saving ``batch`` needs: the names it defines and references,
+        and everything upstream of the formulas it references (where a cycle would be)."""
+        if len(batch) > self.SCOPED_BATCH:
+            return self._catalog(conn)
+        names = {f["name"] for f in batch if isinstance(f["name"], str)}
+        for f in batch:
+            try:
+                names.update(parse(f["expression"]).references)
+            except FormulaError:
+                pass  # reported by _check
+        items = self.store.items_named(conn, names)
+        rows = self.store.formula_rows_named(conn, names)
+        store = self.store
+
+        def downstream(targets: Iterable[str]) -> list[str]:
+            ids = [r.id for r in store.formula_rows_named(conn, set(targets)).values()]
+            return store.downstream_names(conn, ids)
+
+        up = store.upstream(conn, [r.id for r in rows.values()])
+        rows.update(up.rows)
+        g: Graph[str] = Graph()
+        for name in items:
+            g.add_node(name)
+        for name in rows:
+            g.add_node(name)
+        for a, b in up.edges:
+            g.add_edge(a, b)
+        return _Catalog(items, rows, g, scope=downstream,
+                        everything=lambda: store.all_names(conn))
 
     def _row(self, cat: _Catalog, name: str):
         row = cat.formulas.get(name)
@@ -248,8 +290,9 @@ class Engine:
         for name, p in parsed.items():
             for node in walk(p.tree):
                 if isinstance(node, Ref) and node.name not in known:
+                    every = cat.all_names() | {f["name"] for f in batch}
                     problems.append((name, UnknownReferenceError(
-                        node.name, close_matches(node.name, known), formula=name, text=p.text,
+                        node.name, close_matches(node.name, every), formula=name, text=p.text,
                         col=node.col)))
         bad = {n for n, _ in problems}
         good = {n: p for n, p in parsed.items() if n not in bad}
@@ -327,18 +370,21 @@ class Engine:
         """
         with self.store.transaction() as conn:
             self.store.lock_catalog(conn)  # before reading: the cycle check sees every save
-            cat = self._catalog(conn)
+            cat = self._catalog_for(conn, batch)
             checked, problems = self._check(cat, batch)
             if problems:
                 self._raise(problems, "saving formulas")
             ids = {n: r.id for n, r in cat.formulas.items()}
             results = [self._save(conn, cat, c, ids) for c in checked]
-            self.store.propagate_changes(conn)
-            cat = self._catalog(conn)
+            order = self.store.propagate_changes(conn)
+            if len(results) == 1:  # the usual case: everything handled is its downstream
+                affected = {results[0].name: tuple(order)}
+            else:
+                graph = self._catalog(conn).graph
+                affected = {r.name: tuple(graph.topological_order(
+                    {r.name} | (graph.descendants(r.name) & set(order)))) for r in results}
         return [SaveResult(r.name, r.version, r.created, r.equivalent_to_previous,
-                           tuple(cat.graph.topological_order(
-                               {r.name} | set(cat.downstream([r.name])))
-                               if r.marked_stale else ()))
+                           affected[r.name] if r.marked_stale else ())
                 for r in results]
 
     def _save(self, conn, cat: _Catalog, c: _Checked, ids: dict[str, int]) -> SaveResult:
@@ -384,9 +430,10 @@ class Engine:
         equivalent to the current definition (or to other formulas), the formulas that would
         be recomputed in order, and the number of (entity, period) records in scope.
         """
-        with self.store.transaction() as conn:
-            cat = self._catalog(conn)
-            checked, problems = self._check(cat, [{"name": name, "expression": expression}])
+        batch = [{"name": name, "expression": expression}]
+        with self.store.transaction(write=False) as conn:
+            cat = self._catalog_for(conn, batch)
+            checked, problems = self._check(cat, batch)
             old = cat.formulas.get(name)
             if problems:
                 return CheckReport(name, expression, False,
@@ -394,22 +441,19 @@ class Engine:
                                    is_new=old is None)
             c = checked[0]
             canon = c.parsed.canonical
-            same = tuple(n for n, r in cat.formulas.items() if r.canonical == canon and n != name)
-            graph = cat.graph.copy()
-            graph.add_node(name, c.parsed.references)
-            affected = [name] + [n for n in graph.topological_order(graph.descendants(name))
-                                 if n in cat.formulas]
+            same = tuple(n for n in self.store.formulas_with_canonical(conn, canon) if n != name)
+            down = cat.downstream([name]) if old is not None else []
+            freq = {n: r.frequency for n, r in self.store.formula_rows_named(conn, down).items()}
+            freq[name] = c.frequency
             width = self.store.entity_count(conn)
-            cal = {f: len(self.store.calendar(conn, f)) for f in
-                   {c.frequency} | {cat.formulas[a].frequency for a in affected[1:]}}
-            scope = sum(width * cal[c.frequency if a == name else cat.formulas[a].frequency]
-                        for a in affected)
+            cal = {f: len(self.store.calendar(conn, f)) for f in set(freq.values())}
+            affected = [name, *down]
             return CheckReport(
                 name, expression, True, (), is_new=old is None,
                 equivalent_to_current=old is not None and old.canonical == canon,
                 equivalent_formulas=same, canonical=canon, frequency=Frequency(c.frequency),
                 references=c.parsed.references, affected=tuple(affected),
-                records_in_scope=scope)
+                records_in_scope=sum(width * cal[freq[a]] for a in affected))
 
     def delete_formula(self, name: str) -> None:
         """Delete a formula and its records.

@@ -311,6 +311,50 @@ class Store:
     def formula_rows(self, conn: Connection) -> list:
         return conn.execute(select(formulas).order_by(formulas.c.name)).all()
 
+    def items_named(self, conn: Connection, names: Iterable[str]) -> dict[str, tuple[int, str]]:
+        out = {}
+        names = sorted(names)
+        for i in range(0, len(names), 500):
+            q = (select(items.c.name, items.c.id, items.c.frequency)
+                 .where(items.c.name.in_(names[i:i + 500])))
+            out.update((r.name, (r.id, r.frequency)) for r in conn.execute(q))
+        return out
+
+    def formula_rows_named(self, conn: Connection, names: Iterable[str]) -> dict:
+        out = {}
+        names = sorted(names)
+        for i in range(0, len(names), 500):
+            q = select(formulas).where(formulas.c.name.in_(names[i:i + 500]))
+            out.update((r.name, r) for r in conn.execute(q))
+        return out
+
+    def formulas_with_canonical(self, conn: Connection, canonical: str) -> list[str]:
+        q = select(formulas.c.name).where(formulas.c.canonical == canonical)
+        return sorted(conn.execute(q).scalars())
+
+    def all_names(self, conn: Connection) -> set[str]:
+        return (set(conn.execute(select(items.c.name)).scalars())
+                | set(conn.execute(select(formulas.c.name)).scalars()))
+
+    def upstream(self, conn: Connection, formula_ids: list[int]) -> Upstream:
+        """Every formula the given ones depend on (transitively): rows and links, by name."""
+        with self.trace(conn) as tg:
+            g = tg.closure(formula_ids, upstream=True)
+        ids = sorted(g)
+        rows = {}
+        for i in range(0, len(ids), 500):
+            q = select(formulas).where(formulas.c.id.in_(ids[i:i + 500]))
+            rows.update((r.id, r) for r in conn.execute(q))
+        return Upstream({r.name: r for r in rows.values()},
+                        [(rows[a].name, rows[b].name) for a, b in g.edges()])
+
+    def downstream_names(self, conn: Connection, formula_ids: list[int]) -> list[str]:
+        """Formulas depending on the given ones (transitively), in recalculation order."""
+        with self.trace(conn) as tg:
+            g = tg.closure(formula_ids, upstream=False)
+            down = [i for i in g if i not in set(formula_ids)]
+            return [n.name for n in tg.order(g, down)]
+
     def formula_names(self, conn: Connection) -> list[str]:
         return list(conn.execute(select(formulas.c.name).order_by(formulas.c.name)).scalars())
 
@@ -502,6 +546,12 @@ class Store:
     def runs(self, conn: Connection, limit: int = 20) -> list[dict]:
         q = select(runs).order_by(runs.c.id.desc()).limit(limit)
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+@dataclass
+class Upstream:
+    rows: dict  # name -> formula row
+    edges: list[tuple[str, str]]  # (formula, formula it depends on)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Boolean, ForeignKey, Integer, delete, select, update
+from sqlalchemy import Boolean, ForeignKey, Integer, delete, select, union, update
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from tracecalc.errors import CycleError
@@ -97,6 +97,29 @@ class TraceGraph(Generic[T]):
             g.add_edge(a, b)
         return g
 
+    def closure(self, ids: Iterable[int], upstream: bool = True) -> Graph[int]:
+        """The part of the stored graph reachable from ``ids``: what they depend on
+        (``upstream``) or what depends on them, with the links between those nodes.
+
+        One recursive query; its cost follows the part reached, not the whole graph.
+        """
+        start = sorted(set(ids))
+        g: Graph[int] = Graph()
+        for i in start:
+            g.add_node(i)
+        if not start:
+            return g
+        lk = self.link_model
+        src, dst = ((lk.node_id, lk.depends_on_id) if upstream
+                    else (lk.depends_on_id, lk.node_id))
+        reach = select(dst.label("id")).where(src.in_(start)).cte("reach", recursive=True)
+        reach = reach.union(select(dst).join(reach, src == reach.c.id))
+        edges = select(lk.node_id, lk.depends_on_id)
+        q = union(edges.where(src.in_(start)), edges.join(reach, src == reach.c.id))
+        for a, b in self.session.execute(q):
+            g.add_edge(a, b)
+        return g
+
     def nodes(self, ids: Iterable[int]) -> dict[int, T]:
         ids = list(ids)
         out: dict[int, T] = {}
@@ -105,7 +128,8 @@ class TraceGraph(Generic[T]):
             out.update((n.id, n) for n in self.session.scalars(q))
         return out
 
-    def _order(self, g: Graph[int], ids: Iterable[int]) -> list[T]:
+    def order(self, g: Graph[int], ids: Iterable[int]) -> list[T]:
+        """``ids`` in dependency order by the links of ``g`` (``key`` among ready nodes)."""
         ids = list(ids)
         objs = self.nodes(ids)
         key = None if self.key is None else (lambda i: (self.key(objs[i]), i))
@@ -130,7 +154,8 @@ class TraceGraph(Generic[T]):
         links would close a cycle; only what the new dependencies reach is searched."""
         deps = list(depends_on)
         self.session.flush()
-        path = self.graph().cycle_if_added(node.id, [d.id for d in deps])
+        dep_ids = [d.id for d in deps]
+        path = self.closure(dep_ids).cycle_if_added(node.id, dep_ids)
         if path is not None:
             objs = self.nodes(set(path))
             raise CycleError([objs[i] for i in path])
@@ -152,7 +177,7 @@ class TraceGraph(Generic[T]):
         ready at the same time, the smallest ``key`` first."""
         g = self.graph()
         ids = list(g) if nodes is None else [n.id for n in nodes]
-        return self._order(g, ids)
+        return self.order(g, ids)
 
     def handle_changes(self) -> Iterator[T]:
         """Yield every changed node and everything downstream of it, each once, in
@@ -163,9 +188,8 @@ class TraceGraph(Generic[T]):
         """
         changed = list(self.session.scalars(
             select(self.node.id).where(self.node.changed.is_(True))))
-        g = self.graph()
-        todo = set(changed) | g.descendants(changed)
-        yield from self._order(g, todo)
+        g = self.closure(changed, upstream=False)  # only what the changes reach
+        yield from self.order(g, list(g))
         for i in range(0, len(changed), _CHUNK):
             self.session.execute(update(self.node).where(self.node.id.in_(
                 changed[i:i + _CHUNK])).values(changed=False))
@@ -187,10 +211,10 @@ class TraceGraph(Generic[T]):
         """What ``node`` depends on (all the way up with ``transitive``), in order."""
         g = self.graph()
         ids = g.ancestors(node.id) if transitive else g.predecessors(node.id)
-        return self._order(g, ids)
+        return self.order(g, ids)
 
     def dependents(self, node: T, transitive: bool = False) -> list[T]:
         """What depends on ``node`` (all the way down with ``transitive``), in order."""
         g = self.graph()
         ids = g.descendants(node.id) if transitive else g.successors(node.id)
-        return self._order(g, ids)
+        return self.order(g, ids)
