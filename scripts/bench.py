@@ -214,6 +214,83 @@ def few_dependents(eng: Engine) -> tuple[str, int]:
     return name, counts[name]
 
 
+def seed_catalog(eng: Engine, n: int, seed: int) -> list[str]:
+    """A catalog of ``n`` formulas written straight into the tables (parsing and sympy for
+    100k formulas would take minutes and measure nothing of interest): wide and shallow like
+    real indicator catalogs, each formula using an item and up to two formulas of depth <= 6.
+    """
+    from sqlalchemy import insert
+
+    from tracecalc.storage.schema import formula_items, formula_links, formulas
+    from tracecalc.storage.store import canonical_key, now
+
+    rng = np.random.default_rng(seed)
+    depth = np.zeros(n, dtype=np.int64)
+    shallow: list[int] = []
+    rows, links, refs = [], [], []
+    with eng.store.transaction(write=False) as c:
+        item_id = eng.store.items_named(c, ["item0"])["item0"][0]
+    for i in range(n):
+        deps = []
+        if shallow:
+            deps = sorted({shallow[j] for j in rng.integers(0, len(shallow), rng.integers(0, 3))})
+        depth[i] = 1 + max((depth[d] for d in deps), default=0)
+        if depth[i] <= 6:
+            shallow.append(i)
+        expr = " + ".join([f"f{d}" for d in deps] + ["item0"])
+        rows.append({"id": i + 1, "name": f"f{i}", "expression": expr, "canonical": expr,
+                     "canonical_key": canonical_key(expr),
+                     "description": "", "frequency": "quarterly", "version": 1,
+                     "state": "fresh", "stale_seq": 0, "changed": False, "updated_at": now(),
+                     "updated_by": "bench"})
+        links += [{"node_id": i + 1, "depends_on_id": d + 1} for d in deps]
+        refs.append({"formula_id": i + 1, "item_id": item_id})
+    with eng.store.transaction() as c:
+        for table, data in ((formulas, rows), (formula_links, links), (formula_items, refs)):
+            for k in range(0, len(data), 5000):
+                c.execute(insert(table), data[k:k + 5000])
+    return [r["name"] for r in rows]
+
+
+def save_bench(url_factory, sizes: list[int], saves: int, seed: int) -> list[dict]:
+    """Median time to validate (check) and to save one formula edit, per catalog size."""
+    out = []
+    for n in sizes:
+        db = url_factory()
+        try:
+            eng = Engine(db.url, user="bench")
+            eng.load_data(pd.DataFrame({"item": "item0", "entity": "E0",
+                                        "period": ["2024-03-31", "2024-06-30"],
+                                        "value": [1.0, 2.0]}))
+            names = seed_catalog(eng, n, seed)
+            rng = np.random.default_rng(seed + 1)
+            checks, impacts, sets, cycles = [], [], [], 0
+            for _ in range(saves):
+                a, b = (names[int(i)] for i in rng.integers(0, n, 2))
+                expr = f"{b} * 2 + item0"
+                t0 = time.perf_counter()
+                rep = eng.check_formula(a, expr, impact=False)
+                checks.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                eng.check_formula(a, expr)
+                impacts.append(time.perf_counter() - t0)
+                if not rep.is_valid:
+                    cycles += 1
+                    continue
+                t0 = time.perf_counter()
+                eng.set_formula(a, expr)
+                sets.append(time.perf_counter() - t0)
+            eng.close()
+        finally:
+            db.drop()
+        out.append({"formulas": n, "validate_median_ms": 1000 * float(np.median(checks)),
+                    "validate_p90_ms": 1000 * float(np.percentile(checks, 90)),
+                    "check_median_ms": 1000 * float(np.median(impacts)),
+                    "save_median_ms": 1000 * float(np.median(sets)) if sets else None,
+                    "saves": len(sets), "refused_cycles": cycles})
+    return out
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -230,13 +307,39 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workers", type=int, default=2, help="evaluation threads (cold run)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--save-sizes", default="1000,10000,100000",
+                    help="catalog sizes for the save-validation benchmark ('' to skip)")
+    ap.add_argument("--saves", type=int, default=60, help="edits timed per catalog size")
+    ap.add_argument("--skip-recalc", action="store_true", help="only the save benchmark")
     args = ap.parse_args(argv)
+    results: dict = {}
+    if not args.skip_recalc:
+        recalc_bench(args, results)
+    sizes = [int(x) for x in args.save_sizes.split(",") if x.strip()]
+    if sizes:
+        rows = save_bench(lambda: Database(args.db), sizes, args.saves, args.seed)
+        results["save_validation"] = rows
+        print(f"\n{'catalog':>9} {'validate (median, p90)':>24} {'check + impact':>15} "
+              f"{'save':>10} {'edits':>6} {'refused (cycle)':>16}")
+        for r in rows:
+            save = "-" if r["save_median_ms"] is None else f"{r['save_median_ms']:.2f} ms"
+            print(f"{r['formulas']:9,} {r['validate_median_ms']:11.2f} ms, "
+                  f"{r['validate_p90_ms']:6.2f} ms {r['check_median_ms']:12.2f} ms "
+                  f"{save:>10} {r['saves']:6} {r['refused_cycles']:16}")
+        print("(medians over the edits; a save validates, writes, and marks what is "
+              "downstream stale)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+def recalc_bench(args, results: dict) -> None:
 
     data, formulas = make_model(args.formulas, args.items, args.entities, args.periods,
                                 args.ts_share, args.cs_share, args.seed)
     db = Database(args.db)
-    results: dict = {"db": db.kind, "formulas": args.formulas, "entities": args.entities,
-                     "periods": args.periods, "items": args.items}
+    results.update({"db": db.kind, "formulas": args.formulas, "entities": args.entities,
+                    "periods": args.periods, "items": args.items})
     print(f"tracecalc bench on {db.kind}: {args.formulas} formulas x {args.entities:,} "
           f"entities x {args.periods} periods ({args.items} input items, "
           f"{len(data):,} data points)", flush=True)
@@ -299,9 +402,6 @@ def main(argv=None) -> int:
     print(f"\ncold full recalc (2 workers) / floor write = {results['cold_vs_floor']:.2f}; peak "
           f"RSS {results['tracecalc_peak_rss_mb']:.0f} MB after the tracecalc steps, "
           f"{results['peak_rss_mb']:.0f} MB after the floor")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -173,14 +173,12 @@ class Engine:
             ids = [r.id for r in store.formula_rows_named(conn, set(targets)).values()]
             return store.downstream_names(conn, ids)
 
-        up = store.upstream(conn, [r.id for r in rows.values()])
-        rows.update(up.rows)
         g: Graph[str] = Graph()
         for name in items:
             g.add_node(name)
         for name in rows:
             g.add_node(name)
-        for a, b in up.edges:
+        for a, b in store.upstream(conn, [r.id for r in rows.values()]):
             g.add_edge(a, b)
         return _Catalog(items, rows, g, scope=downstream,
                         everything=lambda: store.all_names(conn))
@@ -423,12 +421,14 @@ class Engine:
         return SaveResult(c.name, version, False, c.parsed.canonical == old.canonical,
                           (c.name,))
 
-    def check_formula(self, name: str, expression: str) -> CheckReport:
+    def check_formula(self, name: str, expression: str, impact: bool = True) -> CheckReport:
         """Validate an edit and show its impact without saving anything.
 
         Returns a ``CheckReport``: ``is_valid`` and every problem, whether the edit is
         equivalent to the current definition (or to other formulas), the formulas that would
-        be recomputed in order, and the number of (entity, period) records in scope.
+        be recomputed in order, and the number of (entity, period) records in scope. With
+        ``impact=False`` only the validation is done (what a save checks): its cost follows
+        the part of the graph upstream of the references, not the catalog's size.
         """
         batch = [{"name": name, "expression": expression}]
         with self.store.transaction(write=False) as conn:
@@ -441,6 +441,12 @@ class Engine:
                                    is_new=old is None)
             c = checked[0]
             canon = c.parsed.canonical
+            if not impact:
+                return CheckReport(name, expression, True, (), is_new=old is None,
+                                   equivalent_to_current=old is not None
+                                   and old.canonical == canon, canonical=canon,
+                                   frequency=Frequency(c.frequency),
+                                   references=c.parsed.references)
             same = tuple(n for n in self.store.formulas_with_canonical(conn, canon) if n != name)
             down = cat.downstream([name]) if old is not None else []
             freq = {n: r.frequency for n, r in self.store.formula_rows_named(conn, down).items()}

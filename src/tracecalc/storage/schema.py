@@ -25,7 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tracecalc.storage.trace import TraceLink, TraceNode
 
-SCHEMA_VERSION = "4"
+SCHEMA_VERSION = "5"
 
 metadata = MetaData()
 
@@ -81,6 +81,7 @@ class Formula(TraceNode, Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     expression: Mapped[str] = mapped_column(Text)
     canonical: Mapped[str] = mapped_column(Text)
+    canonical_key: Mapped[str] = mapped_column(String(40), index=True)  # sha1 of canonical
     description: Mapped[str] = mapped_column(Text, default="")
     frequency: Mapped[str] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer)

@@ -7,6 +7,7 @@ transaction, so the engine layer decides what is atomic (a rejected save changes
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -329,31 +330,38 @@ class Store:
         return out
 
     def formulas_with_canonical(self, conn: Connection, canonical: str) -> list[str]:
-        q = select(formulas.c.name).where(formulas.c.canonical == canonical)
+        q = select(formulas.c.name).where(formulas.c.canonical_key == canonical_key(canonical),
+                                          formulas.c.canonical == canonical)
         return sorted(conn.execute(q).scalars())
 
     def all_names(self, conn: Connection) -> set[str]:
         return (set(conn.execute(select(items.c.name)).scalars())
                 | set(conn.execute(select(formulas.c.name)).scalars()))
 
-    def upstream(self, conn: Connection, formula_ids: list[int]) -> Upstream:
-        """Every formula the given ones depend on (transitively): rows and links, by name."""
+    def upstream(self, conn: Connection, formula_ids: list[int]) -> list[tuple[str, str]]:
+        """The links (formula, formula it depends on) of everything upstream of the given
+        formulas, by name: where a cycle through a new reference would have to run."""
         with self.trace(conn) as tg:
             g = tg.closure(formula_ids, upstream=True)
-        ids = sorted(g)
-        rows = {}
-        for i in range(0, len(ids), 500):
-            q = select(formulas).where(formulas.c.id.in_(ids[i:i + 500]))
-            rows.update((r.id, r) for r in conn.execute(q))
-        return Upstream({r.name: r for r in rows.values()},
-                        [(rows[a].name, rows[b].name) for a, b in g.edges()])
+        names = self._names(conn, list(g))
+        return [(names[a], names[b]) for a, b in g.edges()]
 
     def downstream_names(self, conn: Connection, formula_ids: list[int]) -> list[str]:
         """Formulas depending on the given ones (transitively), in recalculation order."""
         with self.trace(conn) as tg:
             g = tg.closure(formula_ids, upstream=False)
-            down = [i for i in g if i not in set(formula_ids)]
-            return [n.name for n in tg.order(g, down)]
+        start = set(formula_ids)
+        down = g.topological_order([i for i in g if i not in start], key=lambda i: i)
+        names = self._names(conn, down)
+        return [names[i] for i in down]
+
+    def _names(self, conn: Connection, ids: list[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        ids = sorted(ids)
+        for i in range(0, len(ids), 500):
+            q = select(formulas.c.id, formulas.c.name).where(formulas.c.id.in_(ids[i:i + 500]))
+            out.update((r.id, r.name) for r in conn.execute(q))
+        return out
 
     def formula_names(self, conn: Connection) -> list[str]:
         return list(conn.execute(select(formulas.c.name).order_by(formulas.c.name)).scalars())
@@ -362,10 +370,13 @@ class Store:
         return conn.execute(select(formulas).where(formulas.c.name == name)).first()
 
     def insert_formula(self, conn: Connection, **values) -> int:
+        values["canonical_key"] = canonical_key(values["canonical"])
         res = conn.execute(insert(formulas).values(updated_at=now(), **values))
         return int(res.inserted_primary_key[0])
 
     def update_formula(self, conn: Connection, formula_id: int, **values) -> None:
+        if "canonical" in values:
+            values["canonical_key"] = canonical_key(values["canonical"])
         conn.execute(update(formulas).where(formulas.c.id == formula_id)
                      .values(updated_at=now(), **values))
 
@@ -549,12 +560,6 @@ class Store:
 
 
 @dataclass
-class Upstream:
-    rows: dict  # name -> formula row
-    edges: list[tuple[str, str]]  # (formula, formula it depends on)
-
-
-@dataclass
 class LoadChanges:
     items: list[str] = field(default_factory=list)
     new_items: list[str] = field(default_factory=list)
@@ -563,6 +568,11 @@ class LoadChanges:
     grown_calendars: set[str] = field(default_factory=set)  # frequencies with new periods
     changed_items: list[str] = field(default_factory=list)
     changed_entities: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def canonical_key(canonical: str) -> str:
+    """An indexable digest of a canonical form (the form itself is unbounded text)."""
+    return hashlib.sha1(canonical.encode()).hexdigest()
 
 
 def _point_key(entity_ids: np.ndarray, periods: np.ndarray) -> np.ndarray:
