@@ -300,7 +300,12 @@ class Engine:
         cycles = graph.find_cycles()
         for cyc in cycles:
             member = next((n for n in cyc if n in good), cyc[0])
-            problems.append((member, CycleError(_rotate(cyc, member), formula=member)))
+            path = _rotate(cyc, member)
+            ref = next((r for r in walk(good[member].tree)
+                        if isinstance(r, Ref) and r.name == path[1]), None)
+            problems.append((member, CycleError(
+                path, formula=member, reference=path[1], text=good[member].text,
+                col=None if ref is None else ref.col)))
             bad.update(n for n in cyc if n in good)
         if cycles:
             return [], problems

@@ -84,10 +84,19 @@ class InvalidNameError(TracecalcError):
 class CycleError(TracecalcError):
     """Saving would close a dependency cycle; ``cycle`` is the path, first node == last."""
 
-    def __init__(self, cycle: Sequence[Hashable], formula: str | None = None):
+    def __init__(self, cycle: Sequence[Hashable], formula: str | None = None,
+                 reference: str | None = None, text: str | None = None,
+                 col: int | None = None):
         self.cycle = list(cycle)
         self.formula = formula
-        super().__init__("cycle: " + " -> ".join(str(n) for n in self.cycle))
+        self.reference = reference  # the name in the new text that closes the loop
+        self.text, self.col = text, col
+        msg = "cycle: " + " -> ".join(str(n) for n in self.cycle)
+        if formula and reference:
+            msg += f"\n  the reference to '{reference}' in the new text of '{formula}' closes it"
+            if text is not None and col is not None and len(text) <= 200:
+                msg += f"\n    {text}\n    {' ' * col}^"
+        super().__init__(msg)
 
 
 class ValidationError(TracecalcError):
