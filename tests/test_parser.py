@@ -240,3 +240,41 @@ def test_equivalent_forms_share_a_canonical_form(a, b):
 ])
 def test_different_forms_differ(a, b):
     assert parse(a).canonical != parse(b).canonical
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.text(max_size=200), st.lists(_token, max_size=40).map("".join)))
+def test_fuzzed_saves_raise_only_tracecalc_errors_and_save_nothing(fuzz_engine, text):
+    try:
+        fuzz_engine.set_formula("fuzzed", text)
+    except TracecalcError:
+        assert "fuzzed" not in set(fuzz_engine.formulas()["name"])
+        return
+    fuzz_engine.delete_formula("fuzzed")  # a valid formula over x: fine, and undone
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=2_000) | st.lists(_token, min_size=50, max_size=600).map("".join))
+def test_fuzzed_text_is_judged_within_50_ms(text):
+    best = float("inf")
+    for _ in range(3):  # the best of three ignores a GC pause on a busy machine
+        t0 = time.perf_counter()
+        try:
+            parse(text)
+        except FormulaError:
+            pass
+        best = min(best, time.perf_counter() - t0)
+    assert best < 0.05, f"{best * 1000:.1f} ms for {text[:80]!r}"
+
+
+@pytest.fixture(scope="module")
+def fuzz_engine():
+    import pandas as pd
+
+    from tracecalc.engine import Engine
+
+    eng = Engine("sqlite:///:memory:")
+    eng.load_data(pd.DataFrame({"item": "x", "entity": "A", "period": ["2024-03-31"],
+                                "value": [1.0]}), frequencies={"x": "quarterly"})
+    yield eng
+    eng.close()
