@@ -86,3 +86,15 @@ def sqlite_engine(tmp_path):
     eng = Engine(f"sqlite:///{tmp_path / 'one.db'}", user="tester")
     yield eng
     eng.close()
+
+
+def fail_writes(monkeypatch, eng, formula: str, error: Exception) -> None:
+    """Make writing ``formula``'s records raise ``error`` (the others write normally)."""
+    real = eng.store.write_diff
+
+    def failing(conn, formula_id, *args, **kw):
+        if formula_id == eng.store.formula_row(conn, formula).id:
+            raise error
+        return real(conn, formula_id, *args, **kw)
+
+    monkeypatch.setattr(eng.store, "write_diff", failing)

@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SAMPLE
+from conftest import ROOT, SAMPLE, fail_writes
 from tracecalc.engine import Engine
 from tracecalc.errors import BusyError, CycleError, TracecalcError
 from tracecalc.model import FormulaState
@@ -135,14 +135,7 @@ def test_atomic_run_is_all_or_nothing(tmp_path, monkeypatch):
     eng.load_data(X, frequencies={"x": "quarterly"})
     eng.set_formulas([{"name": "a", "expression": "x + 1"},
                       {"name": "b", "expression": "a * 2"}])
-    real = eng.store.write_diff
-
-    def failing(conn, formula_id, *args, **kw):
-        if formula_id == eng.store.formula_row(conn, "b").id:
-            raise OSError("disk full")
-        return real(conn, formula_id, *args, **kw)
-
-    monkeypatch.setattr(eng.store, "write_diff", failing)
+    fail_writes(monkeypatch, eng, "b", OSError("disk full"))
     with pytest.raises(TracecalcError, match="disk full"):
         eng.recalc(atomic=True)
     assert eng.status()["records"] == 0  # a's records were rolled back too

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SAMPLE
+from conftest import SAMPLE, fail_writes
 from tracecalc.errors import TracecalcError
 from tracecalc.evaluator import Compiled, compile_tree
 from tracecalc.model import FormulaState
@@ -122,14 +122,7 @@ def test_engine_run_failure_is_logged_and_leaves_the_rest_stale(sqlite_engine, m
                             frequencies={"x": "quarterly"})
     sqlite_engine.set_formulas([{"name": "a", "expression": "x + 1"},
                                 {"name": "b", "expression": "a * 2"}])
-    real = sqlite_engine.store.write_diff
-
-    def failing(conn, formula_id, *args, **kw):
-        if formula_id == sqlite_engine.store.formula_row(conn, "b").id:
-            raise OSError("connection lost")
-        return real(conn, formula_id, *args, **kw)
-
-    monkeypatch.setattr(sqlite_engine.store, "write_diff", failing)
+    fail_writes(monkeypatch, sqlite_engine, "b", OSError("connection lost"))
     with pytest.raises(TracecalcError, match="connection lost"):
         sqlite_engine.recalc()
     run_row = sqlite_engine.runs()[0]
