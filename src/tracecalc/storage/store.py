@@ -174,9 +174,6 @@ class Store:
         q = select(entities.c.id).order_by(entities.c.id)
         return np.array(conn.execute(q).scalars().all(), dtype=np.int64)
 
-    def max_entity_id(self, conn: Connection) -> int:
-        return int(conn.execute(select(func.max(entities.c.id))).scalar() or 0)
-
     def add_entities(self, conn: Connection, codes: Iterable[str]) -> dict[str, int]:
         codes = list(codes)
         if codes:
