@@ -1,26 +1,39 @@
-"""Benchmark: full recalculation of a generated model next to the database's write floor.
+"""Benchmark: tracecalc next to the database's write floor and a hand-written pandas script.
 
     python scripts/bench.py                                   # SQLite, 200 x 2,000 x 40
     python scripts/bench.py --db postgresql://postgres@127.0.0.1:5432/test
+    python scripts/bench.py --large                           # 500 x 5,000 x 80, no baseline
+    python scripts/bench.py --rss-entities 1000,5000,20000    # memory as entities grow
     python scripts/bench.py --formulas 50 --entities 500 --json out.json
 
 Everything runs in one process and one run, against one fresh database (a temporary SQLite
-file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards):
+file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards), on a
+model generated from the parameters (formulas, chain depth, input items, entities, periods,
+shares of time-series and cross-sectional functions; fixed seed):
 
+- tracecalc: loading the inputs, saving the formulas, a cold full recalculation (no records
+  yet), a full recalculation where nothing changed, an incremental recalculation after
+  editing a formula with few dependents, and one after changing one entity's data;
 - floor: the same number of (formula, entity, period, value) rows bulk-written into a table
   shaped like the records table with the database's best raw path (SQLite multi-row VALUES
   in one transaction, PostgreSQL COPY binary, MariaDB LOAD DATA LOCAL INFILE), written here
   directly against the driver, and read back;
-- tracecalc: loading the inputs, saving the formulas, a cold full recalculation (no
-  records yet) with 1 and with 2 evaluation threads (the records are emptied in between),
-  a full recalculation where nothing changed (nothing is written) with 1 and 2 threads, an
-  incremental recalculation after editing a formula with few dependents, and one after
-  changing one entity's data.
+- baseline: what a user would otherwise write: pandas reads the inputs (read_sql), pivots
+  them to an (entity, period) frame, evaluates each formula in dependency order with
+  DataFrame.eval, numpy and groupby time-series / per-period operations, and writes the
+  results with DataFrame.to_sql;
+- save validation: median time to check and save one formula edit in catalogs of 1k, 10k
+  and 100k formulas.
+
+It prints a table (time, rows, rows/s, peak RSS of the step, ratios to the floor and to the
+baseline) and the targets, and writes the same as JSON with --json. Peak RSS is per step:
+the kernel's high-water mark is reset before each one (/proc/self/clear_refs).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -48,7 +61,10 @@ EW = ["{x} + {y}", "{x} - {y}", "{x} * {y}", "{x} / {y}", "({x} - {y}) / {y}",
 
 
 def make_model(n_formulas: int, n_items: int, n_entities: int, n_periods: int,
-               ts_share: float, cs_share: float, seed: int):
+               ts_share: float, cs_share: float, seed: int, depth: int = 12):
+    """Inputs (a long frame) and formulas, each with its template: (kind, template, x, y).
+    Formulas mostly use recent formulas, so chains get deep (at most ``depth``), like real
+    indicator catalogs."""
     rng = np.random.default_rng(seed)
     periods = pd.date_range("2000-03-31", periods=n_periods, freq="QE").strftime("%Y-%m-%d")
     items = [f"item{i}" for i in range(n_items)]
@@ -57,26 +73,25 @@ def make_model(n_formulas: int, n_items: int, n_entities: int, n_periods: int,
     values = rng.lognormal(3, 1, rows) * rng.choice([1, -1], rows, p=[0.9, 0.1])
     values[rng.random(rows) < 0.02] = np.nan
     data = pd.DataFrame({
-        "item": np.repeat(items, n_entities * n_periods),
+        "item": np.repeat(np.array(items, dtype=object), n_entities * n_periods),
         "entity": np.tile(np.repeat(ent, n_periods), n_items),
         "period": np.tile(periods.to_numpy(), n_items * n_entities),
         "value": values,
     }).dropna()
     formulas = []
     names: list[str] = []
+    level = {i: 0 for i in items}
     for i in range(n_formulas):
-        # Mostly recent formulas as inputs: chains get deep, like real indicator catalogs.
-        pool = items + names[-20:]
-        x, y = rng.choice(pool, 2, replace=len(pool) < 2)
+        pool = items + [n for n in names[-20:] if level[n] < depth]
+        x, y = (str(v) for v in rng.choice(pool, 2, replace=len(pool) < 2))
         r = rng.random()
-        if r < cs_share:
-            expr = str(rng.choice(CS)).format(x=x)
-        elif r < cs_share + ts_share:
-            expr = str(rng.choice(TS)).format(x=x)
-        else:
-            expr = str(rng.choice(EW)).format(x=x, y=y)
+        kind, group = (("cs", CS) if r < cs_share else ("ts", TS) if r < cs_share + ts_share
+                       else ("ew", EW))
+        template = str(rng.choice(group))
         name = f"f{i}"
-        formulas.append({"name": name, "expression": expr})
+        level[name] = 1 + max(level[x], level[y] if kind == "ew" else 0)
+        formulas.append({"name": name, "expression": template.format(x=x, y=y),
+                         "spec": (kind, template, x, y)})
         names.append(name)
     return data, formulas
 
@@ -117,39 +132,53 @@ class Database:
         self.admin.dispose()
 
 
-FLOOR_DDL = ("CREATE TABLE floor_records (formula_id INTEGER NOT NULL, entity_id INTEGER NOT "
+FLOOR_DDL = ("CREATE TABLE {table} (formula_id INTEGER NOT NULL, entity_id INTEGER NOT "
              "NULL, period DATE NOT NULL, value {dbl} NOT NULL, PRIMARY KEY (formula_id, "
              "entity_id, period))")
+SLICE = 1_000_000  # rows generated and sent at a time (memory stays flat at any size)
 
 
-def floor(url: str, kind: str, n_formulas: int, n_entities: int, n_periods: int,
-          n_rows: int) -> dict:
-    """Write and read back ``n_rows`` rows with the database's best raw path."""
-    rng = np.random.default_rng(1)
-    cells = n_entities * n_periods
-    idx = np.arange(n_rows)
-    fid = (idx // cells + 1).astype(np.int64)
-    eid = (idx % cells // n_periods + 1).astype(np.int64)
-    per = np.datetime64("2000-03-31") + (idx % n_periods * 91).astype("timedelta64[D]")
-    val = rng.normal(size=n_rows)
-    eng = create_engine(normalise_url(url),
-                        connect_args={"local_infile": True} if kind == "mysql" else {})
+def _driver_engine(url: str, kind: str):
+    return create_engine(normalise_url(url),
+                         connect_args={"local_infile": True} if kind == "mysql" else {})
+
+
+def _create_table(eng, kind: str, table: str) -> None:
     dbl = "DOUBLE PRECISION" if kind == "postgresql" else ("DOUBLE" if kind == "mysql"
                                                            else "REAL")
     with eng.begin() as c:
-        c.execute(text("DROP TABLE IF EXISTS floor_records"))
-        c.execute(text(FLOOR_DDL.format(dbl=dbl)))
+        c.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        c.execute(text(FLOOR_DDL.format(table=table, dbl=dbl)))
+
+
+def floor(url: str, kind: str, n_entities: int, n_periods: int, n_rows: int,
+          read_back: bool = True) -> dict:
+    """Write (and read back) ``n_rows`` rows with the database's best raw path, in one
+    transaction, in primary-key order, generated a slice at a time."""
+    rng = np.random.default_rng(1)
+    cells = n_entities * n_periods
+    eng = _driver_engine(url, kind)
+    _create_table(eng, kind, "floor_records")
     raw = eng.raw_connection()
+
+    def rows(lo: int, hi: int):
+        idx = np.arange(lo, hi)
+        fid = (idx // cells + 1).astype(np.int64)
+        eid = (idx % cells // n_periods + 1).astype(np.int64)
+        per = np.datetime64("2000-03-31") + (idx % n_periods * 91).astype("timedelta64[D]")
+        return fid, eid, per, rng.normal(size=hi - lo)
+
     try:
         t0 = time.perf_counter()
         cur = raw.cursor()
         if kind == "sqlite":
             sql = "INSERT INTO floor_records VALUES " + ",".join(["(?,?,?,?)"] * 1000)
-            for lo in range(0, n_rows, 100_000):  # chunks keep the Python lists small
+            for lo in range(0, n_rows, 100_000):  # slices keep the Python lists small
                 hi = min(n_rows, lo + 100_000)
-                per_s = np.datetime_as_string(per[lo:hi], unit="D").tolist()
-                flat = [v for row in zip(fid[lo:hi].tolist(), eid[lo:hi].tolist(), per_s,
-                                         val[lo:hi].tolist()) for v in row]
+                fid, eid, per, val = rows(lo, hi)
+                per_s = np.datetime_as_string(per, unit="D").tolist()
+                flat = [v for row in zip(fid.tolist(), eid.tolist(), per_s, val.tolist())
+                        for v in row]
                 n = hi - lo
                 whole = n - n % 1000
                 for i in range(0, whole, 1000):
@@ -161,35 +190,38 @@ def floor(url: str, kind: str, n_formulas: int, n_entities: int, n_periods: int,
             dt = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("f", ">i4"), ("l2", ">i4"),
                            ("e", ">i4"), ("l3", ">i4"), ("d", ">i4"), ("l4", ">i4"),
                            ("v", ">f8")])
-            buf = np.empty(n_rows, dtype=dt)
-            buf["nf"], buf["l1"], buf["l2"], buf["l3"], buf["l4"] = 4, 4, 4, 4, 8
-            buf["f"], buf["e"], buf["v"] = fid, eid, val
-            buf["d"] = (per - np.datetime64("2000-01-01")).astype(np.int64)
             with cur.copy("COPY floor_records FROM STDIN (FORMAT BINARY)") as cp:
                 cp.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0))
-                cp.write(buf.tobytes())
+                for lo in range(0, n_rows, SLICE):
+                    fid, eid, per, val = rows(lo, min(n_rows, lo + SLICE))
+                    buf = np.empty(len(fid), dtype=dt)
+                    buf["nf"], buf["l1"], buf["l2"], buf["l3"], buf["l4"] = 4, 4, 4, 4, 8
+                    buf["f"], buf["e"], buf["v"] = fid, eid, val
+                    buf["d"] = (per - np.datetime64("2000-01-01")).astype(np.int64)
+                    cp.write(buf.tobytes())
                 cp.write(b"\xff\xff")
         else:
-            per_s = np.datetime_as_string(per, unit="D").tolist()
-            fd, path = tempfile.mkstemp(suffix=".csv")
-            with os.fdopen(fd, "w") as f:
-                f.write("\n".join(f"{a},{b},{c},{d!r}" for a, b, c, d in
-                                  zip(fid.tolist(), eid.tolist(), per_s, val.tolist())))
-            cur.execute("LOAD DATA LOCAL INFILE %s INTO TABLE floor_records FIELDS "
-                        "TERMINATED BY ','", (path,))
-            os.unlink(path)
+            for lo in range(0, n_rows, SLICE):
+                fid, eid, per, val = rows(lo, min(n_rows, lo + SLICE))
+                per_s = np.datetime_as_string(per, unit="D").tolist()
+                fd, path = tempfile.mkstemp(suffix=".csv")
+                with os.fdopen(fd, "w") as f:
+                    f.write("\n".join(f"{a},{b},{c},{d!r}" for a, b, c, d in
+                                      zip(fid.tolist(), eid.tolist(), per_s, val.tolist())))
+                cur.execute("LOAD DATA LOCAL INFILE %s INTO TABLE floor_records FIELDS "
+                            "TERMINATED BY ','", (path,))
+                os.unlink(path)
         raw.commit()
         write = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        cur.execute("SELECT formula_id, entity_id, period, value FROM floor_records")
-        got = 0
-        while True:
-            rows = cur.fetchmany(100_000)
-            if not rows:
-                break
-            got += len(np.array([r[3] for r in rows]))
-        read = time.perf_counter() - t0
-        assert got == n_rows
+        read = None
+        if read_back:
+            t0 = time.perf_counter()
+            cur.execute("SELECT formula_id, entity_id, period, value FROM floor_records")
+            got = 0
+            while rows_ := cur.fetchmany(100_000):
+                got += len(np.array([r[3] for r in rows_]))
+            read = time.perf_counter() - t0
+            assert got == n_rows
         cur.execute("DROP TABLE floor_records")
         raw.commit()
     finally:
@@ -198,10 +230,95 @@ def floor(url: str, kind: str, n_formulas: int, n_entities: int, n_periods: int,
     return {"write_s": write, "read_s": read}
 
 
+# -- the hand-written pandas baseline ---------------------------------------------------------
+
+def _pandas_formula(wide: pd.DataFrame, spec) -> pd.Series:
+    """One formula as a pandas user writes it: eval for arithmetic, numpy for the rest,
+    groupby on the entity for time series and on the period for cross sections."""
+    kind, template, x, y = spec
+    a = wide[x]
+    if kind == "ts":
+        g = a.groupby(level="entity_id")
+        if template.startswith("ts_mean"):
+            return g.transform(lambda v: v.rolling(4).mean())
+        if template.startswith("lag"):
+            return g.shift(1)
+        if template.startswith("growth"):
+            base = g.shift(4)
+            return (a / base - 1).where(base > 0)
+        if template.startswith("ema"):
+            return g.transform(lambda v: v.ewm(span=6, adjust=False).mean())
+        if template.startswith("ttm"):
+            return g.transform(lambda v: v.rolling(4).sum())
+        if template.startswith("diff"):
+            return g.diff(1)
+        if template.startswith("ts_std"):
+            return g.transform(lambda v: v.rolling(8).std())
+        return (a + g.shift(4)) / 2  # avg_balance
+    if kind == "cs":
+        p = a.groupby(level="period")
+        if template.startswith("cs_rank"):
+            return p.rank(pct=True)
+        if template.startswith("cs_zscore"):
+            return (a - p.transform("mean")) / p.transform("std", ddof=0)
+        return a - p.transform("mean")
+    b = wide[y]
+    if template.startswith("max"):
+        return np.maximum(a, b)
+    if template.startswith("if_"):
+        return a.where(a > b, b)
+    if template.startswith("coalesce"):
+        return a.fillna(b)
+    if template.startswith("sqrt"):
+        return np.sqrt(a.abs()) * np.sign(b)
+    if template.startswith("div"):
+        q = a / b
+        return q.where((b != 0) & np.isfinite(q), 0.0)
+    return wide.eval(template.format(x=x, y=y))  # arithmetic, log(abs(x) + 1)
+
+
+def baseline(url: str, kind: str, formulas: list[dict]) -> dict:
+    """Read the inputs, evaluate every formula, write the results: pandas all the way."""
+    eng = _driver_engine(url, kind)
+    _create_table(eng, kind, "baseline_records")
+    try:
+        t0 = time.perf_counter()
+        long = pd.read_sql("SELECT i.name AS item, d.entity_id, d.period, d.value FROM "
+                           "tc_data d JOIN tc_items i ON i.id = d.item_id", eng)
+        long["period"] = pd.to_datetime(long["period"])
+        wide = long.pivot(index=["entity_id", "period"], columns="item", values="value")
+        del long
+        full = pd.MultiIndex.from_product(
+            [wide.index.levels[0], wide.index.levels[1]], names=["entity_id", "period"])
+        wide = wide.reindex(full)  # every (entity, period): shifts move by whole periods
+        read = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cols = {}
+        for f in formulas:  # already in dependency order
+            wide[f["name"]] = cols[f["name"]] = _pandas_formula(wide, f["spec"])
+        compute = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ids = {f["name"]: i + 1 for i, f in enumerate(formulas)}
+        out = (pd.DataFrame(cols).rename(columns=ids).rename_axis(columns="formula_id")
+               .stack().rename("value").reset_index())
+        out = out[np.isfinite(out["value"])]
+        out = out[["formula_id", "entity_id", "period", "value"]]
+        out.to_sql("baseline_records", eng, if_exists="append", index=False,
+                   chunksize=100_000)
+        write = time.perf_counter() - t0
+        rows = len(out)
+        with eng.begin() as c:
+            c.execute(text("DROP TABLE baseline_records"))
+    finally:
+        eng.dispose()
+    return {"read_s": read, "compute_s": compute, "write_s": write, "rows": rows}
+
+
 def empty_records(eng: Engine) -> None:
     """Back to no records, every formula stale: the state before a cold run."""
     with eng.store.engine.begin() as c:
         c.execute(text("DELETE FROM tc_records"))
+        c.execute(text("DELETE FROM tc_digests"))
         c.execute(text("DELETE FROM tc_stale"))
         c.execute(text("UPDATE tc_formulas SET state = 'stale'"))
 
@@ -291,8 +408,42 @@ def save_bench(url_factory, sizes: list[int], saves: int, seed: int) -> list[dic
     return out
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class Peak:
+    """Peak RSS of one step: the kernel's high-water mark, reset before the step."""
+
+    @staticmethod
+    def reset() -> None:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:  # not Linux: the process peak instead
+            pass
+
+    @staticmethod
+    def mb(field: str = "VmHWM") -> float:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def step(steps: list[dict], label: str, fn, records=None, **extra):
+    """Run and time one step; ``records`` maps its result to the rows it moved."""
+    gc.collect()
+    Peak.reset()
+    t0 = time.perf_counter()
+    res = fn()
+    sec = time.perf_counter() - t0
+    n = records(res) if callable(records) else records
+    steps.append({"step": label, "seconds": sec, "records": n,
+                  "rows_per_s": n / sec if n and sec else None,
+                  "peak_rss_mb": Peak.mb(), **extra})
+    print(f"  {label:46} {sec:9.2f} s", flush=True)
+    return res
 
 
 def main(argv=None) -> int:
@@ -302,21 +453,35 @@ def main(argv=None) -> int:
     ap.add_argument("--entities", type=int, default=2000)
     ap.add_argument("--periods", type=int, default=40)
     ap.add_argument("--items", type=int, default=20)
+    ap.add_argument("--depth", type=int, default=12, help="longest chain of formulas")
     ap.add_argument("--ts-share", type=float, default=0.3)
     ap.add_argument("--cs-share", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--workers", type=int, default=2, help="evaluation threads (cold run)")
+    ap.add_argument("--workers", type=int, default=2, help="evaluation threads")
+    ap.add_argument("--chunk-entities", type=int, default=None,
+                    help="entities per chunk (default: tracecalc's, by periods)")
+    ap.add_argument("--large", action="store_true",
+                    help="500 formulas x 5,000 entities x 80 periods; no baseline, no save "
+                         "benchmark, no floor read-back")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the pandas baseline")
+    ap.add_argument("--rss-entities", default=None,
+                    help="only: cold-run peak RSS at these entity counts (e.g. 1000,5000,20000)")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--save-sizes", default="1000,10000,100000",
                     help="catalog sizes for the save-validation benchmark ('' to skip)")
     ap.add_argument("--saves", type=int, default=60, help="edits timed per catalog size")
     ap.add_argument("--skip-recalc", action="store_true", help="only the save benchmark")
     args = ap.parse_args(argv)
-    results: dict = {}
-    if not args.skip_recalc:
+    if args.large:
+        args.formulas, args.entities, args.periods = 500, 5000, 80
+        args.no_baseline, args.save_sizes = True, ""
+    results: dict = {"argv": sys.argv[1:]}
+    if args.rss_entities:
+        rss_scaling(args, results, [int(x) for x in args.rss_entities.split(",")])
+    elif not args.skip_recalc:
         recalc_bench(args, results)
     sizes = [int(x) for x in args.save_sizes.split(",") if x.strip()]
-    if sizes:
+    if sizes and not args.rss_entities:
         rows = save_bench(lambda: Database(args.db), sizes, args.saves, args.seed)
         results["save_validation"] = rows
         print(f"\n{'catalog':>9} {'validate (median, p90)':>24} {'check + impact':>15} "
@@ -333,75 +498,147 @@ def main(argv=None) -> int:
     return 0
 
 
-def recalc_bench(args, results: dict) -> None:
+def _load(eng: Engine, data: pd.DataFrame, formulas: list[dict], steps: list[dict]) -> None:
+    step(steps, "load inputs", lambda: eng.load_data(
+        data, frequencies={i: "quarterly" for i in data["item"].unique()}), len(data))
+    step(steps, "save + validate formulas", lambda: eng.set_formulas(
+        [{"name": f["name"], "expression": f["expression"]} for f in formulas]),
+        len(formulas))
 
+
+def recalc_bench(args, results: dict) -> None:
     data, formulas = make_model(args.formulas, args.items, args.entities, args.periods,
-                                args.ts_share, args.cs_share, args.seed)
+                                args.ts_share, args.cs_share, args.seed, args.depth)
     db = Database(args.db)
-    results.update({"db": db.kind, "formulas": args.formulas, "entities": args.entities,
-                    "periods": args.periods, "items": args.items})
+    results.update({"db": db.kind, "model": {
+        "formulas": args.formulas, "entities": args.entities, "periods": args.periods,
+        "items": args.items, "depth": args.depth, "ts_share": args.ts_share,
+        "cs_share": args.cs_share, "seed": args.seed, "data_points": len(data)}})
     print(f"tracecalc bench on {db.kind}: {args.formulas} formulas x {args.entities:,} "
           f"entities x {args.periods} periods ({args.items} input items, "
           f"{len(data):,} data points)", flush=True)
-    rows: list[tuple[str, float, int]] = []  # label, seconds, records written
+    steps: list[dict] = []
+    results["steps"] = steps
+    run_opts = {"workers": args.workers, "chunk_entities": args.chunk_entities}
     try:
         eng = Engine(db.url, user="bench")
-        t0 = time.perf_counter()
-        eng.load_data(data, frequencies={i: "quarterly" for i in data["item"].unique()})
-        rows.append(("load inputs", time.perf_counter() - t0, len(data)))
-        t0 = time.perf_counter()
-        eng.set_formulas(formulas)
-        rows.append(("save + validate formulas", time.perf_counter() - t0, args.formulas))
-        records = 0
-        for w in (1, 2):  # the cold run twice, emptying the records in between
-            if records:
-                empty_records(eng)
-            cold = eng.recalc(full=True, workers=w)
-            records = cold.records_written
-            rows.append((f"cold full recalc, {w} worker{'s' * (w > 1)}", cold.seconds, records))
-        results["records"] = records
-        for w in (1, 2):
-            same = eng.recalc(full=True, workers=w)
-            assert same.records_written == 0
-            rows.append((f"no-change full recalc, {w} worker{'s' * (w > 1)}", same.seconds,
-                         same.records_written))
-        name, n_down = few_dependents(eng)
-        eng.set_formula(name, f"({eng.formula(name).expression}) * 1.01")
-        inc = eng.recalc()
-        rows.append((f"edit {name} ({n_down} dependents), recalc", inc.seconds,
-                     inc.records_written))
-        results["edit_formula"] = {"name": name, "dependents": n_down,
-                                   "computed": inc.formulas_computed}
+        _load(eng, data, formulas, steps)
         item = max(data["item"].unique(), key=lambda i: len(eng.dependents(i, True)))
         entity = str(data["entity"].iloc[0])
         one = data[(data["entity"] == entity) & (data["item"] == item)].tail(1).copy()
         one["value"] = one["value"] * 1.5 + 1
+        del data
+        cold = step(steps, "tracecalc: cold full recalc",
+                    lambda: eng.recalc(full=True, **run_opts), lambda r: r.records_written)
+        steps[-1].update(eval_s=cold.eval_seconds, io_s=cold.io_seconds,
+                         write_s=cold.write_seconds, workers=args.workers)
+        records = cold.records_written
+        results["records"] = records
+        same = step(steps, "tracecalc: no-change full recalc",
+                    lambda: eng.recalc(full=True, **run_opts), lambda r: r.records_written)
+        assert same.records_written == 0
+        name, n_down = few_dependents(eng)
+        eng.set_formula(name, f"({eng.formula(name).expression}) * 1.01")
+        inc = step(steps, f"tracecalc: edit {name} ({n_down} dependents), recalc",
+                   lambda: eng.recalc(**run_opts), lambda r: r.records_written)
+        results["edit_formula"] = {"name": name, "dependents": n_down,
+                                   "computed": inc.formulas_computed}
         eng.load_data(one)
-        inc = eng.recalc()
-        rows.append((f"1 entity's {item} changed ({len(eng.dependents(item, True))} "
-                     "downstream), recalc", inc.seconds, inc.records_written))
-        results["tracecalc_peak_rss_mb"] = peak_rss_mb()
+        step(steps, f"tracecalc: 1 entity's {item} changed "
+                    f"({len(eng.dependents(item, True))} downstream), recalc",
+             lambda: eng.recalc(**run_opts), lambda r: r.records_written)
         eng.close()
-        fl = floor(db.url, db.kind, args.formulas, args.entities, args.periods, records)
-        rows.insert(2, ("floor: bulk write (raw driver)", fl["write_s"], records))
-        rows.insert(3, ("floor: read back", fl["read_s"], records))
-        results["floor_write_s"] = fl["write_s"]
+        if not args.no_baseline:
+            b = step(steps, "baseline: pandas read, eval, to_sql",
+                     lambda: baseline(db.url, db.kind, formulas), lambda r: r["rows"])
+            steps[-1].update(read_s=b["read_s"], compute_s=b["compute_s"],
+                             write_s=b["write_s"])
+        fl = step(steps, "floor: bulk write + read back (raw driver)",
+                  lambda: floor(db.url, db.kind, args.entities, args.periods, records,
+                                read_back=not args.large), records)
+        steps.pop()
+        steps.append({"step": "floor: bulk write (raw driver)", "seconds": fl["write_s"],
+                      "records": records, "rows_per_s": records / fl["write_s"]})
+        if fl["read_s"] is not None:
+            steps.append({"step": "floor: read back", "seconds": fl["read_s"],
+                          "records": records, "rows_per_s": records / fl["read_s"]})
     finally:
         db.drop()
-    results["peak_rss_mb"] = peak_rss_mb()
-    results["steps"] = [{"step": label, "seconds": sec, "records_written": n}
-                        for label, sec, n in rows]
-    floor_s = results["floor_write_s"]
-    print(f"\n{'step':44} {'seconds':>9} {'written':>12} {'rows/s':>11} {'x floor':>8}")
-    for label, sec, n in rows:
-        ratio = f"{sec / floor_s:8.2f}" if "recalc" in label else ""
-        rate = f"{n / sec:11,.0f}" if sec and n else f"{'':11}"
-        print(f"{label:44} {sec:9.2f} {n:12,} {rate} {ratio}")
-    cold2 = next(sec for label, sec, _ in rows if label.startswith("cold full recalc, 2"))
-    results["cold_vs_floor"] = cold2 / floor_s
-    print(f"\ncold full recalc (2 workers) / floor write = {results['cold_vs_floor']:.2f}; peak "
-          f"RSS {results['tracecalc_peak_rss_mb']:.0f} MB after the tracecalc steps, "
-          f"{results['peak_rss_mb']:.0f} MB after the floor")
+    report(results, steps)
+
+
+def report(results: dict, steps: list[dict]) -> None:
+    by = {s["step"].split(" (")[0].split(",")[0]: s for s in steps}
+    floor_s = by["floor: bulk write"]["seconds"]
+    base = by.get("baseline: pandas read")
+    base_s = base["seconds"] if base else None
+    print(f"\n{'step':58} {'seconds':>8} {'records':>12} {'rows/s':>10} {'RSS MB':>7} "
+          f"{'x floor':>8} {'baseline/x':>10}")
+    for s in steps:
+        tc = s["step"].startswith("tracecalc")
+        s["vs_floor"] = s["seconds"] / floor_s if tc else None
+        s["baseline_speedup"] = base_s / s["seconds"] if tc and base_s else None
+        rate = f"{s['rows_per_s']:10,.0f}" if s.get("rows_per_s") else f"{'':10}"
+        rss = f"{s['peak_rss_mb']:7.0f}" if s.get("peak_rss_mb") else f"{'':7}"
+        vf = f"{s['vs_floor']:8.2f}" if s["vs_floor"] is not None else f"{'':8}"
+        vb = f"{s['baseline_speedup']:10.1f}" if s["baseline_speedup"] else f"{'':10}"
+        n = f"{s['records']:12,}" if s["records"] is not None else f"{'':12}"
+        print(f"{s['step'][:58]:58} {s['seconds']:8.2f} {n} {rate} {rss} {vf} {vb}")
+    cold = by["tracecalc: cold full recalc"]
+    same = by["tracecalc: no-change full recalc"]
+    t = {"cold_vs_floor": cold["seconds"] / floor_s,
+         "no_change_vs_cold": same["seconds"] / cold["seconds"],
+         "cold_eval_s": cold["eval_s"], "cold_io_s": cold["io_s"],
+         "cold_write_s": cold["write_s"]}
+    if base_s:
+        t["baseline_vs_cold"] = base_s / cold["seconds"]
+    results["targets"] = t
+    print("\ntargets")
+    print(f"  1. cold full recalc / floor write     {t['cold_vs_floor']:6.2f}  (at most 1.25)")
+    if base_s:
+        print(f"     baseline / cold full recalc        {t['baseline_vs_cold']:6.2f}  "
+              "(at least 5)")
+    print(f"  2. no-change full / cold full         {t['no_change_vs_cold']:6.2f}  "
+          "(at most 0.25)")
+    w = cold.get("workers", 1)
+    print(f"  4. cold run {cold['seconds']:.1f} s wall; database I/O thread busy "
+          f"{t['cold_io_s']:.1f} s (writes {t['cold_write_s']:.1f} s); evaluation "
+          f"{t['cold_eval_s']:.1f} s over {w} threads "
+          f"(sum of both: {t['cold_io_s'] + t['cold_eval_s'] / w:.1f} s)")
+
+
+def rss_scaling(args, results: dict, sizes: list[int]) -> None:
+    """Peak RSS of a cold full recalculation as the universe grows (chunks bound it)."""
+    from tracecalc.recalc import CHUNK_CELLS
+    rows = []
+    print(f"cold full recalc, {args.formulas} formulas x {args.periods} periods, "
+          f"{args.items} input items", flush=True)
+    print(f"{'entities':>9} {'chunks':>7} {'records':>12} {'seconds':>8} "
+          f"{'RSS before MB':>14} {'peak RSS MB':>12}")
+    for n in sizes:
+        data, formulas = make_model(args.formulas, args.items, n, args.periods,
+                                    args.ts_share, args.cs_share, args.seed, args.depth)
+        db = Database(args.db)
+        try:
+            eng = Engine(db.url, user="bench")
+            _load(eng, data, formulas, [])
+            del data
+            gc.collect()
+            before = Peak.mb("VmRSS")
+            Peak.reset()
+            rep = eng.recalc(full=True, workers=args.workers,
+                             chunk_entities=args.chunk_entities)
+            peak = Peak.mb()
+            eng.close()
+        finally:
+            db.drop()
+        size = args.chunk_entities or max(1, CHUNK_CELLS // args.periods)
+        row = {"entities": n, "chunks": -(-n // size), "records": rep.records_written,
+               "seconds": rep.seconds, "rss_before_mb": before, "peak_rss_mb": peak}
+        rows.append(row)
+        print(f"{n:9,} {row['chunks']:7} {row['records']:12,} {row['seconds']:8.1f} "
+              f"{before:14.0f} {peak:12.0f}", flush=True)
+    results["rss_scaling"] = rows
 
 
 if __name__ == "__main__":

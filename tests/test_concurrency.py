@@ -168,11 +168,20 @@ def test_sigkill_at_random_moments(kind, tmp_path):
         want = snapshot(ref)
         eng = Engine(url)
         rng = random.Random(20261122)
-        code = (f"from tracecalc.engine import Engine\n"
-                f"Engine({url!r}).recalc(full=True, workers=2)\n")
+        # Each run starts cold (records and digests gone, every formula stale, in one
+        # transaction) and goes in small entity chunks: many commits to be killed between.
+        code = ("import sys\nfrom sqlalchemy import text\n"
+                "from tracecalc.engine import Engine\n"
+                f"e = Engine({url!r})\n"
+                "with e.store.engine.begin() as c:\n"
+                "    c.execute(text('DELETE FROM tc_records'))\n"
+                "    c.execute(text('DELETE FROM tc_digests'))\n"
+                "    c.execute(text(\"UPDATE tc_formulas SET state = 'stale'\"))\n"
+                "e.recalc(full=True, workers=2, chunk_entities=int(sys.argv[1]))\n")
         killed_mid_run = 0
         for _ in range(10):
-            proc = subprocess.Popen([sys.executable, "-c", code])
+            proc = subprocess.Popen([sys.executable, "-c", code,
+                                     str(rng.choice([7, 20, 1000]))])
             time.sleep(rng.uniform(0.5, 2.5))
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)

@@ -37,8 +37,8 @@ def run(tasks, workers=2, write=None):
             return PANEL[:, ids - 1]
         return np.full((PANEL.shape[0], len(ids)), np.nan)
 
-    def default_write(stats, ids, new, diff):
-        written[stats.name] = new
+    def default_write(stats, outcome, final):
+        written[stats.name] = outcome.new
 
     stats = Runner(tasks, UNIVERSE, read, write or default_write, workers).run()
     return stats, written
@@ -67,7 +67,7 @@ def test_independent_formulas_run_at_the_same_time():
 def test_writes_overlap_evaluation():
     b_evaluating = threading.Event()
 
-    def slow_write(stats, ids, new, diff):
+    def slow_write(stats, outcome, final):
         if stats.name == "a":  # a's write waits until b (which needs a) is being evaluated
             assert b_evaluating.wait(10), "b did not start while a was being written"
 
@@ -81,7 +81,7 @@ def test_writes_overlap_evaluation():
 
 
 def test_a_failing_write_stops_the_run():
-    def write(stats, ids, new, diff):
+    def write(stats, outcome, final):
         if stats.name == "b":
             raise RuntimeError("disk full")
 

@@ -223,12 +223,18 @@ def show(ctx, name):
 @click.option("--atomic", is_flag=True,
               help="One transaction for the whole run: readers see all of it or nothing.")
 @click.option("--workers", type=int, default=None, help="Evaluation threads.")
+@click.option("--chunk-entities", type=int, default=None, metavar="N",
+              help="Entities per chunk (memory bound; default: about 400,000 cells).")
+@click.option("--dask", "dask", default=None, metavar="ADDRESS",
+              help="Partition the entities across the Dask cluster at this scheduler "
+                   "address (tcp://host:8786); needs the dask extra.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @handle_errors
-def recalc(ctx, full, wait, atomic, workers, quiet):
+def recalc(ctx, full, wait, atomic, workers, chunk_entities, dask, quiet):
     """Recompute what is stale (all with --full); write only records that changed."""
-    rep = _run_recalc(_engine(ctx), full, quiet, wait=wait, atomic=atomic, workers=workers)
+    rep = _run_recalc(_engine(ctx), full, quiet, wait=wait, atomic=atomic, workers=workers,
+                      chunk_entities=chunk_entities, dask=dask)
     skipped = len(rep.formulas) - rep.formulas_computed
     out.print(f"run {rep.run_id}: {rep.formulas_computed} formulas recomputed"
               + (f" ({skipped} skipped: nothing upstream changed)" if skipped else "")

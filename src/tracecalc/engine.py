@@ -29,14 +29,13 @@ from tracecalc.errors import (
     ValidationError,
     close_matches,
 )
-from tracecalc.evaluator import compile_tree, from_panel, gives_values_from_nothing, to_panel
+from tracecalc.evaluator import compile_tree, gives_values_from_nothing, to_panel
 from tracecalc.graph import Graph
 from tracecalc.model import (
     FUNCTION_NAMES,
     NAME_RE,
     CheckReport,
     FormulaInfo,
-    FormulaRunStats,
     FormulaState,
     Frequency,
     LoadResult,
@@ -45,8 +44,9 @@ from tracecalc.model import (
     SaveResult,
 )
 from tracecalc.parser import ParsedFormula, Ref, normalise, parse, walk
-from tracecalc.recalc import NONE, Runner, Task
+from tracecalc.recalc import NONE, run_plan
 from tracecalc.storage import DEFAULT_URL, Store, files
+from tracecalc.work import FormulaRef, Plan, Session
 
 Progress = Callable[[int, int, str], None]
 
@@ -57,6 +57,12 @@ def default_workers() -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     return max(1, min(4, os.cpu_count() or 1))
+
+
+def default_chunk_entities() -> int | None:
+    """Entities per chunk: TRACECALC_CHUNK_ENTITIES, else None (sized by periods)."""
+    env = os.environ.get("TRACECALC_CHUNK_ENTITIES", "").strip()
+    return int(env) if env.isdigit() and int(env) > 0 else None
 
 
 def default_user() -> str:
@@ -532,24 +538,37 @@ class Engine:
 
     def recalc(self, full: bool = False, progress: Progress | None = None,
                workers: int | None = None, wait: float = 0.0,
-               atomic: bool = False) -> RunReport:
+               atomic: bool = False, dask=None,
+               chunk_entities: int | None = None) -> RunReport:
         """Recompute what is stale (everything with ``full``) in dependency order.
 
         Stale formulas are recomputed for their stale entities; pending ones (downstream)
-        only for the entities where an input actually changed in this run. New values are
-        compared with the stored ones and only the cells that differ are written (early
-        cutoff), so a full run over unchanged data writes nothing. Independent formulas are
-        evaluated at the same time on ``workers`` threads (default: ``TRACECALC_WORKERS`` or
-        the number of cores, at most 4) while one thread writes finished ones.
+        only for the entities where an input actually changed in this run. Each entity's
+        new values are digested and compared with the stored digest; only where they differ
+        are the stored records read and compared cell by cell, and only the cells that
+        differ are written (early cutoff), so a full run over unchanged data reads digests
+        and writes nothing. Independent formulas are evaluated at the same time on
+        ``workers`` threads (default: ``TRACECALC_WORKERS`` or the number of cores, at most
+        4) while one thread writes finished ones.
+
+        Memory stays bounded as entities grow: the entities are processed in chunks of
+        ``chunk_entities`` (default ``TRACECALC_CHUNK_ENTITIES``, else about 400,000 cells
+        per chunk); formulas with a cross-sectional function run over every entity at once.
+
+        With ``dask`` (a scheduler address such as ``"tcp://host:8786"``, or a
+        ``distributed.Client``), the entities are partitioned across the Dask cluster: each
+        task evaluates the stale formulas for its partition and writes its records directly
+        to PostgreSQL or MariaDB (with SQLite, the workers read the database file and this
+        process writes). Cross-sectional formulas run here over every entity. Needs the
+        ``dask`` extra.
 
         One recalculation runs at a time per database: a second one waits up to ``wait``
         seconds for the lock, then raises ``BusyError``. Each formula's changes, its fresh
         state, its dependants' stale marks and its line of the run log are committed
-        together, so a run killed at any moment leaves consistent data and exactly the
-        remaining work stale (the next run finishes it and logs the killed run as
-        interrupted). With ``atomic`` the whole run is one transaction instead: readers see
-        all of it or nothing. Formulas saved or marked stale during a run stay stale for the
-        next one.
+        together, so a run killed at any moment leaves consistent data and the remaining
+        work stale (the next run finishes it and logs the killed run as interrupted). With
+        ``atomic`` the whole run is one transaction instead: readers see all of it or
+        nothing. Formulas saved or marked stale during a run stay stale for the next one.
 
         Returns:
             A ``RunReport``: per formula, entities recomputed, records written and unchanged.
@@ -557,14 +576,17 @@ class Engine:
         Raises:
             BusyError: another recalculation holds the lock past ``wait``.
         """
+        if dask is not None and atomic:
+            raise TracecalcError("an atomic run cannot be spread over a Dask cluster")
+        opts = {"dask": dask, "chunk_entities": chunk_entities or default_chunk_entities()}
         with self.store.recalc_lock() as lock:
             lock.acquire(wait)
             if not atomic:
-                return self._recalc(full, progress, workers, self.store.transaction)
+                return self._recalc(full, progress, workers, self.store.transaction, opts)
             try:
                 with self.store.transaction() as shared:
                     return self._recalc(full, progress, workers,
-                                        lambda write=True: contextlib.nullcontext(shared))
+                                        lambda write=True: contextlib.nullcontext(shared), opts)
             except TracecalcError as e:  # rolled back, run log included: log the failure
                 with self.store.transaction() as conn:
                     rid = self.store.start_run(conn, "full" if full else "incremental",
@@ -573,73 +595,55 @@ class Engine:
                                           f"atomic run rolled back: {e}")
                 raise
 
-    def _recalc(self, full, progress, workers, tx) -> RunReport:
+    def _plan(self, conn, full: bool, kind: str) -> Plan:
+        self.store.mark_interrupted_runs(conn)
+        if full:
+            self.store.set_state(conn, self.store.formula_names(conn), FormulaState.STALE)
+        cat = self._catalog(conn)
+        targets = {n for n, r in cat.formulas.items() if r.state != FormulaState.FRESH}
+        run_id = self.store.start_run(conn, kind, self.user)
+        universe = self.store.entity_universe(conn)
+        freqs = {cat.frequency(n) for n in targets}
+        freqs |= {cat.frequency(r) for n in targets for r in cat.graph.predecessors(n)}
+        own = {}
+        for n in targets:
+            state = cat.formulas[n].state
+            own[n] = (universe if state == FormulaState.STALE else
+                      self.store.stale_entities(conn, cat.formulas[n].id)
+                      if state == FormulaState.PARTIAL else NONE)
+        fs = cat.formulas
+        return Plan(
+            url=self.store.url, run_id=run_id, universe=universe, items=dict(cat.items),
+            formulas={n: FormulaRef(n, r.id, r.version, r.stale_seq, r.frequency, r.expression)
+                      for n, r in fs.items()},
+            calendars={f: self.store.calendar(conn, f) for f in freqs},
+            order=cat.graph.topological_order(targets),
+            uses={n: tuple(p for p in cat.graph.predecessors(n) if p in targets)
+                  for n in targets},
+            own=own, cross_sectional={n: _cross_sectional(fs[n].expression) for n in targets},
+            users={n: [(d, fs[d].id, _cross_sectional(fs[d].expression))
+                       for d in sorted(cat.graph.successors(n))] for n in targets})
+
+    def _recalc(self, full, progress, workers, tx, opts) -> RunReport:
         t0 = time.perf_counter()
         kind = "full" if full else "incremental"
         with tx() as conn:
-            self.store.mark_interrupted_runs(conn)
-            if full:
-                self.store.set_state(conn, self.store.formula_names(conn), FormulaState.STALE)
-            cat = self._catalog(conn)
-            targets = {n for n, r in cat.formulas.items() if r.state != FormulaState.FRESH}
-            run_id = self.store.start_run(conn, kind, self.user)
-            universe = self.store.entity_universe(conn)
-            freqs = {cat.frequency(n) for n in targets}
-            freqs |= {cat.frequency(r) for n in targets for r in cat.graph.predecessors(n)}
-            calendars = {f: self.store.calendar(conn, f) for f in freqs}
-            own = {}
-            for n in targets:
-                state = cat.formulas[n].state
-                own[n] = (universe if state == FormulaState.STALE else
-                          self.store.stale_entities(conn, cat.formulas[n].id)
-                          if state == FormulaState.PARTIAL else NONE)
-        report = RunReport(run_id=run_id, kind=kind)
+            plan = self._plan(conn, full, kind)
+        report = RunReport(run_id=plan.run_id, kind=kind)
         try:
-            tasks = []
-            for n in cat.graph.topological_order(targets):
-                parsed = parse(cat.formulas[n].expression, n)
-                uses = tuple(p for p in cat.graph.predecessors(n) if p in targets)
-                tasks.append(Task(n, compile_tree(parsed.tree, n), uses, own[n],
-                                  parsed.has_cross_sectional))
-            users = {n: [(d, cat.formulas[d].id, _cross_sectional(cat.formulas[d].expression))
-                         for d in sorted(cat.graph.successors(n))] for n in targets}
+            session = Session(plan, self.store, tx)
+            if opts["dask"] is not None:
+                from tracecalc import cluster
 
-            def read(name: str, ids):
-                with tx(write=False) as conn:
-                    if name in cat.items:
-                        item_id, freq = cat.items[name]
-                        rows = self.store.read_item(conn, item_id, ids)
-                    else:
-                        freq = cat.formulas[name].frequency
-                        rows = self.store.read_records(conn, cat.formulas[name].id, ids)
-                return to_panel(*rows, calendars[freq], ids)
-
-            def write(stats: FormulaRunStats, ids, new, diff) -> None:
-                row = cat.formulas[stats.name]
-                with tx() as conn:
-                    self.store.lock_catalog(conn)  # saves and loads wait for this commit
-                    marks = self.store.current_marks(conn, row.id)
-                    if marks is None or marks[0] != row.version:
-                        return  # deleted or edited during the run: it is stale already
-                    if diff is not None and diff.written:
-                        self._write_changes(conn, row, calendars[row.frequency], ids, new,
-                                            diff, everything=len(ids) == len(universe))
-                        # Crash safety: what this formula changed makes its users stale in
-                        # the same transaction (they are pending in this run already).
-                        changed = ids[diff.changed_columns]
-                        for dname, did, dcs in users[stats.name]:
-                            if dcs:
-                                self.store.set_state(conn, [dname], FormulaState.STALE,
-                                                     bump=False)
-                            else:
-                                self.store.mark_entities(conn, did, changed, bump=False)
-                    if marks[1] == row.stale_seq:  # else marked again during the run: keep it
-                        self.store.set_state(conn, [stats.name], FormulaState.FRESH)
-                    self.store.log_formula_run(conn, run_id, row.version, stats)
-
-            runner = Runner(tasks, universe, read, write, workers or default_workers(),
-                            progress)
-            report.formulas = runner.run()
+                report.formulas = cluster.run(plan, session, opts["dask"],
+                                              opts["chunk_entities"], progress)
+            else:
+                done = run_plan(
+                    plan.tasks(), plan.universe, session.read, session.write,
+                    digests=session.digests, workers=workers or default_workers(),
+                    progress=progress, chunk_entities=opts["chunk_entities"],
+                    periods=plan.periods)
+                report.formulas, report.io_seconds = done.stats, done.io_seconds
             report.status = "ok"
         except BaseException as e:
             report.status = "failed"
@@ -649,20 +653,6 @@ class Engine:
             raise TracecalcError(f"recalculation failed: {e}") from e
         self._finish(report, t0, None, tx)
         return report
-
-    def _write_changes(self, conn, row, calendar, ids, new, diff, everything: bool) -> None:
-        """Write a formula's changed cells: row by row when few stored cells changed, as a
-        rewrite of the recomputed entities when most did (a range delete and a bulk insert
-        beat rewriting rows in place)."""
-        rewritten = int(diff.update.sum() + diff.delete.sum())
-        if 2 * rewritten > rewritten + diff.unchanged:
-            self.store.write_diff(conn, row.id, from_panel(new, calendar, ids), (NONE, NONE),
-                                  None if everything else ids, replace=True)
-        else:
-            self.store.write_diff(
-                conn, row.id, from_panel(new, calendar, ids, diff.insert | diff.update),
-                from_panel(new, calendar, ids, diff.update | diff.delete)[:2], None,
-                replace=False)
 
     def _finish(self, report: RunReport, t0: float, message: str | None, tx) -> None:
         report.seconds = time.perf_counter() - t0

@@ -234,8 +234,9 @@ class FormulaRunStats:
     entities: int = 0  # entities recomputed (0: nothing upstream changed, skipped)
     records_written: int = 0  # inserted + updated + deleted
     records_unchanged: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # evaluating and comparing, not waiting for the database
     changed_entities: int = 0
+    write_seconds: float = 0.0  # writing its changes (not kept in the run log)
 
     @property
     def computed(self) -> bool:
@@ -251,6 +252,16 @@ class RunReport:
     status: str = "running"
     formulas: list[FormulaRunStats] = field(default_factory=list)
     seconds: float = 0.0
+    io_seconds: float = 0.0  # the database I/O thread's busy time (reads and writes)
+
+    @property
+    def eval_seconds(self) -> float:
+        """Evaluation time summed over formulas (spread over the worker threads)."""
+        return sum(f.seconds for f in self.formulas)
+
+    @property
+    def write_seconds(self) -> float:
+        return sum(f.write_seconds for f in self.formulas)
 
     @property
     def formulas_computed(self) -> int:

@@ -12,6 +12,17 @@ entities where a formula it uses actually changed in this run (every entity when
 cross-sectional function). The result is compared with the stored records; only the cells
 that differ are written, and only the entities that changed reach its dependants.
 
+Comparison goes by digests first: each entity's new column is digested
+(``column_digests``) and only entities whose digest differs from the stored one have their
+stored records read and diffed cell by cell. A full run over unchanged data reads digests,
+not records.
+
+``run_plan`` bounds memory as the universe grows: entities are split into chunks and the
+plan runs chunk by chunk. Formulas with a cross-sectional function need every entity of a
+period, so they are the synchronisation points: the plan is cut into stages at them, each
+stage runs its cross-sectional formulas over every entity, then its other formulas chunk by
+chunk. A formula is finished (marked fresh, logged) with its last chunk.
+
 Invariants: a panel is kept only while a formula that uses it has not run; at most
 ``MAX_PENDING_WRITES`` evaluated panels wait for the writer (back-pressure bounds memory); a
 formula's write touches only entities it recomputed, so reading its other entities from the
@@ -28,20 +39,71 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from tracecalc.evaluator import Compiled, Diff, diff_panels
+from tracecalc.evaluator import Compiled, Diff, column_digests, diff_panels
 from tracecalc.graph import Scheduler
 from tracecalc.model import FormulaRunStats
 
 MAX_PENDING_WRITES = 4
+CHUNK_CELLS = 400_000  # entities x periods per chunk when run_plan is given no chunk size
 NONE = np.empty(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A formula evaluated over some entities, against what is stored.
+
+    Only entities whose digest differs from the stored one are kept here (``ids``); the
+    others are unchanged and need no write.
+    """
+
+    ids: np.ndarray  # sorted entity ids compared cell by cell with the stored records
+    new: np.ndarray  # their new panel, periods x ids
+    diff: Diff  # against the stored records of ids
+    digests: np.ndarray  # the new digest of each of ids (to store)
+
+    @property
+    def changed(self) -> np.ndarray:
+        return self.ids[self.diff.changed_columns]
+
 
 # read(name, entity ids) -> panel (periods x ids) of an item or of stored records
 Read = Callable[[str, np.ndarray], np.ndarray]
-# write(stats, entity ids, new panel, diff); diff None: nothing was computed, mark it fresh
-Write = Callable[[FormulaRunStats, np.ndarray, np.ndarray | None, Diff | None], None]
+# digests(name, sorted entity ids) -> the stored digests, 0 where none is stored
+Digests = Callable[[str, np.ndarray], np.ndarray]
+# write(stats, outcome, final): outcome None when nothing was computed; final: the last part
+# of this formula in the run (mark it fresh and log it with stats, which cover every part)
+Write = Callable[[FormulaRunStats, Outcome | None, bool], None]
+
+
+def no_digests(name: str, ids: np.ndarray) -> np.ndarray:
+    return np.zeros(len(ids), dtype=np.int64)
+
+
+def compare(new: np.ndarray, ids: np.ndarray, stored_digests: np.ndarray,
+            read_stored: Callable[[np.ndarray], np.ndarray]) -> tuple[Outcome, int]:
+    """Compare a new panel with storage: digests for every entity, cells for the entities
+    whose digest differs. Returns the outcome and the count of unchanged cells."""
+    digests = column_digests(new)
+    differ = digests != stored_digests
+    sub = ids[differ]
+    new_sub = new[:, differ]
+    diff = diff_panels(new_sub, read_stored(sub) if len(sub) else new_sub)
+    same = int((~np.isnan(new[:, ~differ])).sum())
+    return Outcome(sub, new_sub, diff, digests[differ]), diff.unchanged + same
+
+
+def merge_stats(a: FormulaRunStats | None, b: FormulaRunStats) -> FormulaRunStats:
+    if a is None:
+        return b
+    return FormulaRunStats(b.name, a.entities + b.entities,
+                           a.records_written + b.records_written,
+                           a.records_unchanged + b.records_unchanged, a.seconds + b.seconds,
+                           a.changed_entities + b.changed_entities,
+                           a.write_seconds + b.write_seconds)
 
 
 @dataclass(frozen=True)
@@ -54,6 +116,89 @@ class Task:
     own: np.ndarray = field(default_factory=lambda: NONE)  # stale entities (sorted ids)
     cross_sectional: bool = False
 
+    def within(self, chunk: np.ndarray) -> Task:
+        return Task(self.name, self.compiled, self.uses, _within(self.own, chunk),
+                    self.cross_sectional)
+
+
+def _within(ids: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+    if len(ids) == 0 or len(chunk) == 0:
+        return NONE
+    lo, hi = np.searchsorted(ids, [chunk[0], chunk[-1] + 1])
+    part = ids[lo:hi]
+    return part[np.isin(part, chunk, assume_unique=True)]
+
+
+def stages(tasks: Sequence[Task]) -> list[list[Task]]:
+    """Cut a topological plan at its cross-sectional formulas: stage k holds cross-sectional
+    formulas that need stage k-1 finished for every entity, and entity-wise formulas whose
+    inputs are all in stages <= k."""
+    names = {t.name for t in tasks}
+    level: dict[str, int] = {}
+    for t in tasks:
+        k = max((level[u] for u in t.uses if u in names), default=0)
+        level[t.name] = k + 1 if t.cross_sectional else k
+    out: list[list[Task]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for t in tasks:
+        out[level[t.name]].append(t)
+    return [s for s in out if s]
+
+
+def chunks(universe: np.ndarray, size: int) -> list[np.ndarray]:
+    """The universe in near-equal consecutive chunks of at most ``size`` entities."""
+    n = max(1, -(-len(universe) // max(1, size)))
+    return [c for c in np.array_split(universe, n) if len(c)] or [universe]
+
+
+class PlanRun(NamedTuple):
+    stats: list[FormulaRunStats]  # one per formula, its chunks merged
+    io_seconds: float  # the database I/O thread's busy time
+
+
+def run_plan(tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Write, *,
+             digests: Digests = no_digests, workers: int = 2,
+             progress: Callable[[int, int, str], None] | None = None,
+             chunk_entities: int | None = None, periods: int = 1) -> PlanRun:
+    """Run a plan over ``universe``, in entity chunks of ``chunk_entities`` (default: about
+    ``CHUNK_CELLS`` cells of ``periods`` periods)."""
+    universe = np.asarray(universe, dtype=np.int64)
+    size = chunk_entities or max(1, CHUNK_CELLS // max(1, periods))
+    parts = chunks(universe, size)
+    total, done = len(tasks), [0]
+
+    def finished(name: str) -> None:
+        done[0] += 1
+        if progress:
+            progress(done[0], total, name)
+
+    if len(parts) == 1:
+        runner = Runner(tasks, universe, read, write, workers, digests=digests,
+                        finished=finished)
+        return PlanRun(runner.run(), runner.io_seconds)
+    merged: dict[str, FormulaRunStats] = {}
+    changed: dict[str, np.ndarray] = {}
+    io = [0.0]
+
+    def run(batch: Sequence[Task], ids: np.ndarray, final: bool) -> None:
+        known = {k: _within(v, ids) for k, v in changed.items()}
+        runner = Runner(batch, ids, read, write, workers, digests=digests, changed=known,
+                        prior=merged, final=final, finished=finished if final else None)
+        for st in runner.run():
+            merged[st.name] = merge_stats(merged.get(st.name), st)
+        io[0] += runner.io_seconds
+        for name, ch in runner.changed.items():
+            changed[name] = np.union1d(changed.get(name, NONE), ch)
+
+    for stage in stages(tasks):
+        across = [t for t in stage if t.cross_sectional]
+        if across:
+            run(across, universe, True)
+        local = [t for t in stage if not t.cross_sectional]
+        for i, part in enumerate(parts):
+            if local:
+                run([t.within(part) for t in local], part, i == len(parts) - 1)
+    return PlanRun([merged[t.name] for t in tasks], io[0])
+
 
 class IOThread:
     """Runs database calls one at a time on its own thread; reads overtake writes."""
@@ -63,6 +208,7 @@ class IOThread:
     def __init__(self) -> None:
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._seq = itertools.count()
+        self.busy = 0.0  # seconds spent running calls
         self._thread = threading.Thread(target=self._run, name="tracecalc-io", daemon=True)
         self._thread.start()
 
@@ -77,10 +223,13 @@ class IOThread:
             if fn is None:
                 return
             if fut.set_running_or_notify_cancel():
+                t0 = time.perf_counter()
                 try:
                     fut.set_result(fn())
                 except BaseException as e:  # handed to whoever waits on the future
                     fut.set_exception(e)
+                finally:
+                    self.busy += time.perf_counter() - t0
 
     def close(self) -> None:
         self._queue.put((2, next(self._seq), None, None))
@@ -88,25 +237,41 @@ class IOThread:
 
 
 class Runner:
-    """Evaluates ``tasks`` (in dependency order) over ``universe`` (every entity id)."""
+    """Evaluates ``tasks`` (in dependency order) over ``universe`` (the entity ids in play).
+
+    ``changed`` gives, for formulas that ran earlier in this recalculation (an earlier stage
+    or chunk), the entities where they changed; ``prior`` their stats so far, merged into
+    what a ``final`` write logs. ``finished(name)`` is called after each write.
+    """
 
     def __init__(self, tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Write,
-                 workers: int = 2, progress: Callable[[int, int, str], None] | None = None):
+                 workers: int = 2, progress: Callable[[int, int, str], None] | None = None, *,
+                 digests: Digests = no_digests, changed: dict[str, np.ndarray] | None = None,
+                 prior: dict[str, FormulaRunStats] | None = None, final: bool = True,
+                 finished: Callable[[str], None] | None = None):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self.universe = np.asarray(universe, dtype=np.int64)
-        self.read, self.write, self.progress = read, write, progress
+        self.read, self.write, self.digests = read, write, digests
+        self.final, self.prior = final, prior or {}
+        if finished is None and progress is not None:
+            def finished(name: str) -> None:
+                progress(len(self.stats), len(self.order), name)
+        self.finished = finished
         self.workers = max(1, workers)
         self._lock = threading.Lock()
         self._remaining = Counter(n for t in tasks for n in t.compiled.inputs)
         self._full: dict[str, np.ndarray] = {}  # inputs read for every entity, shared
         self._loading: dict[str, Future] = {}
         self._computed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (ids, panel)
-        self._changed: dict[str, np.ndarray] = {}  # name -> entity ids changed in this run
+        self._earlier = dict(changed or {})  # changed entities of formulas run before
+        self.changed: dict[str, np.ndarray] = {}  # name -> entity ids changed in this run
         self._slots = threading.Semaphore(MAX_PENDING_WRITES)
         self._finished = threading.Event()
         self._error: BaseException | None = None
         self.stats: list[FormulaRunStats] = []
+        self.io_seconds = 0.0  # the I/O thread's busy time
+        self._waited = threading.local()  # per evaluating thread: seconds waiting for reads
 
     def run(self) -> list[FormulaRunStats]:
         if not self.tasks:
@@ -116,13 +281,14 @@ class Runner:
         self._sched: Scheduler[str] = Scheduler()
         try:
             for name in self.order:
-                self._sched.add(name, self.tasks[name].uses)
+                self._sched.add(name, [u for u in self.tasks[name].uses if u in self.tasks])
             for name in self.order:
                 self._sched.schedule(name, self._submit)
             self._finished.wait()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._io.close()
+            self.io_seconds = self._io.busy
         if self._error is not None:
             raise self._error
         return self.stats
@@ -140,8 +306,16 @@ class Runner:
             except RuntimeError:  # the pool is shutting down after a failure
                 pass
 
+    def _wait(self, fut: Future):
+        t0 = time.perf_counter()
+        try:
+            return fut.result()
+        finally:
+            self._waited.seconds = getattr(self._waited, "seconds", 0.0) + (
+                time.perf_counter() - t0)
+
     def _read(self, name: str, ids: np.ndarray) -> np.ndarray:
-        return self._io.submit(IOThread.READ, lambda: self.read(name, ids)).result()
+        return self._wait(self._io.submit(IOThread.READ, lambda: self.read(name, ids)))
 
     def _read_all(self, name: str) -> np.ndarray:
         """Every entity of an input, read once and shared while consumers remain."""
@@ -153,7 +327,7 @@ class Runner:
             if fut is None:
                 fut = self._loading[name] = self._io.submit(
                     IOThread.READ, lambda: self.read(name, self.universe))
-        panel = fut.result()
+        panel = self._wait(fut)
         with self._lock:
             if self._remaining[name] > 0:
                 self._full.setdefault(name, panel)
@@ -185,7 +359,9 @@ class Runner:
         return out
 
     def _entities(self, task: Task) -> np.ndarray:
-        parts = [task.own] + [self._changed[u] for u in task.uses]
+        with self._lock:
+            parts = [task.own] + [self.changed[u] if u in self.changed
+                                  else self._earlier.get(u, NONE) for u in task.uses]
         ids = np.unique(np.concatenate(parts)) if any(len(p) for p in parts) else NONE
         if task.cross_sectional and len(ids):
             return self.universe  # a change anywhere moves every entity's rank or score
@@ -196,15 +372,18 @@ class Runner:
             task = self.tasks[name]
             ids = self._entities(task)
             t0 = time.perf_counter()
+            self._waited.seconds = 0.0
             if len(ids):
                 new = task.compiled(*(self._input(n, ids) for n in task.compiled.inputs))
-                diff = diff_panels(new, self._read(name, ids))
-                changed = ids[diff.changed_columns]
+                stored = self._wait(self._io.submit(IOThread.READ,
+                                                    lambda: self.digests(name, ids)))
+                outcome, unchanged = compare(new, ids, stored, lambda sub: self._read(name, sub))
+                changed = outcome.changed
             else:  # nothing upstream changed: early cutoff
-                new, diff, changed = None, None, NONE
-            seconds = time.perf_counter() - t0
+                new, outcome, unchanged, changed = None, None, 0, NONE
+            seconds = time.perf_counter() - t0 - self._waited.seconds
             with self._lock:
-                self._changed[name] = changed
+                self.changed[name] = changed
                 for n in task.compiled.inputs:
                     self._remaining[n] -= 1
                     if self._remaining[n] == 0:  # its last consumer has run
@@ -212,24 +391,28 @@ class Runner:
                         self._computed.pop(n, None)
                 if new is not None and self._remaining[name] > 0:
                     self._computed[name] = (ids, new)
-            stats = FormulaRunStats(name, len(ids), 0 if diff is None else diff.written,
-                                    0 if diff is None else diff.unchanged, seconds, len(changed))
+            stats = FormulaRunStats(name, len(ids),
+                                    0 if outcome is None else outcome.diff.written,
+                                    unchanged, seconds, len(changed))
             self._slots.acquire()
-            self._io.submit(IOThread.WRITE, lambda: self._store(stats, ids, new, diff))
+            self._io.submit(IOThread.WRITE, lambda: self._store(stats, outcome))
             self._sched.done(name)
         except BaseException as e:
             self._fail(e)
 
-    def _store(self, stats: FormulaRunStats, ids, new, diff) -> None:
+    def _store(self, stats: FormulaRunStats, outcome: Outcome | None) -> None:
         try:
             if self._error is not None:
                 return
-            self.write(stats, ids, new, diff)
+            t0 = time.perf_counter()
+            logged = merge_stats(self.prior.get(stats.name), stats) if self.final else stats
+            self.write(logged, outcome, self.final)
+            stats.write_seconds = time.perf_counter() - t0
             with self._lock:
                 self.stats.append(stats)
                 done = len(self.stats)
-            if self.progress:
-                self.progress(done, len(self.order), stats.name)
+            if self.finished:
+                self.finished(stats.name)
             if done == len(self.order):
                 self._finished.set()
         except BaseException as e:

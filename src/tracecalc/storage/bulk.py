@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy import Connection, Table
 
 SQLITE_ROWS_PER_STATEMENT = 1000  # 4,000 bound parameters: well under SQLite's 32,766
+SLICE_ROWS = 100_000  # rows turned into Python objects at a time: bounds memory
 MAX_IN_LIST = 1000  # entity ids written into one IN (...) list; more: scan and filter
 PG_EPOCH = np.datetime64("2000-01-01", "D")
 _JULIAN_EPOCH = 2440587.5  # julianday('1970-01-01')
@@ -38,10 +39,12 @@ def insert_rows(conn: Connection, table: Table, key_col: str, keys, entity_ids: 
     name = conn.dialect.name
     if name == "postgresql":
         _pg_copy_in(conn, table.name, cols, keys, entity_ids, periods, values)
-    elif name in ("mysql", "mariadb"):
-        _mysql_load(conn, table.name, cols, keys, entity_ids, periods, values)
-    else:
-        _multirow_values(conn, table.name, cols, keys, entity_ids, periods, values)
+        return n
+    write = _mysql_load if name in ("mysql", "mariadb") else _multirow_values
+    for lo in range(0, n, SLICE_ROWS):
+        hi = lo + SLICE_ROWS
+        write(conn, table.name, cols, keys[lo:hi], entity_ids[lo:hi], periods[lo:hi],
+              values[lo:hi])
     return n
 
 
@@ -56,10 +59,9 @@ def read_rows(conn: Connection, table: Table, key_col: str, key: int,
     ``entity_ids`` when given (a few entities by index look-up, many by one scan)."""
     key = int(key)
     where = f"{key_col} = {key:d}"
-    if entity_ids is not None and len(entity_ids) <= MAX_IN_LIST:
-        if len(entity_ids) == 0:
-            return _columns([])
-        where += f" AND entity_id IN ({','.join(str(int(e)) for e in entity_ids)})"
+    where += _entity_filter(entity_ids)
+    if entity_ids is not None and len(entity_ids) == 0:
+        return _columns([])
     if conn.dialect.name == "postgresql":
         rows = _pg_copy_out(conn, table.name, where)
     else:
@@ -70,13 +72,75 @@ def read_rows(conn: Connection, table: Table, key_col: str, key: int,
         cur = conn.connection.cursor()
         try:
             cur.execute(f"SELECT entity_id, {period}, value FROM {table.name} WHERE {where}")
-            rows = _columns(cur.fetchall(), days=sqlite)
+            parts = []
+            while batch := cur.fetchmany(SLICE_ROWS):
+                parts.append(_columns(batch, days=sqlite))
+            rows = (tuple(np.concatenate(p) for p in zip(*parts, strict=True)) if parts
+                    else _columns([]))
         finally:
             cur.close()
-    if entity_ids is not None and len(entity_ids) > MAX_IN_LIST:
+    if entity_ids is not None and len(entity_ids) > MAX_IN_LIST and \
+            len(entity_ids) <= entity_ids.max() - entity_ids.min():  # gaps in the range
         keep = np.isin(rows[0], entity_ids)
         rows = (rows[0][keep], rows[1][keep], rows[2][keep])
     return rows
+
+
+def _entity_filter(entity_ids: np.ndarray | None) -> str:
+    """SQL narrowing a key's rows to ``entity_ids`` (sorted): an IN list when short, the id
+    range when long (the caller drops ids outside the list)."""
+    if entity_ids is None or len(entity_ids) == 0:
+        return ""
+    if len(entity_ids) <= MAX_IN_LIST:
+        return f" AND entity_id IN ({','.join(str(int(e)) for e in entity_ids)})"
+    return f" AND entity_id BETWEEN {int(entity_ids.min()):d} AND {int(entity_ids.max()):d}"
+
+
+def read_pairs(conn: Connection, table: Table, key_col: str, key: int, value_col: str,
+               entity_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(entity id, integer value) rows of one key among ``entity_ids``."""
+    if len(entity_ids) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    where = f"{key_col} = {int(key):d}" + _entity_filter(entity_ids)
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(f"SELECT entity_id, {value_col} FROM {table.name} WHERE {where}")
+        got = cur.fetchall()
+    finally:
+        cur.close()
+    if not got:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    arr = np.array(got, dtype=np.int64).reshape(-1, 2)
+    if len(entity_ids) > MAX_IN_LIST:
+        arr = arr[np.isin(arr[:, 0], entity_ids)]
+    return arr[:, 0], arr[:, 1]
+
+
+_PG_PAIR = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("k", ">i4"), ("l2", ">i4"), ("e", ">i4"),
+                     ("l3", ">i4"), ("v", ">i8")])
+
+
+def insert_pairs(conn: Connection, table: Table, cols: tuple[str, str, str], key: int,
+                 entity_ids: np.ndarray, values: np.ndarray) -> None:
+    """Insert (key, entity id, 64-bit integer) rows."""
+    if len(entity_ids) == 0:
+        return
+    cur = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            buf = np.empty(len(entity_ids), dtype=_PG_PAIR)
+            buf["nf"], buf["l1"], buf["l2"], buf["l3"] = 3, 4, 4, 8
+            buf["k"], buf["e"], buf["v"] = key, entity_ids, values
+            with cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN "
+                          "(FORMAT BINARY)") as cp:
+                cp.write(_PG_HEADER + buf.tobytes() + b"\xff\xff")
+        else:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            cur.executemany(f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES "
+                            f"({mark}, {mark}, {mark})",
+                            list(zip(repeat(int(key)), entity_ids.tolist(), values.tolist())))
+    finally:
+        cur.close()
 
 
 def period_params(conn: Connection, periods: np.ndarray) -> list:
@@ -125,19 +189,20 @@ _PG_TUPLE = np.dtype([
 
 
 def _pg_copy_in(conn, table, cols, keys, entity_ids, periods, values) -> None:
-    buf = np.empty(len(values), dtype=_PG_TUPLE)
-    buf["nf"] = 4
-    buf["l1"] = buf["l2"] = buf["l3"] = 4
-    buf["l4"] = 8
-    buf["k"] = keys
-    buf["e"] = entity_ids
-    buf["d"] = (periods.astype("datetime64[D]") - PG_EPOCH).astype(np.int64)
-    buf["v"] = values
+    days = (periods.astype("datetime64[D]") - PG_EPOCH).astype(np.int64)
     cur = conn.connection.cursor()
     try:
         with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
             cp.write(_PG_HEADER)
-            cp.write(buf.tobytes())
+            for lo in range(0, len(values), 4 * SLICE_ROWS):  # one COPY, bounded buffers
+                hi = lo + 4 * SLICE_ROWS
+                buf = np.empty(len(values[lo:hi]), dtype=_PG_TUPLE)
+                buf["nf"] = 4
+                buf["l1"] = buf["l2"] = buf["l3"] = 4
+                buf["l4"] = 8
+                buf["k"], buf["e"] = keys[lo:hi], entity_ids[lo:hi]
+                buf["d"], buf["v"] = days[lo:hi], values[lo:hi]
+                cp.write(buf.tobytes())
             cp.write(b"\xff\xff")
     finally:
         cur.close()

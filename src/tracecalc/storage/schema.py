@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Date,
     DateTime,
@@ -25,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tracecalc.storage.trace import TraceLink, TraceNode
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 metadata = MetaData()
 
@@ -125,6 +126,19 @@ formula_history = Table(
 )
 
 records = _values_table("tc_records", "formula_id", "tc_formulas")
+
+# One 64-bit digest per (formula, entity) of the entity's computed column over the calendar
+# (tracecalc.evaluator.column_digests). A run compares digests first and reads stored records
+# only where they differ, so a full run over unchanged data reads and writes almost nothing.
+# Invariant: a formula's records of an entity are only ever written with its digest.
+digests = Table(
+    "tc_digests",
+    metadata,
+    Column("formula_id", Integer, ForeignKey("tc_formulas.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("entity_id", Integer, primary_key=True),
+    Column("digest", BigInteger, nullable=False),
+)
 
 runs = Table(
     "tc_runs",

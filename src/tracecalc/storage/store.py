@@ -38,6 +38,7 @@ from tracecalc.storage.schema import (
     Formula,
     FormulaLink,
     data_points,
+    digests,
     entities,
     formula_history,
     formula_items,
@@ -109,6 +110,10 @@ class Store:
                 if have is None:
                     conn.execute(insert(meta), [{"key": "schema", "value": SCHEMA_VERSION},
                                                 {"key": "catalog", "value": "lock row"}])
+                elif have == "5":  # 6 added tc_digests (created above); a missing
+                    # digest only means "compare with the stored records", so no data moves
+                    conn.execute(update(meta).where(meta.c.key == "schema")
+                                 .values(value=SCHEMA_VERSION))
                 elif have != SCHEMA_VERSION:
                     raise TracecalcError(
                         f"database schema version {have} is not {SCHEMA_VERSION}")
@@ -379,6 +384,7 @@ class Store:
 
     def delete_formula(self, conn: Connection, formula_id: int) -> None:
         conn.execute(delete(records).where(records.c.formula_id == formula_id))
+        conn.execute(delete(digests).where(digests.c.formula_id == formula_id))
         conn.execute(delete(stale_entities).where(stale_entities.c.formula_id == formula_id))
         conn.execute(delete(formula_items).where(formula_items.c.formula_id == formula_id))
         conn.execute(delete(formula_links).where(formula_links.c.node_id == formula_id))
@@ -514,6 +520,25 @@ class Store:
         elif len(gone_rows[0]):
             bulk.delete_keys(conn, records, "formula_id", formula_id, *gone_rows)
         bulk.insert_rows(conn, records, "formula_id", formula_id, *new_rows)
+
+    def read_digests(self, conn: Connection, formula_id: int, entity_ids) -> np.ndarray:
+        """Stored digests of a formula at ``entity_ids`` (sorted), 0 where there is none."""
+        eids, got = bulk.read_pairs(conn, digests, "formula_id", formula_id, "digest",
+                                    entity_ids)
+        out = np.zeros(len(entity_ids), dtype=np.int64)
+        if len(eids):
+            pos = np.searchsorted(entity_ids, eids)
+            out[pos] = got
+        return out
+
+    def write_digests(self, conn: Connection, formula_id: int, entity_ids: np.ndarray,
+                      values: np.ndarray, everything: bool) -> None:
+        """Replace a formula's digests at ``entity_ids`` (every stored one with
+        ``everything``)."""
+        bulk.delete_entities(conn, digests, "formula_id", formula_id,
+                             None if everything else entity_ids)
+        bulk.insert_pairs(conn, digests, ("formula_id", "entity_id", "digest"), formula_id,
+                          entity_ids, values)
 
     def count_records(self, conn: Connection, formula_id: int | None = None) -> int:
         q = select(func.count()).select_from(records)

@@ -1,0 +1,146 @@
+"""One recalculation's plan and its database side.
+
+``Plan`` is what the engine decided to compute: the formulas in dependency order, each
+one's stale entities, the calendars and the ids everything has in the database. It is plain
+data (picklable), so a Dask worker can take a part of it and run that part on its own
+connection. ``Session`` is the plan bound to a ``Store``: it reads panels and digests, and
+writes a formula's changed cells, its digests, its users' stale marks and (with its last
+part) its fresh state and its line of the run log, all in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracecalc.evaluator import compile_tree, from_panel, to_panel
+from tracecalc.model import FormulaRunStats, FormulaState
+from tracecalc.parser import parse
+from tracecalc.recalc import NONE, Outcome, Task
+from tracecalc.storage import Store
+
+
+@dataclass(frozen=True)
+class FormulaRef:
+    """A formula as the plan saw it when the run started."""
+
+    name: str
+    id: int
+    version: int
+    stale_seq: int
+    frequency: str
+    expression: str
+
+
+@dataclass
+class Plan:
+    url: str
+    run_id: int
+    universe: np.ndarray  # every entity id, sorted
+    items: dict[str, tuple[int, str]]  # name -> (id, frequency)
+    formulas: dict[str, FormulaRef]  # every formula of the catalog
+    calendars: dict[str, np.ndarray]  # frequency -> periods
+    order: list[str]  # the formulas to compute, in dependency order
+    uses: dict[str, tuple[str, ...]]  # formula -> formulas of the plan it uses
+    own: dict[str, np.ndarray]  # formula -> its stale entities
+    cross_sectional: dict[str, bool]
+    # formula -> its users (name, id, cross-sectional): marked stale where it changed
+    users: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
+
+    def tasks(self, names: list[str] | None = None) -> list[Task]:
+        out = []
+        for n in self.order if names is None else names:
+            ref = self.formulas[n]
+            out.append(Task(n, compile_tree(parse(ref.expression, n).tree, n), self.uses[n],
+                            self.own[n], self.cross_sectional[n]))
+        return out
+
+    @property
+    def periods(self) -> int:
+        """The longest calendar in play (for sizing entity chunks)."""
+        return max((len(c) for c in self.calendars.values()), default=1)
+
+
+Tx = Callable[..., AbstractContextManager]
+
+
+class Session:
+    """A plan's reads and writes through one store."""
+
+    def __init__(self, plan: Plan, store: Store, tx: Tx | None = None):
+        self.plan, self.store = plan, store
+        self.tx = tx or store.transaction
+
+    def _frequency(self, name: str) -> str:
+        if name in self.plan.items:
+            return self.plan.items[name][1]
+        return self.plan.formulas[name].frequency
+
+    def read(self, name: str, ids: np.ndarray) -> np.ndarray:
+        with self.tx(write=False) as conn:
+            if name in self.plan.items:
+                rows = self.store.read_item(conn, self.plan.items[name][0], ids)
+            else:
+                rows = self.store.read_records(conn, self.plan.formulas[name].id, ids)
+        return to_panel(*rows, self.plan.calendars[self._frequency(name)], ids)
+
+    def digests(self, name: str, ids: np.ndarray) -> np.ndarray:
+        with self.tx(write=False) as conn:
+            return self.store.read_digests(conn, self.plan.formulas[name].id, ids)
+
+    def write(self, stats: FormulaRunStats, outcome: Outcome | None, final: bool) -> None:
+        """Store one part of a formula's result; with ``final`` also finish the formula."""
+        ref = self.plan.formulas[stats.name]
+        with self.tx() as conn:
+            self.store.lock_catalog(conn)  # saves and loads wait for this commit
+            marks = self.store.current_marks(conn, ref.id)
+            if marks is None or marks[0] != ref.version:
+                return  # deleted or edited during the run: it is stale already
+            if outcome is not None and len(outcome.ids):
+                self._write_changes(conn, ref, outcome)
+            if final:
+                self._finish(conn, ref, marks, stats)
+
+    def finish(self, stats: FormulaRunStats) -> None:
+        """Finish a formula whose parts were written elsewhere (by Dask workers)."""
+        ref = self.plan.formulas[stats.name]
+        with self.tx() as conn:
+            self.store.lock_catalog(conn)
+            marks = self.store.current_marks(conn, ref.id)
+            if marks is not None and marks[0] == ref.version:
+                self._finish(conn, ref, marks, stats)
+
+    def _finish(self, conn, ref: FormulaRef, marks: tuple[int, int],
+                stats: FormulaRunStats) -> None:
+        if marks[1] == ref.stale_seq:  # else marked again during the run: keep it stale
+            self.store.set_state(conn, [ref.name], FormulaState.FRESH)
+        self.store.log_formula_run(conn, self.plan.run_id, ref.version, stats)
+
+    def _write_changes(self, conn, ref: FormulaRef, out: Outcome) -> None:
+        """A formula's changed cells (row by row when few stored cells changed, as a
+        rewrite of the entities when most did: a range delete and a bulk insert beat
+        rewriting rows in place), then its digests. What changed makes its users stale in
+        the same transaction, so a crash leaves exactly the remaining work stale."""
+        diff, ids = out.diff, out.ids
+        calendar = self.plan.calendars[ref.frequency]
+        everything = len(ids) == len(self.plan.universe)
+        if diff.written:
+            rewritten = int(diff.update.sum() + diff.delete.sum())
+            if 2 * rewritten > rewritten + diff.unchanged:
+                self.store.write_diff(conn, ref.id, from_panel(out.new, calendar, ids),
+                                      (NONE, NONE), None if everything else ids, replace=True)
+            else:
+                self.store.write_diff(
+                    conn, ref.id, from_panel(out.new, calendar, ids, diff.insert | diff.update),
+                    from_panel(out.new, calendar, ids, diff.update | diff.delete)[:2], None,
+                    replace=False)
+            changed = out.changed
+            for name, fid, cross_sectional in self.plan.users.get(ref.name, ()):
+                if cross_sectional:
+                    self.store.set_state(conn, [name], FormulaState.STALE, bump=False)
+                else:
+                    self.store.mark_entities(conn, fid, changed, bump=False)
+        self.store.write_digests(conn, ref.id, ids, out.digests, everything)
