@@ -232,11 +232,12 @@ def floor(url: str, kind: str, n_entities: int, n_periods: int, n_rows: int,
 
 # -- the hand-written pandas baseline ---------------------------------------------------------
 
-def _pandas_formula(wide: pd.DataFrame, spec) -> pd.Series:
+def _pandas_formula(col, spec) -> pd.Series:
     """One formula as a pandas user writes it: eval for arithmetic, numpy for the rest,
-    groupby on the entity for time series and on the period for cross sections."""
+    groupby on the entity for time series and on the period for cross sections.
+    ``col(name)`` gives an input or an earlier formula as a Series."""
     kind, template, x, y = spec
-    a = wide[x]
+    a = col(x)
     if kind == "ts":
         g = a.groupby(level="entity_id")
         if template.startswith("ts_mean"):
@@ -262,7 +263,7 @@ def _pandas_formula(wide: pd.DataFrame, spec) -> pd.Series:
         if template.startswith("cs_zscore"):
             return (a - p.transform("mean")) / p.transform("std", ddof=0)
         return a - p.transform("mean")
-    b = wide[y]
+    b = col(y)
     if template.startswith("max"):
         return np.maximum(a, b)
     if template.startswith("if_"):
@@ -274,7 +275,7 @@ def _pandas_formula(wide: pd.DataFrame, spec) -> pd.Series:
     if template.startswith("div"):
         q = a / b
         return q.where((b != 0) & np.isfinite(q), 0.0)
-    return wide.eval(template.format(x=x, y=y))  # arithmetic, log(abs(x) + 1)
+    return pd.DataFrame({x: a, y: b}).eval(template.format(x=x, y=y))  # arithmetic, log
 
 
 def baseline(url: str, kind: str, formulas: list[dict]) -> dict:
@@ -293,9 +294,10 @@ def baseline(url: str, kind: str, formulas: list[dict]) -> dict:
         wide = wide.reindex(full)  # every (entity, period): shifts move by whole periods
         read = time.perf_counter() - t0
         t0 = time.perf_counter()
-        cols = {}
+        cols: dict[str, pd.Series] = {}
         for f in formulas:  # already in dependency order
-            wide[f["name"]] = cols[f["name"]] = _pandas_formula(wide, f["spec"])
+            cols[f["name"]] = _pandas_formula(lambda n: cols[n] if n in cols else wide[n],
+                                              f["spec"])
         compute = time.perf_counter() - t0
         t0 = time.perf_counter()
         ids = {f["name"]: i + 1 for i, f in enumerate(formulas)}

@@ -49,7 +49,8 @@ def run_partition(plan: Plan, names: list[str], ids: np.ndarray,
 
     runner = Runner([t.within(ids) for t in plan.tasks(names)], ids, session.read,
                     session.write if direct else keep, threads, digests=session.digests,
-                    changed=changed, final=False)
+                    changed=changed, final=False, concurrent_reads=direct,
+                    group=session.group)
     stats = runner.run()
     return stats, runner.changed, results
 
@@ -62,7 +63,7 @@ def run(plan: Plan, session: Session, address, chunk_entities: int | None,
     except ImportError:
         raise TracecalcError("scale-out needs Dask: pip install 'tracecalc[dask]'") from None
     store = session.store
-    if store.dialect == "sqlite" and store.sqlite_path is None:
+    if not store.shareable:
         raise TracecalcError("an in-memory SQLite database cannot be shared with a Dask "
                              "cluster; use a database file, PostgreSQL or MariaDB")
     own_client = not isinstance(address, Client)
@@ -96,7 +97,8 @@ def _run(plan: Plan, session: Session, client, chunk_entities, progress):
         across = [t for t in stage if t.cross_sectional]
         if across:  # every entity at once, here (a gather of their inputs)
             runner = Runner(across, plan.universe, session.read, session.write, 1,
-                            digests=session.digests, changed=changed, finished=finished)
+                            digests=session.digests, changed=changed, finished=finished,
+                            concurrent_reads=True, group=session.group)
             for st in runner.run():
                 merged[st.name] = st
             changed.update(runner.changed)

@@ -578,7 +578,10 @@ class Engine:
         """
         if dask is not None and atomic:
             raise TracecalcError("an atomic run cannot be spread over a Dask cluster")
-        opts = {"dask": dask, "chunk_entities": chunk_entities or default_chunk_entities()}
+        opts = {"dask": dask, "chunk_entities": chunk_entities or default_chunk_entities(),
+                # a second connection may read while the writer writes (not in one shared
+                # transaction, nor in an in-memory SQLite database: one connection)
+                "concurrent_reads": not atomic and self.store.shareable}
         with self.store.recalc_lock() as lock:
             lock.acquire(wait)
             if not atomic:
@@ -642,7 +645,8 @@ class Engine:
                     plan.tasks(), plan.universe, session.read, session.write,
                     digests=session.digests, workers=workers or default_workers(),
                     progress=progress, chunk_entities=opts["chunk_entities"],
-                    periods=plan.periods)
+                    periods=plan.periods, concurrent_reads=opts["concurrent_reads"],
+                    group=session.group)
                 report.formulas, report.io_seconds = done.stats, done.io_seconds
             report.status = "ok"
         except BaseException as e:

@@ -252,7 +252,7 @@ class RunReport:
     status: str = "running"
     formulas: list[FormulaRunStats] = field(default_factory=list)
     seconds: float = 0.0
-    io_seconds: float = 0.0  # the database I/O thread's busy time (reads and writes)
+    io_seconds: float = 0.0  # the database writer thread's busy time
 
     @property
     def eval_seconds(self) -> float:

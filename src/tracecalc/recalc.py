@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import itertools
 import queue
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -47,7 +49,8 @@ from tracecalc.evaluator import Compiled, Diff, column_digests, diff_panels
 from tracecalc.graph import Scheduler
 from tracecalc.model import FormulaRunStats
 
-MAX_PENDING_WRITES = 4
+MAX_PENDING_WRITES = 8
+SWITCH_INTERVAL = 0.0005  # seconds; see Runner.run
 CHUNK_CELLS = 400_000  # entities x periods per chunk when run_plan is given no chunk size
 NONE = np.empty(0, dtype=np.int64)
 
@@ -152,13 +155,15 @@ def chunks(universe: np.ndarray, size: int) -> list[np.ndarray]:
 
 class PlanRun(NamedTuple):
     stats: list[FormulaRunStats]  # one per formula, its chunks merged
-    io_seconds: float  # the database I/O thread's busy time
+    io_seconds: float  # the database writer thread's busy time
 
 
 def run_plan(tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Write, *,
              digests: Digests = no_digests, workers: int = 2,
              progress: Callable[[int, int, str], None] | None = None,
-             chunk_entities: int | None = None, periods: int = 1) -> PlanRun:
+             chunk_entities: int | None = None, periods: int = 1,
+             concurrent_reads: bool = False,
+             group: Callable[[], AbstractContextManager] = nullcontext) -> PlanRun:
     """Run a plan over ``universe``, in entity chunks of ``chunk_entities`` (default: about
     ``CHUNK_CELLS`` cells of ``periods`` periods)."""
     universe = np.asarray(universe, dtype=np.int64)
@@ -173,7 +178,7 @@ def run_plan(tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Wri
 
     if len(parts) == 1:
         runner = Runner(tasks, universe, read, write, workers, digests=digests,
-                        finished=finished)
+                        finished=finished, concurrent_reads=concurrent_reads, group=group)
         return PlanRun(runner.run(), runner.io_seconds)
     merged: dict[str, FormulaRunStats] = {}
     changed: dict[str, np.ndarray] = {}
@@ -182,7 +187,8 @@ def run_plan(tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Wri
     def run(batch: Sequence[Task], ids: np.ndarray, final: bool) -> None:
         known = {k: _within(v, ids) for k, v in changed.items()}
         runner = Runner(batch, ids, read, write, workers, digests=digests, changed=known,
-                        prior=merged, final=final, finished=finished if final else None)
+                        prior=merged, final=final, finished=finished if final else None,
+                        concurrent_reads=concurrent_reads, group=group)
         for st in runner.run():
             merged[st.name] = merge_stats(merged.get(st.name), st)
         io[0] += runner.io_seconds
@@ -248,7 +254,8 @@ class Runner:
                  workers: int = 2, progress: Callable[[int, int, str], None] | None = None, *,
                  digests: Digests = no_digests, changed: dict[str, np.ndarray] | None = None,
                  prior: dict[str, FormulaRunStats] | None = None, final: bool = True,
-                 finished: Callable[[str], None] | None = None):
+                 finished: Callable[[str], None] | None = None, concurrent_reads: bool = False,
+                 group: Callable[[], AbstractContextManager] = nullcontext):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self.universe = np.asarray(universe, dtype=np.int64)
@@ -259,6 +266,8 @@ class Runner:
                 progress(len(self.stats), len(self.order), name)
         self.finished = finished
         self.workers = max(1, workers)
+        self.concurrent_reads, self.group = concurrent_reads, group
+        self._pending: list[tuple[FormulaRunStats, Outcome | None]] = []
         self._lock = threading.Lock()
         self._remaining = Counter(n for t in tasks for n in t.compiled.inputs)
         self._full: dict[str, np.ndarray] = {}  # inputs read for every entity, shared
@@ -276,7 +285,14 @@ class Runner:
     def run(self) -> list[FormulaRunStats]:
         if not self.tasks:
             return []
+        # The writer releases the GIL inside every statement and must get it back from the
+        # evaluation threads; a short switch interval keeps it from waiting 5 ms each time.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
         self._io = IOThread()
+        # Reads on their own thread (and connection) while the writer writes, when the
+        # database allows it; else they overtake writes on the one I/O thread.
+        self._reader = IOThread() if self.concurrent_reads else self._io
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tracecalc-eval")
         self._sched: Scheduler[str] = Scheduler()
         try:
@@ -289,6 +305,9 @@ class Runner:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._io.close()
             self.io_seconds = self._io.busy
+            if self._reader is not self._io:
+                self._reader.close()
+            sys.setswitchinterval(switch)
         if self._error is not None:
             raise self._error
         return self.stats
@@ -315,7 +334,7 @@ class Runner:
                 time.perf_counter() - t0)
 
     def _read(self, name: str, ids: np.ndarray) -> np.ndarray:
-        return self._wait(self._io.submit(IOThread.READ, lambda: self.read(name, ids)))
+        return self._wait(self._reader.submit(IOThread.READ, lambda: self.read(name, ids)))
 
     def _read_all(self, name: str) -> np.ndarray:
         """Every entity of an input, read once and shared while consumers remain."""
@@ -325,7 +344,7 @@ class Runner:
                 return panel
             fut = self._loading.get(name)
             if fut is None:
-                fut = self._loading[name] = self._io.submit(
+                fut = self._loading[name] = self._reader.submit(
                     IOThread.READ, lambda: self.read(name, self.universe))
         panel = self._wait(fut)
         with self._lock:
@@ -375,7 +394,7 @@ class Runner:
             self._waited.seconds = 0.0
             if len(ids):
                 new = task.compiled(*(self._input(n, ids) for n in task.compiled.inputs))
-                stored = self._wait(self._io.submit(IOThread.READ,
+                stored = self._wait(self._reader.submit(IOThread.READ,
                                                     lambda: self.digests(name, ids)))
                 outcome, unchanged = compare(new, ids, stored, lambda sub: self._read(name, sub))
                 changed = outcome.changed
@@ -395,27 +414,40 @@ class Runner:
                                     0 if outcome is None else outcome.diff.written,
                                     unchanged, seconds, len(changed))
             self._slots.acquire()
-            self._io.submit(IOThread.WRITE, lambda: self._store(stats, outcome))
+            with self._lock:
+                self._pending.append((stats, outcome))
+            self._io.submit(IOThread.WRITE, self._flush)
             self._sched.done(name)
         except BaseException as e:
             self._fail(e)
 
-    def _store(self, stats: FormulaRunStats, outcome: Outcome | None) -> None:
+    def _flush(self) -> None:
+        """Write every evaluated formula waiting for the writer, in one group (one
+        transaction when the caller's ``group`` gives one: fewer commits)."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
         try:
             if self._error is not None:
                 return
-            t0 = time.perf_counter()
-            logged = merge_stats(self.prior.get(stats.name), stats) if self.final else stats
-            self.write(logged, outcome, self.final)
-            stats.write_seconds = time.perf_counter() - t0
-            with self._lock:
-                self.stats.append(stats)
-                done = len(self.stats)
-            if self.finished:
-                self.finished(stats.name)
-            if done == len(self.order):
-                self._finished.set()
+            with self.group():
+                for stats, outcome in batch:
+                    t0 = time.perf_counter()
+                    logged = (merge_stats(self.prior.get(stats.name), stats) if self.final
+                              else stats)
+                    self.write(logged, outcome, self.final)
+                    stats.write_seconds = time.perf_counter() - t0
+            for stats, _ in batch:  # committed
+                with self._lock:
+                    self.stats.append(stats)
+                    done = len(self.stats)
+                if self.finished:
+                    self.finished(stats.name)
+                if done == len(self.order):
+                    self._finished.set()
         except BaseException as e:
             self._fail(e)
         finally:
-            self._slots.release()
+            for _ in batch:
+                self._slots.release()

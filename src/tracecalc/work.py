@@ -5,13 +5,15 @@ one's stale entities, the calendars and the ids everything has in the database. 
 data (picklable), so a Dask worker can take a part of it and run that part on its own
 connection. ``Session`` is the plan bound to a ``Store``: it reads panels and digests, and
 writes a formula's changed cells, its digests, its users' stale marks and (with its last
-part) its fresh state and its line of the run log, all in one transaction.
+part) its fresh state and its line of the run log, all in one transaction (several
+formulas' writes share one when the writer has a group of them ready).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,6 +75,26 @@ class Session:
     def __init__(self, plan: Plan, store: Store, tx: Tx | None = None):
         self.plan, self.store = plan, store
         self.tx = tx or store.transaction
+        # a caller's own transaction (an atomic run) already holds everything
+        self._grouped = tx is not None and tx != store.transaction
+        self._local = threading.local()  # the writer thread's group transaction
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Writes on this thread inside the block share one transaction (one commit)."""
+        if self._grouped or getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        with self.store.transaction() as conn:
+            self._local.conn = conn
+            try:
+                yield
+            finally:
+                self._local.conn = None
+
+    def _write_tx(self) -> AbstractContextManager:
+        conn = getattr(self._local, "conn", None)
+        return nullcontext(conn) if conn is not None else self.tx()
 
     def _frequency(self, name: str) -> str:
         if name in self.plan.items:
@@ -94,7 +116,7 @@ class Session:
     def write(self, stats: FormulaRunStats, outcome: Outcome | None, final: bool) -> None:
         """Store one part of a formula's result; with ``final`` also finish the formula."""
         ref = self.plan.formulas[stats.name]
-        with self.tx() as conn:
+        with self._write_tx() as conn:
             self.store.lock_catalog(conn)  # saves and loads wait for this commit
             marks = self.store.current_marks(conn, ref.id)
             if marks is None or marks[0] != ref.version:
@@ -107,7 +129,7 @@ class Session:
     def finish(self, stats: FormulaRunStats) -> None:
         """Finish a formula whose parts were written elsewhere (by Dask workers)."""
         ref = self.plan.formulas[stats.name]
-        with self.tx() as conn:
+        with self._write_tx() as conn:
             self.store.lock_catalog(conn)
             marks = self.store.current_marks(conn, ref.id)
             if marks is not None and marks[0] == ref.version:

@@ -123,6 +123,11 @@ class Store:
             raise TracecalcError(f"cannot open database '{self.safe_url}': {e}") from None
 
     @property
+    def shareable(self) -> bool:
+        """Whether several connections see the same database (not in-memory SQLite)."""
+        return self.dialect != "sqlite" or self.sqlite_path is not None
+
+    @property
     def safe_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
 
