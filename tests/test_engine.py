@@ -277,3 +277,48 @@ def test_hostile_entity_codes_are_plain_data(engine):
     got = values(engine, "w")
     assert got == {(code, "2024-03-31"): 3.0, ('Robert"; --', "2024-03-31"): 5.0}
     assert engine.status()["records"] == 2
+
+
+def test_a_schema_5_database_is_upgraded_and_recalculates_exactly(tmp_path):
+    """Schema 6 added tc_digests; a schema 5 database gets the table, and its records
+    (which have no digests) are compared cell by cell."""
+    from tracecalc.engine import Engine
+    from tracecalc.errors import TracecalcError
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with Engine(url) as eng:
+        eng.load_data(SAMPLE / "data.csv")
+        eng.set_formula("m", "revenue - cogs")
+        first = eng.recalc()
+    with Engine(url).store.engine.begin() as c:  # as schema 5 left it
+        c.exec_driver_sql("DROP TABLE tc_digests")
+        c.exec_driver_sql("UPDATE tc_meta SET value = '5' WHERE key = 'schema'")
+    with Engine(url) as eng:
+        with eng.store.engine.connect() as c:
+            assert c.exec_driver_sql(
+                "SELECT value FROM tc_meta WHERE key = 'schema'").scalar() == "6"
+        again = eng.recalc(full=True)
+        assert again.records_written == 0
+        assert again.records_unchanged == first.records_written
+    with Engine(url).store.engine.begin() as c:
+        c.exec_driver_sql("UPDATE tc_meta SET value = '4' WHERE key = 'schema'")
+    with pytest.raises(TracecalcError, match="schema version 4 is not 6"):
+        Engine(url)
+
+
+def test_changing_frequency_leaves_no_records_on_the_old_dates(engine):
+    engine.load_data(pd.DataFrame({
+        "item": ["q"] * 4 + ["m"] * 3, "entity": "A",
+        "period": ["2024-03-31", "2024-06-30", "2024-09-30", "2024-12-31",
+                   "2024-01-31", "2024-02-29", "2024-03-31"],
+        "value": [1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0]}),
+        frequencies={"q": "quarterly", "m": "monthly"})
+    engine.set_formula("f", "q + 1")
+    engine.recalc()
+    engine.set_formula("f", "m + 1")
+    engine.recalc()
+    got = engine.records("f")
+    assert sorted(got["value"]) == [11.0, 21.0, 31.0]
+    assert sorted(got["period"].dt.strftime("%Y-%m-%d")) == [
+        "2024-01-31", "2024-02-29", "2024-03-31"]
+    assert engine.recalc(full=True).records_written == 0

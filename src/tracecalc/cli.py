@@ -223,7 +223,7 @@ def show(ctx, name):
 @click.option("--atomic", is_flag=True,
               help="One transaction for the whole run: readers see all of it or nothing.")
 @click.option("--workers", type=int, default=None, help="Evaluation threads.")
-@click.option("--chunk-entities", type=int, default=None, metavar="N",
+@click.option("--chunk-entities", type=click.IntRange(min=1), default=None, metavar="N",
               help="Entities per chunk (memory bound; default: about 400,000 cells).")
 @click.option("--dask", "dask", default=None, metavar="ADDRESS",
               help="Partition the entities across the Dask cluster at this scheduler "

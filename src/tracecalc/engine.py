@@ -425,6 +425,8 @@ class Engine:
         if c.description is not None:
             values["description"] = c.description
         self.store.update_formula(conn, old.id, **values)
+        if old.frequency != c.frequency:  # its records sit on the other calendar's dates
+            self.store.clear_records(conn, old.id)
         self.store.set_references(conn, old.id, formula_refs, item_refs)
         self.store.add_history(conn, formula_name=c.name, version=version, action="update",
                                old_expression=old.expression, new_expression=text,
@@ -616,7 +618,7 @@ class Engine:
                       if state == FormulaState.PARTIAL else NONE)
         fs = cat.formulas
         return Plan(
-            url=self.store.url, run_id=run_id, universe=universe, items=dict(cat.items),
+            url=self.store.worker_url, run_id=run_id, universe=universe, items=dict(cat.items),
             formulas={n: FormulaRef(n, r.id, r.version, r.stale_seq, r.frequency, r.expression)
                       for n, r in fs.items()},
             calendars={f: self.store.calendar(conn, f) for f in freqs},

@@ -155,7 +155,7 @@ def chunks(universe: np.ndarray, size: int) -> list[np.ndarray]:
 
 class PlanRun(NamedTuple):
     stats: list[FormulaRunStats]  # one per formula, its chunks merged
-    io_seconds: float  # the database writer thread's busy time
+    io_seconds: float  # the I/O (writer) thread's busy time: writes, commits, progress
 
 
 def run_plan(tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Write, *,
@@ -195,7 +195,8 @@ def run_plan(tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Wri
         for name, ch in runner.changed.items():
             changed[name] = np.union1d(changed.get(name, NONE), ch)
 
-    for stage in stages(tasks):
+    cut = stages(tasks)
+    for k, stage in enumerate(cut):
         across = [t for t in stage if t.cross_sectional]
         if across:
             run(across, universe, True)
@@ -203,7 +204,36 @@ def run_plan(tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Wri
         for i, part in enumerate(parts):
             if local:
                 run([t.within(part) for t in local], part, i == len(parts) - 1)
+        forget_unused(changed, cut[k + 1:])
     return PlanRun([merged[t.name] for t in tasks], io[0])
+
+
+def forget_unused(changed: dict[str, np.ndarray], later: Sequence[Sequence[Task]]) -> None:
+    """Drop the changed entities of formulas no later stage uses (memory follows the
+    stages, not the whole plan)."""
+    needed = {u for stage in later for t in stage for u in t.uses}
+    for name in [n for n in changed if n not in needed]:
+        del changed[name]
+
+
+_switch_lock = threading.Lock()
+_switch_state = {"runs": 0, "saved": 0.005}
+
+
+def _short_switch(start: bool) -> None:
+    """The writer releases the GIL inside every statement and must get it back from the
+    evaluation threads; a short switch interval keeps it from waiting 5 ms each time. Set
+    while any run is going (several may share a process), then restored."""
+    with _switch_lock:
+        if start:
+            if _switch_state["runs"] == 0:
+                _switch_state["saved"] = sys.getswitchinterval()
+                sys.setswitchinterval(min(_switch_state["saved"], SWITCH_INTERVAL))
+            _switch_state["runs"] += 1
+        else:
+            _switch_state["runs"] -= 1
+            if _switch_state["runs"] == 0:
+                sys.setswitchinterval(_switch_state["saved"])
 
 
 class IOThread:
@@ -285,10 +315,7 @@ class Runner:
     def run(self) -> list[FormulaRunStats]:
         if not self.tasks:
             return []
-        # The writer releases the GIL inside every statement and must get it back from the
-        # evaluation threads; a short switch interval keeps it from waiting 5 ms each time.
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(switch, SWITCH_INTERVAL))
+        _short_switch(True)
         self._io = IOThread()
         # Reads on their own thread (and connection) while the writer writes, when the
         # database allows it; else they overtake writes on the one I/O thread.
@@ -307,7 +334,7 @@ class Runner:
             self.io_seconds = self._io.busy
             if self._reader is not self._io:
                 self._reader.close()
-            sys.setswitchinterval(switch)
+            _short_switch(False)
         if self._error is not None:
             raise self._error
         return self.stats

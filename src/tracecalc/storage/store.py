@@ -123,6 +123,14 @@ class Store:
             raise TracecalcError(f"cannot open database '{self.safe_url}': {e}") from None
 
     @property
+    def worker_url(self) -> str:
+        """The URL another process opens this database with (SQLite: an absolute path)."""
+        if self.sqlite_path is not None:
+            return make_url(self.url).set(database=self.sqlite_path).render_as_string(
+                hide_password=False)
+        return self.url
+
+    @property
     def shareable(self) -> bool:
         """Whether several connections see the same database (not in-memory SQLite)."""
         return self.dialect != "sqlite" or self.sqlite_path is not None
@@ -387,9 +395,13 @@ class Store:
         conn.execute(update(formulas).where(formulas.c.id == formula_id)
                      .values(updated_at=now(), **values))
 
-    def delete_formula(self, conn: Connection, formula_id: int) -> None:
+    def clear_records(self, conn: Connection, formula_id: int) -> None:
+        """Delete a formula's records and their digests."""
         conn.execute(delete(records).where(records.c.formula_id == formula_id))
         conn.execute(delete(digests).where(digests.c.formula_id == formula_id))
+
+    def delete_formula(self, conn: Connection, formula_id: int) -> None:
+        self.clear_records(conn, formula_id)
         conn.execute(delete(stale_entities).where(stale_entities.c.formula_id == formula_id))
         conn.execute(delete(formula_items).where(formula_items.c.formula_id == formula_id))
         conn.execute(delete(formula_links).where(formula_links.c.node_id == formula_id))
