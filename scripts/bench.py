@@ -38,6 +38,7 @@ import json
 import os
 import resource
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -475,7 +476,12 @@ def main(argv=None) -> int:
                     help="catalog sizes for the save-validation benchmark ('' to skip)")
     ap.add_argument("--saves", type=int, default=60, help="edits timed per catalog size")
     ap.add_argument("--skip-recalc", action="store_true", help="only the save benchmark")
+    ap.add_argument("--child-load", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-recalc", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child_load or args.child_recalc:
+        child(args)
+        return 0
     if args.large:
         args.formulas, args.entities, args.periods = 500, 5000, 80
         args.no_baseline, args.save_sizes = True, ""
@@ -614,37 +620,51 @@ def report(results: dict, steps: list[dict]) -> None:
 
 
 def rss_scaling(args, results: dict, sizes: list[int]) -> None:
-    """Peak RSS of a cold full recalculation as the universe grows (chunks bound it)."""
+    """Peak RSS of a cold full recalculation as the universe grows (chunks bound it). Each
+    size is loaded by one child process and recalculated by another, so the figure is the
+    whole peak of a process that opens the database and recalculates, nothing else."""
     from tracecalc.recalc import CHUNK_CELLS
     rows = []
     print(f"cold full recalc, {args.formulas} formulas x {args.periods} periods, "
           f"{args.items} input items", flush=True)
-    print(f"{'entities':>9} {'chunks':>7} {'records':>12} {'seconds':>8} "
-          f"{'RSS before MB':>14} {'peak RSS MB':>12}")
+    print(f"{'entities':>9} {'chunks':>7} {'records':>12} {'seconds':>8} {'peak RSS MB':>12}")
+    model = ["--formulas", str(args.formulas), "--items", str(args.items), "--periods",
+             str(args.periods), "--seed", str(args.seed), "--depth", str(args.depth),
+             "--ts-share", str(args.ts_share), "--cs-share", str(args.cs_share),
+             "--workers", str(args.workers)]
+    if args.chunk_entities:
+        model += ["--chunk-entities", str(args.chunk_entities)]
     for n in sizes:
-        data, formulas = make_model(args.formulas, args.items, n, args.periods,
-                                    args.ts_share, args.cs_share, args.seed, args.depth)
         db = Database(args.db)
         try:
-            eng = Engine(db.url, user="bench")
-            _load(eng, data, formulas, [])
-            del data
-            gc.collect()
-            before = Peak.mb("VmRSS")
-            Peak.reset()
-            rep = eng.recalc(full=True, workers=args.workers,
-                             chunk_entities=args.chunk_entities)
-            peak = Peak.mb()
-            eng.close()
+            for role in ("--child-load", "--child-recalc"):
+                out = subprocess.run([sys.executable, __file__, role, db.url, "--entities",
+                                      str(n), *model], check=True, capture_output=True,
+                                     text=True).stdout
+            got = json.loads(out.strip().splitlines()[-1])
         finally:
             db.drop()
         size = args.chunk_entities or max(1, CHUNK_CELLS // args.periods)
-        row = {"entities": n, "chunks": -(-n // size), "records": rep.records_written,
-               "seconds": rep.seconds, "rss_before_mb": before, "peak_rss_mb": peak}
+        row = {"entities": n, "chunks": -(-n // size), **got}
         rows.append(row)
         print(f"{n:9,} {row['chunks']:7} {row['records']:12,} {row['seconds']:8.1f} "
-              f"{before:14.0f} {peak:12.0f}", flush=True)
+              f"{row['peak_rss_mb']:12.0f}", flush=True)
     results["rss_scaling"] = rows
+
+
+def child(args) -> None:
+    """--child-load URL: generate and load the model; --child-recalc URL: one cold full
+    recalculation, printing its time, records and this process's peak RSS as JSON."""
+    eng = Engine(args.child_load or args.child_recalc, user="bench")
+    if args.child_load:
+        data, formulas = make_model(args.formulas, args.items, args.entities, args.periods,
+                                    args.ts_share, args.cs_share, args.seed, args.depth)
+        _load(eng, data, formulas, [])
+        print(json.dumps({}))
+        return
+    rep = eng.recalc(full=True, workers=args.workers, chunk_entities=args.chunk_entities)
+    print(json.dumps({"records": rep.records_written, "seconds": rep.seconds,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":
