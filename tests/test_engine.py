@@ -279,9 +279,36 @@ def test_hostile_entity_codes_are_plain_data(engine):
     assert engine.status()["records"] == 2
 
 
-def test_a_schema_5_database_is_upgraded_and_recalculates_exactly(tmp_path):
-    """Schema 6 added tc_digests; a schema 5 database gets the table, and its records
-    (which have no digests) are compared cell by cell."""
+def _as_rowid_table(c, name: str, extra: str = "") -> None:
+    """Turn a bulk table back into the rowid table schemas 5 and 6 had."""
+    cols = {"tc_data": "item_id", "tc_records": "formula_id", "tc_digests": "formula_id"}[name]
+    body = ("entity_id INTEGER NOT NULL, digest BIGINT NOT NULL, "
+            f"PRIMARY KEY ({cols}, entity_id)" if name == "tc_digests" else
+            "entity_id INTEGER NOT NULL, period DATE NOT NULL, value FLOAT NOT NULL, "
+            f"PRIMARY KEY ({cols}, entity_id, period)")
+    c.exec_driver_sql(f"ALTER TABLE {name} RENAME TO old_{name}")
+    c.exec_driver_sql(f"CREATE TABLE {name} ({cols} INTEGER NOT NULL, {body}{extra})")
+    c.exec_driver_sql(f"INSERT INTO {name} SELECT * FROM old_{name}")
+    c.exec_driver_sql(f"DROP TABLE old_{name}")
+
+
+def _layout(url: str) -> dict[str, str]:
+    from sqlalchemy import create_engine
+    eng = create_engine(url)
+    with eng.connect() as c:
+        rows = c.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE name IN "
+                                 "('tc_data', 'tc_records', 'tc_digests')").all()
+        version = c.exec_driver_sql("SELECT value FROM tc_meta WHERE key = 'schema'").scalar()
+    eng.dispose()
+    return {"schema": version} | {n: "without rowid" if "WITHOUT ROWID" in sql.upper()
+                                  else "rowid" for n, sql in rows}
+
+
+@pytest.mark.parametrize("old", ["5", "6"])
+def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path, old):
+    """Schema 6 added tc_digests; schema 7 keeps the bulk tables WITHOUT ROWID on SQLite.
+    An older database gets both: its rows are copied over (records without digests are
+    compared cell by cell), and a full run afterwards writes nothing."""
     from tracecalc.engine import Engine
     from tracecalc.errors import TracecalcError
 
@@ -289,20 +316,35 @@ def test_a_schema_5_database_is_upgraded_and_recalculates_exactly(tmp_path):
     with Engine(url) as eng:
         eng.load_data(SAMPLE / "data.csv")
         eng.set_formula("m", "revenue - cogs")
+        eng.set_formula("n", "m / revenue")
         first = eng.recalc()
-    with Engine(url).store.engine.begin() as c:  # as schema 5 left it
-        c.exec_driver_sql("DROP TABLE tc_digests")
-        c.exec_driver_sql("UPDATE tc_meta SET value = '5' WHERE key = 'schema'")
+        before = {n: eng.records(n) for n in ("m", "n")}
+    assert _layout(url) == {"schema": "7", "tc_data": "without rowid",
+                            "tc_records": "without rowid", "tc_digests": "without rowid"}
+    with Engine(url).store.engine.begin() as c:  # as the old schema left it
+        if old == "5":
+            c.exec_driver_sql("DROP TABLE tc_digests")
+            fk = ", FOREIGN KEY (formula_id) REFERENCES tc_formulas (id) ON DELETE CASCADE"
+            _as_rowid_table(c, "tc_data")
+            _as_rowid_table(c, "tc_records", fk)
+        else:
+            for name in ("tc_data", "tc_records", "tc_digests"):
+                _as_rowid_table(c, name)
+        c.exec_driver_sql(f"UPDATE tc_meta SET value = '{old}' WHERE key = 'schema'")
+    assert _layout(url)["tc_records"] == "rowid"
     with Engine(url) as eng:
-        with eng.store.engine.connect() as c:
-            assert c.exec_driver_sql(
-                "SELECT value FROM tc_meta WHERE key = 'schema'").scalar() == "6"
+        assert _layout(url) == {"schema": "7", "tc_data": "without rowid",
+                                "tc_records": "without rowid", "tc_digests": "without rowid"}
+        for n in ("m", "n"):
+            pd.testing.assert_frame_equal(eng.records(n), before[n])
         again = eng.recalc(full=True)
         assert again.records_written == 0
         assert again.records_unchanged == first.records_written
+        eng.set_formula("m", "revenue - 2 * cogs")
+        assert eng.recalc().records_written > 0
     with Engine(url).store.engine.begin() as c:
         c.exec_driver_sql("UPDATE tc_meta SET value = '4' WHERE key = 'schema'")
-    with pytest.raises(TracecalcError, match="schema version 4 is not 6"):
+    with pytest.raises(TracecalcError, match="schema version 4 is not 7"):
         Engine(url)
 
 

@@ -54,6 +54,39 @@ def test_results_and_order():
     assert all(s.records_written == 6 and s.entities == 2 for s in stats)
 
 
+def test_writes_follow_the_plan_and_never_precede_what_a_formula_uses():
+    """A write marks the formula's users stale where it changed, so a user written before
+    it would stay stale: every formula is written after the formulas it uses. Among those
+    free to go, the plan's order comes first (rows append to the records' key)."""
+    import random
+    import time
+
+    rng = random.Random(5)
+    tasks = []
+    for i in range(60):
+        uses = sorted({f"f{j}" for j in rng.sample(range(i), min(i, rng.randint(0, 2)))})
+        slow = 0.004 if rng.random() < 0.3 else 0.0
+
+        def fn(*xs, slow=slow):
+            time.sleep(slow)  # uneven evaluation times shuffle completion
+            return sum(xs) + 1.0
+        tasks.append(custom(f"f{i}", ["x", *uses], fn, uses))
+    order = []
+
+    def write(stats, outcome, final):
+        time.sleep(0.002)  # a slow writer: evaluation fills the queue and waits for room
+        order.append(stats.name)
+
+    for _ in range(3):
+        order.clear()
+        run(tasks, workers=2, write=write)
+        pos = {n: i for i, n in enumerate(order)}
+        assert sorted(order) == sorted(t.name for t in tasks)
+        assert all(pos[u] < pos[t.name] for t in tasks for u in t.uses)
+    ids = [int(n[1:]) for n in order]
+    assert sum(b < a for a, b in zip(ids, ids[1:])) < len(ids) // 4  # near plan order
+
+
 def test_independent_formulas_run_at_the_same_time():
     barrier = threading.Barrier(2, timeout=10)
 

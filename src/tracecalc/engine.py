@@ -622,7 +622,9 @@ class Engine:
             formulas={n: FormulaRef(n, r.id, r.version, r.stale_seq, r.frequency, r.expression)
                       for n, r in fs.items()},
             calendars={f: self.store.calendar(conn, f) for f in freqs},
-            order=cat.graph.topological_order(targets),
+            # among formulas ready together, the smallest id first: each formula's records
+            # then append to the records' key (see recalc.Runner._flush)
+            order=cat.graph.topological_order(targets, key=lambda n: fs[n].id),
             uses={n: tuple(p for p in cat.graph.predecessors(n) if p in targets)
                   for n in targets},
             own=own, cross_sectional={n: _cross_sectional(fs[n].expression) for n in targets},

@@ -31,6 +31,7 @@ database is safe while that write is pending.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import queue
 import sys
@@ -248,14 +249,15 @@ class IOThread:
         self._thread = threading.Thread(target=self._run, name="tracecalc-io", daemon=True)
         self._thread.start()
 
-    def submit(self, priority: int, fn: Callable[[], object]) -> Future:
+    def submit(self, priority: int, fn: Callable[[], object], order: int = 0) -> Future:
+        """Queue ``fn``; calls run by ``priority``, then ``order``, then as submitted."""
         fut: Future = Future()
-        self._queue.put((priority, next(self._seq), fn, fut))
+        self._queue.put((priority, order, next(self._seq), fn, fut))
         return fut
 
     def _run(self) -> None:
         while True:
-            _, _, fn, fut = self._queue.get()
+            _, _, _, fn, fut = self._queue.get()
             if fn is None:
                 return
             if fut.set_running_or_notify_cancel():
@@ -268,7 +270,7 @@ class IOThread:
                     self.busy += time.perf_counter() - t0
 
     def close(self) -> None:
-        self._queue.put((2, next(self._seq), None, None))
+        self._queue.put((2, 0, next(self._seq), None, None))
         self._thread.join()
 
 
@@ -288,6 +290,8 @@ class Runner:
                  group: Callable[[], AbstractContextManager] = nullcontext):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
+        self._position = {n: i for i, n in enumerate(self.order)}
+        self._ready: list[tuple[int, str]] = []  # heap of (plan position, formula)
         self.universe = np.asarray(universe, dtype=np.int64)
         self.read, self.write, self.digests = read, write, digests
         self.final, self.prior = final, prior or {}
@@ -346,11 +350,21 @@ class Runner:
         self._finished.set()
 
     def _submit(self, name: str) -> None:
+        """``name`` is ready: queue it. Free evaluation threads take the ready formula that
+        comes first in the plan, so results reach the writer close to plan order (see
+        ``_flush``)."""
         if self._error is None:
+            with self._lock:
+                heapq.heappush(self._ready, (self._position[name], name))
             try:
-                self._pool.submit(self._evaluate, name)
+                self._pool.submit(self._evaluate_next)
             except RuntimeError:  # the pool is shutting down after a failure
                 pass
+
+    def _evaluate_next(self) -> None:
+        with self._lock:
+            name = heapq.heappop(self._ready)[1]
+        self._evaluate(name)
 
     def _wait(self, fut: Future):
         t0 = time.perf_counter()
@@ -361,7 +375,13 @@ class Runner:
                 time.perf_counter() - t0)
 
     def _read(self, name: str, ids: np.ndarray) -> np.ndarray:
-        return self._wait(self._reader.submit(IOThread.READ, lambda: self.read(name, ids)))
+        return self._wait(self._reader.submit(IOThread.READ, lambda: self.read(name, ids),
+                                              self._here()))
+
+    def _here(self) -> int:
+        """Plan position of the formula this thread evaluates: its reads overtake those of
+        later formulas, so results reach the writer near plan order."""
+        return getattr(self._waited, "position", 0)
 
     def _read_all(self, name: str) -> np.ndarray:
         """Every entity of an input, read once and shared while consumers remain."""
@@ -372,7 +392,7 @@ class Runner:
             fut = self._loading.get(name)
             if fut is None:
                 fut = self._loading[name] = self._reader.submit(
-                    IOThread.READ, lambda: self.read(name, self.universe))
+                    IOThread.READ, lambda: self.read(name, self.universe), self._here())
         panel = self._wait(fut)
         with self._lock:
             if self._remaining[name] > 0:
@@ -419,10 +439,12 @@ class Runner:
             ids = self._entities(task)
             t0 = time.perf_counter()
             self._waited.seconds = 0.0
+            self._waited.position = self._position[name]
             if len(ids):
                 new = task.compiled(*(self._input(n, ids) for n in task.compiled.inputs))
                 stored = self._wait(self._reader.submit(IOThread.READ,
-                                                    lambda: self.digests(name, ids)))
+                                                    lambda: self.digests(name, ids),
+                                                    self._here()))
                 outcome, unchanged = compare(new, ids, stored, lambda sub: self._read(name, sub))
                 changed = outcome.changed
             else:  # nothing upstream changed: early cutoff
@@ -444,6 +466,9 @@ class Runner:
             with self._lock:
                 self._pending.append((stats, outcome))
             self._io.submit(IOThread.WRITE, self._flush)
+            # Only now may its users run: queued after it, they are written after it (a
+            # write marks users stale where it changed; a user written earlier would stay
+            # stale).
             self._sched.done(name)
         except BaseException as e:
             self._fail(e)
@@ -455,16 +480,28 @@ class Runner:
             batch, self._pending = self._pending, []
         if not batch:
             return
+        # In plan order, which follows the formula ids where dependencies allow: each
+        # formula's rows then land after the previous one's in the records' key. Appending
+        # to a b-tree is far cheaper than inserting in its middle (SQLite: 8.2 s against
+        # 13.5 s for 8M rows of 100 formulas written in id order or shuffled). A formula
+        # still comes after every formula it uses: those were queued before it ran.
+        batch.sort(key=lambda w: self._position[w[0].name])
+        held = len(batch)  # slots still held by panels of this batch
         try:
             if self._error is not None:
                 return
             with self.group():
-                for stats, outcome in batch:
+                for i, (stats, outcome) in enumerate(batch):
                     t0 = time.perf_counter()
                     logged = (merge_stats(self.prior.get(stats.name), stats) if self.final
                               else stats)
                     self.write(logged, outcome, self.final)
                     stats.write_seconds = time.perf_counter() - t0
+                    # The panel is in the transaction now: free its slot, so evaluation
+                    # refills the queue while the rest of the group is written.
+                    batch[i], outcome = (stats, None), None
+                    held -= 1
+                    self._slots.release()
             for stats, _ in batch:  # committed
                 with self._lock:
                     self.stats.append(stats)
@@ -476,5 +513,5 @@ class Runner:
         except BaseException as e:
             self._fail(e)
         finally:
-            for _ in batch:
+            for _ in range(held):
                 self._slots.release()

@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tracecalc.storage.trace import TraceLink, TraceNode
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 
 metadata = MetaData()
 
@@ -63,6 +63,11 @@ def _values_table(name: str, key: str) -> Table:
     No foreign keys: a database checks them row by row on every bulk insert (PostgreSQL's
     COPY into tc_records ran at a third of its speed with them). Only tracecalc writes these
     tables, with ids it has just read, and it deletes a formula's records with the formula.
+
+    On SQLite the rows live in the primary-key b-tree itself (WITHOUT ROWID): a rowid table
+    keeps them twice, in the table and in the key's index. Measured on 6.4M rows in key
+    order: 9 s and 202 MB against 12-14 s and 368 MB. (MariaDB's InnoDB clusters rows by
+    the primary key anyway; PostgreSQL has no such layout.)
     """
     return Table(
         name,
@@ -71,6 +76,7 @@ def _values_table(name: str, key: str) -> Table:
         Column("entity_id", Integer, primary_key=True),
         Column("period", Date, primary_key=True),
         Column("value", Double, nullable=False),
+        sqlite_with_rowid=False,
     )
 
 
@@ -142,7 +148,11 @@ digests = Table(
     Column("formula_id", Integer, primary_key=True),  # no foreign key: as tc_records
     Column("entity_id", Integer, primary_key=True),
     Column("digest", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
+
+# The tables whose rows a bulk path moves (rebuilt WITHOUT ROWID on SQLite by schema 7).
+BULK_TABLES = ("tc_data", "tc_records", "tc_digests")
 
 runs = Table(
     "tc_runs",

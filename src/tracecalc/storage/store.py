@@ -34,6 +34,7 @@ from tracecalc.storage import bulk
 from tracecalc.storage.files import DataBatch, infer_frequency
 from tracecalc.storage.locks import RecalcLock, lock_catalog
 from tracecalc.storage.schema import (
+    BULK_TABLES,
     SCHEMA_VERSION,
     Formula,
     FormulaLink,
@@ -110,8 +111,12 @@ class Store:
                 if have is None:
                     conn.execute(insert(meta), [{"key": "schema", "value": SCHEMA_VERSION},
                                                 {"key": "catalog", "value": "lock row"}])
-                elif have == "5":  # 6 added tc_digests (created above); a missing
-                    # digest only means "compare with the stored records", so no data moves
+                elif have in ("5", "6"):
+                    # 6 added tc_digests (created above); a missing digest only means
+                    # "compare with the stored records". 7 keeps the bulk tables WITHOUT
+                    # ROWID on SQLite (the other databases' tables are unchanged).
+                    if conn.dialect.name == "sqlite":
+                        _rebuild_without_rowid(conn)
                     conn.execute(update(meta).where(meta.c.key == "schema")
                                  .values(value=SCHEMA_VERSION))
                 elif have != SCHEMA_VERSION:
@@ -618,6 +623,22 @@ def _point_key(entity_ids: np.ndarray, periods: np.ndarray) -> np.ndarray:
     """One int64 per (entity, period): entity in the high bits, day number (offset) below."""
     days = periods.astype("datetime64[D]").astype(np.int64) + (1 << 23)
     return (entity_ids.astype(np.int64) << 24) | days
+
+
+def _rebuild_without_rowid(conn: Connection) -> None:
+    """Copy each bulk table of an older SQLite database into its WITHOUT ROWID form (this
+    also drops the foreign keys schema 5 had on them)."""
+    for name in BULK_TABLES:
+        sql = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).scalar()
+        if sql is None or "WITHOUT ROWID" in sql.upper():
+            continue
+        table = metadata.tables[name]
+        cols = ", ".join(c.name for c in table.columns)
+        conn.exec_driver_sql(f"ALTER TABLE {name} RENAME TO {name}_v6")
+        table.create(conn)
+        conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {name}_v6")
+        conn.exec_driver_sql(f"DROP TABLE {name}_v6")
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:
