@@ -291,7 +291,12 @@ class Runner:
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self._position = {n: i for i, n in enumerate(self.order)}
+        for t in tasks:  # _flush writes a batch in plan order: it must be topological
+            for u in t.uses:
+                if u in self._position and self._position[u] >= self._position[t.name]:
+                    raise ValueError(f"plan order puts {t.name} before {u}, which it uses")
         self._ready: list[tuple[int, str]] = []  # heap of (plan position, formula)
+        self._scheduled = threading.Event()
         self.universe = np.asarray(universe, dtype=np.int64)
         self.read, self.write, self.digests = read, write, digests
         self.final, self.prior = final, prior or {}
@@ -309,7 +314,7 @@ class Runner:
         self._computed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (ids, panel)
         self._earlier = dict(changed or {})  # changed entities of formulas run before
         self.changed: dict[str, np.ndarray] = {}  # name -> entity ids changed in this run
-        self._slots = threading.Semaphore(MAX_PENDING_WRITES)
+        self._slots = threading.BoundedSemaphore(MAX_PENDING_WRITES)
         self._finished = threading.Event()
         self._error: BaseException | None = None
         self.stats: list[FormulaRunStats] = []
@@ -331,8 +336,10 @@ class Runner:
                 self._sched.add(name, [u for u in self.tasks[name].uses if u in self.tasks])
             for name in self.order:
                 self._sched.schedule(name, self._submit)
+            self._scheduled.set()
             self._finished.wait()
         finally:
+            self._scheduled.set()  # (also when scheduling failed: no thread waits forever)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._io.close()
             self.io_seconds = self._io.busy
@@ -362,8 +369,13 @@ class Runner:
                 pass
 
     def _evaluate_next(self) -> None:
-        with self._lock:
-            name = heapq.heappop(self._ready)[1]
+        self._scheduled.wait()  # every formula ready at the start is in the heap
+        try:
+            with self._lock:  # one entry was pushed for every call submitted
+                name = heapq.heappop(self._ready)[1]
+        except BaseException as e:
+            self._fail(e)
+            return
         self._evaluate(name)
 
     def _wait(self, fut: Future):

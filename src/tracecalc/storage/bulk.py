@@ -140,8 +140,9 @@ def insert_pairs(conn: Connection, table: Table, cols: tuple[str, str, str], key
                 _insert_values(conn, table.name, cols, [[int(key)] * len(e), e,
                                                         values[lo:lo + SLICE_ROWS].tolist()])
         else:  # PyMySQL turns executemany of one INSERT into multi-row statements
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
             cur.executemany(f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES "
-                            "(%s, %s, %s)",
+                            f"({mark}, {mark}, {mark})",
                             list(zip(repeat(int(key)), entity_ids.tolist(), values.tolist())))
     finally:
         cur.close()
@@ -195,7 +196,7 @@ def _insert_values(conn, table: str, cols: tuple[str, ...], columns: list[list])
     """Insert rows given column by column (Python lists) with multi-row VALUES statements
     of ``SQLITE_ROWS_PER_STATEMENT`` rows."""
     width = len(cols)
-    flat = list(chain.from_iterable(zip(*columns)))
+    flat = list(chain.from_iterable(zip(*columns, strict=True)))
     head = f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
     row = "(" + ",".join(["?"] * width) + ")"
     per = SQLITE_ROWS_PER_STATEMENT

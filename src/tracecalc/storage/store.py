@@ -635,9 +635,13 @@ def _rebuild_without_rowid(conn: Connection) -> None:
             continue
         table = metadata.tables[name]
         cols = ", ".join(c.name for c in table.columns)
+        key = ", ".join(c.name for c in table.primary_key.columns)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}_v6")
         conn.exec_driver_sql(f"ALTER TABLE {name} RENAME TO {name}_v6")
         table.create(conn)
-        conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {name}_v6")
+        # in key order: each row appends to the new b-tree instead of landing in its middle
+        conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {name}_v6 "
+                             f"ORDER BY {key}")
         conn.exec_driver_sql(f"DROP TABLE {name}_v6")
 
 
