@@ -52,7 +52,7 @@ def test_a_whole_session(run, tmp_path):
     out = run("check", "gross_margin", "(revenue - cogs) / revenue")
     assert "valid (quarterly)" in out and "would recompute, in order: gross_margin" in out
     assert "gm_pct" in out
-    assert "run 2: 1 formulas recomputed" in run("recalc")
+    assert "run 2: 1 formula recomputed" in run("recalc")
     out = run("show", "gm_pct")
     assert "gm_pct = 100 * gross_margin" in out and "depends on:   gross_margin" in out
     assert "create" in out

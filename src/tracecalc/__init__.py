@@ -5,7 +5,9 @@ The public facade is ``Engine``; errors derive from ``TracecalcError``.
 
 from tracecalc.errors import (
     ArityError,
+    BusyError,
     CycleError,
+    DatabaseError,
     DataError,
     DependentsError,
     FormulaError,
@@ -16,15 +18,17 @@ from tracecalc.errors import (
     TracecalcError,
     UnknownFunctionError,
     UnknownReferenceError,
+    UsageError,
     ValidationError,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArityError", "CycleError", "DataError", "DependentsError", "Engine", "FormulaError",
-    "FormulaSyntaxError", "FrequencyError", "InvalidNameError", "NotFoundError",
-    "TracecalcError", "UnknownFunctionError", "UnknownReferenceError", "ValidationError",
+    "ArityError", "BusyError", "CycleError", "DataError", "DatabaseError", "DependentsError",
+    "Engine", "FormulaError", "FormulaSyntaxError", "FrequencyError", "InvalidNameError",
+    "NotFoundError", "TracecalcError", "UnknownFunctionError", "UnknownReferenceError",
+    "UsageError", "ValidationError",
 ]
 
 

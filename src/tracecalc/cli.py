@@ -6,52 +6,91 @@ never a traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import itertools
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
+from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
-from tracecalc.errors import BusyError, TracecalcError
+from tracecalc.errors import BusyError, TracecalcError, plural
 from tracecalc.storage import DEFAULT_URL
 
 EXIT_BUSY = 3  # another recalculation holds the lock
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
-# Piped or redirected output gets wide tables instead of rich's 80-column default.
-_WIDTH = None if sys.stdout.isatty() else 160
+# A terminal's own width; piped or redirected output gets COLUMNS, else 160 (rather than
+# rich's 80-column default), so that files and pipes keep whole lines.
+_WIDTH = (None if sys.stdout.isatty() else
+          int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160)
 out = Console(highlight=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 
-def _engine(ctx: click.Context):
+def _engine(ctx: click.Context, create: bool = False):
+    """The command's engine. Only commands that write (init, loads, saves) may create the
+    database: a misspelt --db must not leave an empty file behind a read."""
     from tracecalc.engine import Engine
 
-    obj = ctx.ensure_object(dict)
+    obj = ctx.find_root().ensure_object(dict)
     if "engine" not in obj:
-        obj["engine"] = Engine(obj["db"], user=obj.get("user"))
+        obj["engine"] = Engine(obj["db"], user=obj.get("user"), create=create)
         ctx.call_on_close(obj["engine"].close)
     return obj["engine"]
 
 
 def handle_errors(fn):
-    """Turn library errors into one message and a non-zero exit code."""
+    """Turn every failure into one message and a non-zero exit code: library errors and
+    file errors exit 1, a busy database 3, an interrupt 130. An unexpected exception is
+    reported in one line too (``TRACECALC_DEBUG=1`` shows its traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit,
+                click.exceptions.Abort):
+            raise
         except BusyError as e:
-            err.print(f"[bold red]busy:[/] {_escape(str(e))}")
-            sys.exit(EXIT_BUSY)
+            _fail(str(e), EXIT_BUSY, "busy")
         except TracecalcError as e:
-            err.print(f"[bold red]error:[/] {_escape(str(e))}")
+            _fail(str(e), 1)
+        except BrokenPipeError:  # `tracecalc export | head`: the reader left
+            sys.stdout = open(os.devnull, "w")  # as Python's docs advise for SIGPIPE
             sys.exit(1)
+        except OSError as e:
+            what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+            _fail(what, 1)
+        except KeyboardInterrupt:
+            _fail("interrupted; what was committed stays (a recalculation resumes with the "
+                  "next run)", EXIT_INTERRUPTED)
+        except Exception as e:
+            if os.environ.get("TRACECALC_DEBUG"):
+                raise
+            _fail(f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} (a bug: "
+                  "please report it; TRACECALC_DEBUG=1 shows the traceback)", 1)
 
     return wrapper
+
+
+def _fail(message: str, code: int, label: str = "error") -> None:
+    err.print(Text.assemble((f"{label}:", "bold red"), " ", message))
+    sys.exit(code)
 
 
 def _escape(text: str) -> str:
@@ -78,7 +117,7 @@ def main(ctx: click.Context, db: str, user: str | None) -> None:
 @handle_errors
 def init(ctx):
     """Create the tracecalc tables in the database (if missing)."""
-    eng = _engine(ctx)
+    eng = _engine(ctx, create=True)
     out.print(f"tracecalc database ready: {eng.url}")
 
 
@@ -97,7 +136,7 @@ def load_data(ctx, file, frequency):
         k, v = f.split("=", 1)
         freqs[k.strip()] = v.strip().lower()
     try:
-        res = _engine(ctx).load_data(file, frequencies=freqs, label=file)
+        res = _engine(ctx, create=True).load_data(file, frequencies=freqs, label=file)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--frequency") from None
     out.print(f"loaded {res.rows:,} rows for {len(res.items)} items "
@@ -111,7 +150,7 @@ def load_data(ctx, file, frequency):
 @handle_errors
 def load_entities(ctx, file):
     """Load entity attributes from a CSV with columns code, name, sector."""
-    n = _engine(ctx).load_entities(file)
+    n = _engine(ctx, create=True).load_entities(file)
     out.print(f"loaded {n} entities")
 
 
@@ -124,51 +163,84 @@ def load_formulas(ctx, file):
     from tracecalc.storage.files import read_formulas
 
     rows = read_formulas(file)
-    res = _engine(ctx).set_formulas(rows)
+    res = _engine(ctx, create=True).set_formulas(rows)
     created = sum(r.created for r in res)
     changed = sum(bool(r.marked_stale) and not r.created for r in res)
-    out.print(f"saved {len(res)} formulas ({created} new, {changed} changed, "
-              f"{len(res) - created - changed} unchanged)")
+    out.print(f"saved {plural(len(res), 'formula')} ({created} new, {changed} changed, "
+              f"{len(res) - created - changed} unchanged)", markup=False)
 
 
-@main.command("set")
+class _ExpressionCommand(click.Command):
+    """A command whose EXPRESSION may start with '-' (``"-cogs + revenue"``): every word
+    that is not one of the command's own options is an argument, as users type it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {o: not p.is_flag for p in self.get_params(ctx)
+                       if isinstance(p, click.Option) for o in (*p.opts, *p.secondary_opts)}
+        head: list[str] = []
+        tail: list[str] = []
+        words = iter(args)
+        for word in words:
+            if word == "--":
+                tail.extend(words)
+                break
+            opt = word.split("=", 1)[0] if word.startswith("--") else word
+            if opt in takes_value:
+                head.append(word)
+                if takes_value[opt] and "=" not in word:
+                    head.extend(itertools.islice(words, 1))
+            else:
+                tail.append(word)
+        return super().parse_args(ctx, [*head, "--", *tail])
+
+
+@main.command("set", cls=_ExpressionCommand)
 @click.argument("name")
 @click.argument("expression")
 @click.option("--description", "-d", default=None, help="What the formula means.")
 @click.pass_context
 @handle_errors
 def set_(ctx, name, expression, description):
-    """Save formula NAME = EXPRESSION (validated; it and its dependents become stale)."""
-    res = _engine(ctx).set_formula(name, expression, description)
+    """Save formula NAME = EXPRESSION (validated; it and its dependents become stale).
+
+    EXPRESSION may start with '-' ("-cogs + revenue")."""
+    res = _engine(ctx, create=True).set_formula(name, expression, description)
     what = "created" if res.created else ("unchanged" if not res.marked_stale else "updated")
-    out.print(f"{name} {what} (version {res.version})")
+    out.print(f"{name} {what} (version {res.version})", markup=False)
     if res.equivalent_to_previous and res.marked_stale:
         out.print("note: the new text is equivalent to the previous one; it will be "
                   "recomputed once")
     if res.marked_stale:
-        out.print(f"stale now: {', '.join(res.marked_stale)}")
+        out.print(f"stale now: {', '.join(res.marked_stale)}", markup=False)
 
 
-@main.command()
+@main.command(cls=_ExpressionCommand)
 @click.argument("name")
 @click.argument("expression")
 @click.pass_context
 @handle_errors
 def check(ctx, name, expression):
-    """Validate NAME = EXPRESSION and show its impact, without saving."""
+    """Validate NAME = EXPRESSION and show its impact, without saving.
+
+    EXPRESSION may start with '-' ("-cogs + revenue")."""
     rep = _engine(ctx).check_formula(name, expression)
     if not rep.is_valid:
         for p in rep.problems:
-            err.print(f"[bold red]problem:[/] {_escape(p.message)}")
+            err.print(Text.assemble(("problem:", "bold red"), " ", p.message))
         sys.exit(1)
-    out.print(f"{name} = {rep.expression}: valid ({rep.frequency})")
-    out.print(f"canonical form: {rep.canonical}")
-    if rep.equivalent_to_current:
-        out.print("equivalent to the current definition")
+    say = functools.partial(out.print, markup=False)
+    say(f"{name} = {rep.expression}: valid ({rep.frequency})")
+    say(f"canonical form: {rep.canonical}")
+    if rep.is_new:
+        say(f"a new formula: no formula named {name} yet")
+    elif rep.equivalent_to_current:
+        say("equivalent to the current definition")
+    else:
+        say("not equivalent to the current definition: saving it changes its values")
     if rep.equivalent_formulas:
-        out.print(f"equivalent to: {', '.join(rep.equivalent_formulas)}")
-    out.print(f"would recompute, in order: {' -> '.join(rep.affected)}")
-    out.print(f"records in scope: {rep.records_in_scope:,}")
+        say(f"equivalent to: {', '.join(rep.equivalent_formulas)}")
+    say(f"would recompute, in order: {' -> '.join(rep.affected)}")
+    say(f"records in scope: {rep.records_in_scope:,}")
 
 
 @main.command()
@@ -178,7 +250,50 @@ def check(ctx, name, expression):
 def delete(ctx, name):
     """Delete formula NAME and its records (refused while others use it)."""
     _engine(ctx).delete_formula(name)
-    out.print(f"deleted {name}")
+    out.print(f"deleted {name}", markup=False)
+
+
+def _table(*columns: str, title: str | None = None, numeric: Iterable[str] = (),
+           whole: Iterable[str] = ()) -> Table:
+    """A table that stays readable at 80 columns: text columns wrap (``whole`` ones never),
+    number columns are right aligned in one format and never wrap."""
+    t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False,
+              title_justify="left")
+    numeric, whole = set(numeric), set(whole)
+    for c in columns:
+        if c in numeric:
+            t.add_column(c, justify="right", no_wrap=True)
+        else:
+            t.add_column(c, overflow="fold", no_wrap=c in whole)
+    return t
+
+
+def _row(t: Table, *cells) -> None:
+    """Add a row of literal text: stored names, texts and users are never markup."""
+    t.add_row(*(Text(_cell(c)) for c in cells))
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    if isinstance(v, dt.datetime):
+        return _when(v)
+    return str(v)
+
+
+def _when(v: dt.datetime | None) -> str:
+    """A stored timestamp (UTC) with its zone: 2026-12-02 00:54:27Z."""
+    if v is None:
+        return ""
+    if v.tzinfo is not None:
+        v = v.astimezone(dt.UTC)
+    return v.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @main.command("list")
@@ -187,11 +302,12 @@ def delete(ctx, name):
 def list_(ctx):
     """List formulas."""
     df = _engine(ctx).formulas()
-    t = Table("name", "expression", "frequency", "version", "state")
+    t = _table("name", "expression", "frequency", "version", "state", numeric=["version"],
+               whole=["frequency", "state"])
     for r in df.itertuples():
-        t.add_row(r.name, _escape(r.expression), r.frequency, str(r.version), r.state)
+        _row(t, r.name, r.expression, r.frequency, int(r.version), r.state)
     out.print(t)
-    out.print(f"{len(df)} formulas")
+    out.print(plural(len(df), "formula"))
 
 
 @main.command()
@@ -199,20 +315,30 @@ def list_(ctx):
 @click.pass_context
 @handle_errors
 def show(ctx, name):
-    """Show a formula: text, canonical form, dependencies, dependents, history."""
+    """Show a formula (text, canonical form, dependencies, dependents, history) or a data
+    item (frequency, entities, periods, users)."""
     eng = _engine(ctx)
+    say = functools.partial(out.print, markup=False)
+    if name in eng.items():
+        i = eng.item(name)
+        say(f"{i.name}: data item, {i.frequency}")
+        say(f"data points:  {i.points:,} for {plural(i.entities, 'entity', 'entities')}")
+        say(f"periods:      {i.first or '-'} to {i.last or '-'}")
+        say(f"used by:      {', '.join(i.used_by) or '-'}")
+        return
     f = eng.formula(name)
-    out.print(f"[bold]{f.name}[/] = {_escape(f.expression)}")
+    out.print(Text.assemble((f.name, "bold"), f" = {f.expression}"))
     if f.description:
-        out.print(f"  {_escape(f.description)}")
-    out.print(f"canonical:    {_escape(f.canonical)}")
-    out.print(f"frequency:    {f.frequency}   version: {f.version}   state: {f.state}")
-    out.print(f"depends on:   {', '.join(f.references) or '-'}")
-    out.print(f"used by:      {', '.join(eng.dependents(name)) or '-'}")
-    t = Table("version", "action", "when", "who", "text", title="history")
+        say(f"  {f.description}")
+    say(f"canonical:    {f.canonical}")
+    say(f"frequency:    {f.frequency}   version: {f.version}   state: {f.state}")
+    say(f"depends on:   {', '.join(f.references) or '-'}")
+    say(f"used by:      {', '.join(eng.dependents(name)) or '-'}")
+    t = _table("version", "action", "when (UTC)", "who", "text", title="history",
+               numeric=["version"], whole=["when (UTC)"])
     for h in eng.history(name):
-        t.add_row(str(h["version"]), h["action"], str(h["changed_at"]), h["changed_by"],
-                  _escape(h["new_expression"] or ""))
+        _row(t, h["version"], h["action"], h["changed_at"], h["changed_by"],
+             h["new_expression"])
     out.print(t)
 
 
@@ -236,22 +362,32 @@ def recalc(ctx, full, wait, atomic, workers, chunk_entities, dask, quiet):
     rep = _run_recalc(_engine(ctx), full, quiet, wait=wait, atomic=atomic, workers=workers,
                       chunk_entities=chunk_entities, dask=dask)
     skipped = len(rep.formulas) - rep.formulas_computed
-    out.print(f"run {rep.run_id}: {rep.formulas_computed} formulas recomputed"
-              + (f" ({skipped} skipped: nothing upstream changed)" if skipped else "")
-              + f", {rep.records_written:,} records written, "
-              f"{rep.records_unchanged:,} unchanged, in {rep.seconds:.2f}s")
+    out.print(f"run {rep.run_id}: {plural(rep.formulas_computed, 'formula')} recomputed"
+              + (f" ({skipped:,} skipped: nothing upstream changed)" if skipped else "")
+              + f", {plural(rep.records_written, 'record')} written, "
+              f"{rep.records_unchanged:,} unchanged, in {rep.seconds:.2f}s", markup=False)
+
+
+class _Count(ProgressColumn):
+    """done/total once the total is known; nothing while the run is being planned."""
+
+    def render(self, task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text(f"{int(task.completed):,}/{int(task.total):,}", style="progress.download")
 
 
 def _run_recalc(eng, full: bool, quiet: bool, **kw):
     if quiet or not out.is_terminal:
         return eng.recalc(full=full, **kw)
-    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    cols = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _Count(),
             TimeElapsedColumn())
     with Progress(*cols, console=out, transient=True) as bar:
-        task = bar.add_task("recalculating", total=None)
+        task = bar.add_task("planning: reading the catalog and the stale marks", total=None)
 
         def progress(done, total, name):
-            bar.update(task, completed=done, total=total, description=f"recalculating {name}")
+            what = Text(f"recalculating {name}" if name else "recalculating")
+            bar.update(task, completed=done, total=total, description=what)
 
         return eng.recalc(full=full, progress=progress, **kw)
 
@@ -280,20 +416,21 @@ def status(ctx):
     """Counts, and the formulas waiting for a recalculation."""
     eng = _engine(ctx)
     s = eng.status()
-    out.print(f"database:    {eng.url}")
-    out.print(f"formulas:    {s['formulas']} ({len(s['stale'])} not fresh)")
-    out.print(f"items:       {s['items']}")
-    out.print(f"entities:    {s['entities']}")
-    out.print(f"data points: {s['data_points']:,}")
-    out.print(f"records:     {s['records']:,}")
+    say = functools.partial(out.print, markup=False)
+    say(f"database:    {eng.url}")
+    say(f"formulas:    {s['formulas']:,} ({len(s['stale']):,} not fresh)")
+    say(f"items:       {s['items']:,}")
+    say(f"entities:    {s['entities']:,}")
+    say(f"data points: {s['data_points']:,}")
+    say(f"records:     {s['records']:,}")
     if s["stale"]:
-        t = Table("formula", "state", "entities to recompute",
-                  title="waiting for recalc (in order)")
+        t = _table("formula", "state", "entities to recompute",
+                   title="waiting for recalc (in order)", numeric=["entities to recompute"])
         for name in s["stale"]:
             state = s["states"][name]
             scope = {"stale": "all", "pending": "where inputs change"}.get(
-                state, f"{s['stale_entities'].get(name, 0):,}")
-            t.add_row(name, state, scope)
+                state, s["stale_entities"].get(name, 0))
+            _row(t, name, state, scope)
         out.print(t)
 
 
@@ -304,9 +441,10 @@ def status(ctx):
 def impact(ctx, name):
     """What depends on formula or item NAME, in recalculation order."""
     down = _engine(ctx).dependents(name, transitive=True)
-    out.print(f"{len(down)} formulas depend on {name}" + (":" if down else ""))
+    out.print(f"{plural(len(down), 'formula')} depend{'s' if len(down) == 1 else ''} on "
+              f"{name}" + (":" if down else ""), markup=False)
     for n in down:
-        out.print(f"  {n}")
+        out.print(f"  {n}", markup=False)
 
 
 @main.command()
@@ -318,9 +456,10 @@ def deps(ctx, name):
     eng = _engine(ctx)
     up = eng.dependencies(name, transitive=True)
     items = eng.items()
-    out.print(f"{name} depends on {len(up)} formulas and items" + (":" if up else ""))
+    out.print(f"{name} depends on {plural(len(up), 'formula or item', 'formulas and items')}"
+              + (":" if up else ""), markup=False)
     for n in up:
-        out.print(f"  {n}  ({'item, ' + items[n] if n in items else 'formula'})")
+        out.print(f"  {n}  ({'item, ' + items[n] if n in items else 'formula'})", markup=False)
 
 
 @main.command()
@@ -372,22 +511,26 @@ def runs(ctx, limit, run_id):
     """The run log: the latest recalculations, or one of them per formula (--id)."""
     eng = _engine(ctx)
     if run_id is not None:
-        t = Table("formula", "version", "entities", "written", "unchanged", "seconds",
-                  title=f"run {run_id}")
+        t = _table("formula", "version", "entities", "written", "unchanged", "seconds",
+                   title=f"run {run_id}", whole=["entities"],
+                   numeric=["version", "entities", "written", "unchanged", "seconds"])
         for r in eng.run_log(run_id):
-            t.add_row(r["formula_name"], str(r["version"]),
-                      str(r["entities"]) if r["entities"] else "skipped",
-                      f"{r['records_written']:,}", f"{r['records_unchanged']:,}",
-                      f"{r['seconds']:.3f}")
+            _row(t, r["formula_name"], r["version"], r["entities"] or "skipped",
+                 r["records_written"], r["records_unchanged"], float(r["seconds"]))
         out.print(t)
         return
-    t = Table("id", "kind", "started", "finished", "status", "formulas", "written",
-              "unchanged", "by", "message")
+    t = _table("id", "kind", "started (UTC)", "status", "formulas", "written", "unchanged",
+               "by", numeric=["id", "formulas", "written", "unchanged"],
+               whole=["kind", "started (UTC)", "status"])
+    notes = []
     for r in eng.runs(limit):
-        t.add_row(str(r["id"]), r["kind"], str(r["started_at"]), str(r["finished_at"] or ""),
-                  r["status"], str(r["formulas_computed"]), f"{r['records_written']:,}",
-                  f"{r['records_unchanged']:,}", r["run_by"], _escape(r["message"] or ""))
+        _row(t, r["id"], r["kind"], _when(r["started_at"])[:-4] + "Z", r["status"],
+             r["formulas_computed"], r["records_written"], r["records_unchanged"], r["run_by"])
+        if r["message"]:
+            notes.append(f"run {r['id']}: {r['message']}")
     out.print(t)
+    for n in notes:  # below the table: a message is as long as it needs to be
+        out.print(n, markup=False, overflow="fold")
 
 
 @main.command()
@@ -396,10 +539,11 @@ def runs(ctx, limit, run_id):
 @handle_errors
 def history(ctx, name):
     """Every saved version of a formula."""
-    t = Table("version", "action", "when", "who", "old", "new")
+    t = _table("version", "action", "when (UTC)", "who", "old", "new", numeric=["version"],
+               whole=["when (UTC)"])
     for h in _engine(ctx).history(name):
-        t.add_row(str(h["version"]), h["action"], str(h["changed_at"]), h["changed_by"],
-                  _escape(h["old_expression"] or ""), _escape(h["new_expression"] or ""))
+        _row(t, h["version"], h["action"], h["changed_at"], h["changed_by"],
+             h["old_expression"], h["new_expression"])
     out.print(t)
 
 

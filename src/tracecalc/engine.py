@@ -12,7 +12,7 @@ import functools
 import getpass
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tracecalc import explain
@@ -26,7 +26,9 @@ from tracecalc.errors import (
     NotFoundError,
     TracecalcError,
     UnknownReferenceError,
+    UsageError,
     ValidationError,
+    clip,
     close_matches,
 )
 from tracecalc.evaluator import compile_tree, gives_values_from_nothing, to_panel
@@ -38,6 +40,7 @@ from tracecalc.model import (
     FormulaInfo,
     FormulaState,
     Frequency,
+    ItemInfo,
     LoadResult,
     Problem,
     RunReport,
@@ -126,8 +129,17 @@ class Engine:
         >>> eng.recalc().records_written                             # doctest: +SKIP
     """
 
-    def __init__(self, url: str | None = None, *, user: str | None = None):
-        self.store = Store(url or os.environ.get("TRACECALC_DB") or DEFAULT_URL)
+    def __init__(self, url: str | None = None, *, user: str | None = None,
+                 create: bool = True):
+        """Open the database at ``url``; with ``create`` (the default) make it and its tables
+        if they are missing. ``create=False`` opens only an existing tracecalc database and
+        writes nothing on opening (read-only files open too).
+
+        Raises:
+            DatabaseError: not a database URL (with the fix: ``sqlite:///file.db``), the
+                database cannot be reached, or (``create=False``) it does not exist.
+        """
+        self.store = Store(url or os.environ.get("TRACECALC_DB") or DEFAULT_URL, create=create)
         self.user = user or default_user()
 
     @property
@@ -261,6 +273,22 @@ class Engine:
             rows = self.store.entities_table(conn)
         return files.frame(rows, ["code", "name", "sector"])
 
+    def item(self, name: str) -> ItemInfo:
+        """One data item: frequency, data points, entities, first and last period, and the
+        formulas that use it directly.
+
+        Raises:
+            NotFoundError: no such item (with close matches).
+        """
+        with self.store.transaction(write=False) as conn:
+            cat = self._catalog(conn)
+            if name not in cat.items:
+                raise NotFoundError("data item", name, close_matches(name, cat.items))
+            item_id, freq = cat.items[name]
+            points, ents, first, last = self.store.item_summary(conn, item_id)
+            users = tuple(sorted(cat.graph.successors(name)))
+        return ItemInfo(name, Frequency(freq), points, ents, first, last, users)
+
     def items(self) -> dict[str, str]:
         """Data items and their frequencies."""
         with self.store.transaction() as conn:
@@ -314,7 +342,12 @@ class Engine:
                 col=None if ref is None else ref.col)))
             bad.update(n for n in cyc if n in good)
         if cycles:
-            return [], problems
+            # Nothing is saved, but every other problem of the batch is still reported: the
+            # formulas outside the cycles are checked on a graph without its members.
+            good = {n: p for n, p in good.items() if n not in bad}
+            graph = cat.graph.copy()
+            for name, p in good.items():
+                graph.add_node(name, p.references)
         freqs: dict[str, str] = {}
         checked: list[_Checked] = []
         descriptions = {f["name"]: f.get("description") for f in batch}
@@ -352,12 +385,15 @@ class Engine:
             freqs[name] = freq
             refs = [(r, "item" if r in cat.items else "formula") for r in p.references]
             checked.append(_Checked(name, p, descriptions.get(name), freq, refs))
-        return checked, problems
+        return ([] if cycles else checked), problems
 
-    def _raise(self, problems: list[tuple[str, Exception]], what: str) -> None:
-        if len(problems) == 1:
+    def _raise(self, problems: list[tuple[str, Exception]], what: str,
+               batch: Sequence[dict]) -> None:
+        rows = {f["name"]: f.get("row") for f in batch if isinstance(f["name"], str)}
+        if len(problems) == 1 and not any(rows.values()):
             raise problems[0][1]
-        raise ValidationError([Problem(n, str(e)) for n, e in problems], what=what)
+        raise ValidationError([Problem(n, str(e), rows.get(n)) for n, e in problems],
+                              what=what)
 
     def set_formula(self, name: str, expression: str, description: str | None = None
                     ) -> SaveResult:
@@ -371,18 +407,31 @@ class Engine:
         return self.set_formulas([{"name": name, "expression": expression,
                                    "description": description}])[0]
 
-    def set_formulas(self, batch: Sequence[dict]) -> list[SaveResult]:
+    def set_formulas(self, batch) -> list[SaveResult]:
         """Validate many formulas together and save all of them, or none.
 
-        Each entry is a mapping with ``name``, ``expression`` and optional ``description``.
-        Every problem of the batch is reported at once in a ``ValidationError``.
+        ``batch`` is a mapping ``{name: expression}`` (or ``{name: {"expression": ...,
+        "description": ...}}``), or a list of mappings with ``name``, ``expression`` and
+        optional ``description`` (and ``row``, where the formula stands in a file), or a
+        list of ``(name, expression[, description])`` pairs.
+
+        Raises:
+            ValidationError: every problem of the batch at once (each with its file row when
+                the entries carry one); nothing is saved. A batch without rows that has one
+                problem raises that problem's own error (``CycleError``, ...).
+            UsageError: ``batch`` has none of the shapes above.
+
+        Example:
+            >>> eng.set_formulas({"gm": "(revenue - cogs) / revenue", "gm2": "gm * 2"})
+            ... # doctest: +SKIP
         """
+        batch = _entries(batch)
         with self.store.transaction() as conn:
             self.store.lock_catalog(conn)  # before reading: the cycle check sees every save
             cat = self._catalog_for(conn, batch)
             checked, problems = self._check(cat, batch)
             if problems:
-                self._raise(problems, "saving formulas")
+                self._raise(problems, "saving formulas", batch)
             ids = {n: r.id for n, r in cat.formulas.items()}
             results = [self._save(conn, cat, c, ids) for c in checked]
             order = self.store.propagate_changes(conn)
@@ -443,7 +492,7 @@ class Engine:
         ``impact=False`` only the validation is done (what a save checks): its cost follows
         the part of the graph upstream of the references, not the catalog's size.
         """
-        batch = [{"name": name, "expression": expression}]
+        batch = _entries([{"name": name, "expression": expression}])
         with self.store.transaction(write=False) as conn:
             cat = self._catalog_for(conn, batch)
             checked, problems = self._check(cat, batch)
@@ -572,6 +621,9 @@ class Engine:
         ``atomic`` the whole run is one transaction instead: readers see all of it or
         nothing. Formulas saved or marked stale during a run stay stale for the next one.
 
+        ``progress(done, total, name)`` is called once the run is planned (``0, total,
+        ""``), then after each formula.
+
         Returns:
             A ``RunReport``: per formula, entities recomputed, records written and unchanged.
 
@@ -636,6 +688,8 @@ class Engine:
         kind = "full" if full else "incremental"
         with tx() as conn:
             plan = self._plan(conn, full, kind)
+        if progress is not None:  # planned: the count of formulas is known now
+            progress(0, len(plan.order), "")
         report = RunReport(run_id=plan.run_id, kind=kind)
         try:
             session = Session(plan, self.store, tx)
@@ -655,10 +709,13 @@ class Engine:
             report.status = "ok"
         except BaseException as e:
             report.status = "failed"
-            self._finish(report, t0, f"{type(e).__name__}: {e}", tx)
+            with contextlib.suppress(TracecalcError):  # the database may be what failed:
+                # then the next run logs this one as interrupted
+                self._finish(report, t0, f"{type(e).__name__}: {e}", tx)
             if isinstance(e, (TracecalcError, KeyboardInterrupt)):
                 raise
-            raise TracecalcError(f"recalculation failed: {e}") from e
+            raise TracecalcError(f"recalculation failed: {type(e).__name__}: "
+                                 f"{' '.join(str(e).split())}") from e
         self._finish(report, t0, None, tx)
         return report
 
@@ -778,6 +835,41 @@ def _reach(expression: str) -> tuple[bool, bool]:
     parsed = parse(expression)
     along_time = parsed.has_time_series or "ffill" in parsed.functions
     return gives_values_from_nothing(compile_tree(parsed.tree)), along_time
+
+
+_SHAPES = ("a mapping {name: expression}, a list of mappings with 'name' and 'expression' "
+           "(and optionally 'description'), or a list of (name, expression[, description]) "
+           "pairs")
+
+
+def _entries(batch) -> list[dict]:
+    """The formulas of a batch in any accepted shape, as mappings."""
+    if isinstance(batch, Mapping) and not {"name", "expression"} <= set(batch):
+        out = []
+        for name, v in batch.items():
+            if isinstance(v, Mapping):
+                out.append({"name": name, **v})
+            else:
+                out.append({"name": name, "expression": v})
+        batch = out
+    if isinstance(batch, (str, bytes, Mapping)) or not isinstance(batch, Iterable):
+        raise UsageError(f"cannot read formulas from a {type(batch).__name__}; pass {_SHAPES}")
+    entries = []
+    for i, e in enumerate(batch):
+        if isinstance(e, Mapping) and "name" in e and "expression" in e:
+            entry = dict(e)
+        elif (isinstance(e, (tuple, list)) and len(e) in (2, 3)
+              and all(isinstance(x, str) or x is None for x in e)):
+            entry = dict(zip(("name", "expression", "description"), e))
+        else:
+            raise UsageError(f"formula entry {i + 1} ({clip(e, 60)}) is not understood; pass "
+                             f"{_SHAPES}")
+        if not isinstance(entry["expression"], str):
+            raise UsageError(f"the expression of formula entry {i + 1} "
+                             f"({clip(entry['name'], 60)}) is a "
+                             f"{type(entry['expression']).__name__}, not text")
+        entries.append(entry)
+    return entries
 
 
 def _rotate(cycle: list[str], start: str) -> list[str]:

@@ -104,8 +104,12 @@ class ValidationError(TracecalcError):
 
     def __init__(self, problems: Sequence, what: str = "validation"):
         self.problems = list(problems)
-        lines = [f"{what} failed with {len(self.problems)} problem(s):"]
-        lines += [f"  - {p.name}: {p.message}" for p in self.problems]
+        lines = [f"{what} failed with {plural(len(self.problems), 'problem')}; nothing was "
+                 "saved:"]
+        for p in self.problems:
+            row = getattr(p, "row", None)
+            where = f"row {row}, {p.name}" if row is not None else p.name
+            lines.append(f"  - {where}: " + p.message.replace("\n", "\n    "))
         super().__init__("\n".join(lines))
 
 
@@ -120,6 +124,14 @@ class DataError(TracecalcError):
         if row is not None:
             where += f", row {row}"
         super().__init__(f"{where}: {message}")
+
+
+class UsageError(TracecalcError):
+    """An API call got arguments of a shape or type it does not accept."""
+
+
+class DatabaseError(TracecalcError):
+    """The database refused or failed an operation (unreachable, read-only, full, corrupt)."""
 
 
 class NotFoundError(TracecalcError):
@@ -164,3 +176,14 @@ def _quote_list(names: Sequence[str]) -> str:
     if len(quoted) == 1:
         return quoted[0]
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 formula``, ``2 formulas`` (with thousands separators)."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+def clip(text: object, limit: int = 80) -> str:
+    """``repr`` of a value echoed in an error, cut to about ``limit`` characters."""
+    r = repr(text) if isinstance(text, str) else str(text)
+    return r if len(r) <= limit else f"{r[:limit - 12]}... ({len(r):,} characters)"

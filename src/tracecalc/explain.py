@@ -49,11 +49,16 @@ def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray
                  col: int, items) -> dict:
     """The explanation of ``tree`` at period index ``t`` and panel column ``col``."""
 
+    shape = next(iter(panels.values())).shape  # a formula references at least one input
+
     def value(node: Node) -> np.ndarray:
         if isinstance(node, Num):
-            return np.full(next(iter(panels.values())).shape, node.value)
+            return np.full(shape, node.value)
         compiled = compile_tree(node, "explain")
-        return compiled(*(panels[r] for r in references(node)))
+        refs = references(node)
+        if not refs:  # a constant sub-tree (sqrt(252), abs(-2)): its value in every cell
+            return np.broadcast_to(np.asarray(compiled.fn(), dtype=np.float64), shape)
+        return compiled(*(panels[r] for r in refs))
 
     def at(x: float) -> float | None:
         return None if x != x else float(x)

@@ -7,6 +7,7 @@ entry and ``parser`` checks calls against it (a test holds the two in step).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -170,6 +171,7 @@ class Problem:
 
     name: str
     message: str
+    row: int | None = None  # where the formula stands in the file it was loaded from
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,19 @@ class FormulaInfo:
     state: FormulaState
     description: str = ""
     references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """A data item: its frequency, how much data it has and which formulas use it."""
+
+    name: str
+    frequency: Frequency
+    points: int
+    entities: int
+    first: dt.date | None  # earliest period with a value
+    last: dt.date | None
+    used_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -210,10 +210,19 @@ def read_formulas(path, label: str = "") -> list[dict]:
         import yaml
 
         try:
-            doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise DataError(f"cannot read YAML: {e}", source=label) from None
-        rows = _yaml_rows(doc, label)
+            text = p.read_text(encoding="utf-8")
+            doc, node = yaml.safe_load(text), yaml.compose(text)
+        except OSError as e:
+            raise DataError(f"cannot read the file: {e.strerror}", source=label) from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})",
+                            source=label) from None
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            raise DataError(f"not valid YAML: {getattr(e, 'problem', None) or e}",
+                            row=None if where is None else where.line + 1,
+                            source=label) from None
+        rows = _yaml_rows(doc, _yaml_lines(node), label)
     else:
         df = _read_csv(path, label)
         df.columns = [str(c).strip().lower() for c in df.columns]
@@ -234,26 +243,44 @@ def read_formulas(path, label: str = "") -> list[dict]:
     return rows
 
 
-def _yaml_rows(doc, label: str) -> list[dict]:
-    # Either a mapping name -> expression | {expression, description}, or a list of mappings.
+def _yaml_lines(node) -> list[int]:
+    """The line (1-based) of each entry of a formulas document, in document order."""
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        keys = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+        if "formulas" in keys and not isinstance(keys["formulas"], yaml.ScalarNode):
+            return _yaml_lines(keys["formulas"])
+        return [k.start_mark.line + 1 for k, _ in node.value]
+    if isinstance(node, yaml.SequenceNode):
+        return [v.start_mark.line + 1 for v in node.value]
+    return []
+
+
+def _yaml_rows(doc, lines: list[int], label: str) -> list[dict]:
+    # Either a mapping name -> expression | {expression, description}, or a list of mappings,
+    # optionally under a top-level key 'formulas'. A row is the entry's line in the file.
     rows = []
+    if isinstance(doc, dict) and not isinstance(doc.get("formulas", ""), str):
+        doc = doc["formulas"]
     if isinstance(doc, dict):
-        doc = doc.get("formulas", doc)
-    if isinstance(doc, dict):
-        for i, (name, v) in enumerate(doc.items()):
+        for (name, v), line in zip(doc.items(), lines):
             if isinstance(v, dict):
-                rows.append({"name": str(name), "expression": str(v.get("expression", "")),
-                             "description": str(v.get("description") or ""), "row": i + 1})
+                if "expression" not in v:
+                    raise DataError(f"formula '{name}' has no 'expression'", row=line,
+                                    source=label)
+                rows.append({"name": str(name), "expression": str(v["expression"]),
+                             "description": str(v.get("description") or ""), "row": line})
             else:
                 rows.append({"name": str(name), "expression": str(v), "description": "",
-                             "row": i + 1})
+                             "row": line})
     elif isinstance(doc, list):
-        for i, v in enumerate(doc):
+        for v, line in zip(doc, lines):
             if not isinstance(v, dict) or "name" not in v or "expression" not in v:
-                raise DataError("each entry needs 'name' and 'expression'", row=i + 1,
+                raise DataError("each entry needs 'name' and 'expression'", row=line,
                                 source=label)
             rows.append({"name": str(v["name"]), "expression": str(v["expression"]),
-                         "description": str(v.get("description") or ""), "row": i + 1})
+                         "description": str(v.get("description") or ""), "row": line})
     else:
         raise DataError("expected a mapping of name: expression, or a list of entries",
                         source=label)

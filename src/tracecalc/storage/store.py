@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,14 +22,16 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from tracecalc.errors import DataError, TracecalcError
+from tracecalc.errors import DatabaseError, DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
 from tracecalc.storage import bulk
 from tracecalc.storage.files import DataBatch, infer_frequency
@@ -61,12 +64,47 @@ DEFAULT_URL = "sqlite:///tracecalc.db"
 
 def normalise_url(url: str) -> str:
     """Pick the drivers tracecalc ships with when the URL names only the database."""
-    u = make_url(url)
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        hint = (f"; for a SQLite file write sqlite:///{url}" if "://" not in url
+                else " (like sqlite:///file.db, postgresql://user@host/db or "
+                     "mysql://user@host/db)")
+        raise DatabaseError(f"'{mask_url(url)}' is not a database URL{hint}") from None
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
     elif u.drivername in ("mysql", "mariadb"):
         u = u.set(drivername="mysql+pymysql")
     return u.render_as_string(hide_password=False)
+
+
+def mask_url(url: str) -> str:
+    """A URL as it may be shown: the password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even parseable: mask what looks like user:password@
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def describe(e: DBAPIError, where: str) -> str:
+    """One line for a database failure: what happened, and what to do about it."""
+    msg = " ".join(str(e.orig).split()) if e.orig is not None else str(e).splitlines()[0]
+    low = msg.lower()
+    if "disk is full" in low or "no space left" in low or "disk full" in low:
+        return (f"the disk is full (or the database reached its size limit) at {where}; "
+                "nothing of this change was saved; free space and run the command again")
+    if "readonly database" in low or "read-only" in low or "read only" in low:
+        return (f"the database {where} is read-only ({msg}); check the file's permissions "
+                "or use a copy you may write")
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return (f"the database {where} is corrupted ({msg}); run tracecalc verify, and "
+                "restore it from a backup if the catalog or data are affected")
+    if isinstance(e, IntegrityError):
+        return f"the database {where} refused a row ({msg}); nothing of this change was saved"
+    if getattr(e, "connection_invalidated", False):
+        return (f"lost the connection to the database {where} ({msg}); nothing after the "
+                "last commit was saved; run the command again")
+    return f"database error at {where}: {msg}"
 
 
 def now() -> dt.datetime:
@@ -77,6 +115,8 @@ class Store:
     """Tables and bulk paths of one tracecalc database."""
 
     def __init__(self, url: str = DEFAULT_URL, *, create: bool = True):
+        """Open a tracecalc database; ``create`` makes it (and its tables) when missing,
+        else a missing database is an error and nothing is written on opening."""
         self.url = normalise_url(url)
         u = make_url(self.url)
         kwargs: dict = {}
@@ -91,8 +131,9 @@ class Store:
                 kwargs["connect_args"]["check_same_thread"] = False
         try:
             self.engine = create_engine(self.url, **kwargs)
-        except Exception as e:  # bad URL, driver missing
-            raise TracecalcError(f"cannot open database '{url}': {e}") from None
+        except Exception as e:  # unknown dialect, driver missing
+            raise DatabaseError(f"cannot open database '{mask_url(url)}': "
+                                f"{' '.join(str(e).split())}") from None
         self.dialect = self.engine.dialect.name
         self.sqlite_path = None
         if self.dialect == "sqlite":
@@ -100,8 +141,28 @@ class Store:
             event.listen(self.engine, "begin", _sqlite_begin)
             if u.database not in (None, "", ":memory:"):
                 self.sqlite_path = os.path.abspath(u.database)
-        if create:
-            self.create_schema()
+                if not create and not os.path.exists(self.sqlite_path):
+                    # connecting would create an empty file: a typo must not do that
+                    raise DatabaseError(
+                        f"no tracecalc database at {self.sqlite_path}; check --db (or "
+                        "TRACECALC_DB), or create one with tracecalc init")
+        self.open_schema(create)
+
+    def open_schema(self, create: bool) -> None:
+        """Check the tables (a read, so read-only databases open); create or upgrade them
+        only when they are missing or older."""
+        try:
+            with self.transaction(write=False) as conn:
+                have = (conn.execute(select(meta.c.value).where(meta.c.key == "schema"))
+                        .scalar() if inspect(conn).has_table(meta.name) else None)
+        except DatabaseError as e:
+            raise DatabaseError(f"cannot open database: {e}") from None
+        if have == SCHEMA_VERSION:
+            return
+        if have is None and not create:
+            raise DatabaseError(f"no tracecalc tables in the database {self.safe_url}; check "
+                                "--db (or TRACECALC_DB), or create them with tracecalc init")
+        self.create_schema()
 
     def create_schema(self) -> None:
         try:
@@ -124,8 +185,8 @@ class Store:
                         f"database schema version {have} is not {SCHEMA_VERSION}")
         except TracecalcError:
             raise
-        except Exception as e:
-            raise TracecalcError(f"cannot open database '{self.safe_url}': {e}") from None
+        except DBAPIError as e:
+            raise DatabaseError(f"cannot open database: {describe(e, self.safe_url)}") from None
 
     @property
     def worker_url(self) -> str:
@@ -148,10 +209,18 @@ class Store:
     def transaction(self, write: bool = True) -> Iterator[Connection]:
         """One transaction. On SQLite a writing one begins IMMEDIATE: it takes the write
         lock up front, so writers queue (busy timeout 30 s) instead of failing to upgrade."""
-        with self.engine.connect() as conn:
-            conn.info["tc_write"] = write
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                conn.info["tc_write"] = write
+                with conn.begin():
+                    yield conn
+        except DBAPIError as e:  # rolled back: one line for the user, the cause chained
+            raise DatabaseError(describe(e, self.where)) from e
+
+    @property
+    def where(self) -> str:
+        """The database as named in messages (a SQLite file's path)."""
+        return self.sqlite_path or self.safe_url
 
     def lock_catalog(self, conn: Connection) -> None:
         lock_catalog(conn)
@@ -441,6 +510,14 @@ class Store:
               .join(items, items.c.id == formula_items.c.item_id))
         return [tuple(r) for r in conn.execute(q1)] + [tuple(r) for r in conn.execute(q2)]
 
+    def item_summary(self, conn: Connection, item_id: int) -> tuple:
+        """(points, entities, first period, last period) of a data item."""
+        c = data_points.c
+        q = (select(func.count(), func.count(c.entity_id.distinct()), func.min(c.period),
+                    func.max(c.period)).where(c.item_id == item_id))
+        n, ents, lo, hi = conn.execute(q).one()
+        return int(n), int(ents), _date(lo), _date(hi)
+
     def formulas_using_items(self, conn: Connection, item_names: list[str]) -> list[int]:
         if not item_names:
             return []
@@ -523,7 +600,7 @@ class Store:
     def history(self, conn: Connection, name: str) -> list[dict]:
         q = (select(formula_history).where(formula_history.c.formula_name == name)
              .order_by(formula_history.c.id))
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return [_utc(r, "changed_at") for r in conn.execute(q)]
 
     # -- records ------------------------------------------------------------------------------
 
@@ -600,7 +677,7 @@ class Store:
 
     def runs(self, conn: Connection, limit: int = 20) -> list[dict]:
         q = select(runs).order_by(runs.c.id.desc()).limit(limit)
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return [_utc(r, "started_at", "finished_at") for r in conn.execute(q)]
 
 
 @dataclass
@@ -617,6 +694,22 @@ class LoadChanges:
 def canonical_key(canonical: str) -> str:
     """An indexable digest of a canonical form (the form itself is unbounded text)."""
     return hashlib.sha1(canonical.encode()).hexdigest()
+
+
+def _utc(row, *columns: str) -> dict:
+    """A row as a dict, its timestamps (stored as UTC without a zone) made aware."""
+    out = dict(row._mapping)
+    for c in columns:
+        if out[c] is not None:
+            out[c] = out[c].replace(tzinfo=dt.UTC)
+    return out
+
+
+def _date(v) -> dt.date | None:
+    """A date column's value (SQLite's driver may hand back text)."""
+    if v is None or isinstance(v, dt.date):
+        return v.date() if isinstance(v, dt.datetime) else v
+    return dt.date.fromisoformat(str(v)[:10])
 
 
 def _point_key(entity_ids: np.ndarray, periods: np.ndarray) -> np.ndarray:
