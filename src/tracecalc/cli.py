@@ -89,7 +89,7 @@ def handle_errors(fn):
 
 
 def _fail(message: str, code: int, label: str = "error") -> None:
-    err.print(Text.assemble((f"{label}:", "bold red"), " ", message))
+    err.print(Text.assemble((f"{label}:", "bold red"), " ", message), soft_wrap=True)
     sys.exit(code)
 
 
@@ -236,7 +236,8 @@ def check(ctx, name, expression):
     elif rep.equivalent_to_current:
         say("equivalent to the current definition")
     else:
-        say("not equivalent to the current definition: saving it changes its values")
+        say("not equivalent to the current definition (canonical forms differ): saving it "
+            "recomputes it and what depends on it")
     if rep.equivalent_formulas:
         say(f"equivalent to: {', '.join(rep.equivalent_formulas)}")
     say(f"would recompute, in order: {' -> '.join(rep.affected)}")

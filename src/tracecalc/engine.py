@@ -304,9 +304,9 @@ class Engine:
         for f in batch:
             name = f["name"]
             if not isinstance(name, str) or not NAME_RE.match(name):
-                problems.append((str(name), InvalidNameError(
-                    f"'{name}' is not a valid formula name (a letter, then letters, digits or _;"
-                    " at most 64 characters)")))
+                problems.append((clip(str(name), 40), InvalidNameError(
+                    f"{clip(str(name))} is not a valid formula name (a letter, then letters, "
+                    "digits or _; at most 64 characters)")))
                 continue
             if name in FUNCTION_NAMES:
                 problems.append((name, InvalidNameError(f"'{name}' is a function name")))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tracecalc.errors import DataError
+from tracecalc.errors import DataError, clip
 from tracecalc.model import FUNCTION_NAMES, NAME_RE, Frequency
 
 DATA_COLUMNS = ("item", "entity", "period", "value")
@@ -94,19 +94,19 @@ def read_data(data, label: str = "") -> DataBatch:
     bad = ~item.map(lambda s: bool(NAME_RE.match(s)))
     if bad.any():
         i = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"bad item name {item.iloc[i]!r} (a letter, then letters, digits or _)",
+        raise DataError(f"bad item name {clip(item.iloc[i])} (a letter, then letters, digits or _)",
                         row=int(row_no[i]), source=label)
     clash = item.isin(FUNCTION_NAMES)
     if clash.any():
         i = int(np.argmax(clash.to_numpy()))
-        raise DataError(f"item name {item.iloc[i]!r} is a function name", row=int(row_no[i]),
+        raise DataError(f"item name {clip(item.iloc[i])} is a function name", row=int(row_no[i]),
                         source=label)
 
     ent = _text(df["entity"])
     ok = ent.map(_good_code)
     if not ok.all():
         i = int(np.argmax(~ok.to_numpy()))
-        raise DataError(f"bad entity code {ent.iloc[i]!r} (1 to {MAX_ENTITY_CODE} printable "
+        raise DataError(f"bad entity code {clip(ent.iloc[i])} (1 to {MAX_ENTITY_CODE} printable "
                         "characters, no leading or trailing spaces)", row=int(row_no[i]),
                         source=label)
 
@@ -114,7 +114,7 @@ def read_data(data, label: str = "") -> DataBatch:
     per = pd.to_datetime(per_text, format="%Y-%m-%d", errors="coerce")
     if per.isna().any():
         i = int(np.argmax(per.isna().to_numpy()))
-        raise DataError(f"bad period {per_text.iloc[i]!r} (expected a date YYYY-MM-DD)",
+        raise DataError(f"bad period {clip(per_text.iloc[i])} (expected a date YYYY-MM-DD)",
                         row=int(row_no[i]), source=label)
 
     raw = df["value"]
@@ -132,7 +132,7 @@ def read_data(data, label: str = "") -> DataBatch:
     bad_num |= np.isinf(values)
     if bad_num.any():
         i = int(np.argmax(bad_num))
-        raise DataError(f"bad value {str(raw.iloc[i])!r} (expected a finite number, or empty "
+        raise DataError(f"bad value {clip(str(raw.iloc[i]))} (expected a finite number, or empty "
                         "for missing)", row=int(row_no[i]), source=label)
     values = np.where(empty, np.nan, values)
 
@@ -140,8 +140,8 @@ def read_data(data, label: str = "") -> DataBatch:
     dup = key.duplicated(keep=False).to_numpy()
     if dup.any():
         rows = row_no[dup][:2]
-        raise DataError(f"duplicate key (item {item.iloc[rows[0] - 2]!r}, entity "
-                        f"{ent.iloc[rows[0] - 2]!r}, period {per_text.iloc[rows[0] - 2]}) "
+        raise DataError(f"duplicate key (item {clip(item.iloc[rows[0] - 2])}, entity "
+                        f"{clip(ent.iloc[rows[0] - 2])}, period {per_text.iloc[rows[0] - 2]}) "
                         f"also on row {rows[1]}", row=int(rows[0]), source=label)
 
     freqs: dict[str, Frequency] = {}
@@ -153,11 +153,11 @@ def read_data(data, label: str = "") -> DataBatch:
             try:
                 fr = Frequency(f)
             except ValueError:
-                raise DataError(f"bad frequency {f!r} (one of "
+                raise DataError(f"bad frequency {clip(f)} (one of "
                                 f"{', '.join(x.value for x in Frequency)})", row=i + 2,
                                 source=label) from None
             if freqs.setdefault(it, fr) is not fr:
-                raise DataError(f"item {it!r} declared both {freqs[it]} and {fr}", row=i + 2,
+                raise DataError(f"item {clip(it)} declared both {freqs[it]} and {fr}", row=i + 2,
                                 source=label)
     return DataBatch(item.to_numpy(dtype=object), ent.to_numpy(dtype=object),
                      per.to_numpy().astype("datetime64[D]"), values, freqs, label)
@@ -193,9 +193,9 @@ def read_entities(data, label: str = "") -> list[dict]:
     for i, r in enumerate(df.to_dict("records")):
         code = "" if r.get("code") is None else str(r["code"])
         if not _good_code(code):
-            raise DataError(f"bad entity code {code!r}", row=i + 2, source=label)
+            raise DataError(f"bad entity code {clip(code)}", row=i + 2, source=label)
         if code in seen:
-            raise DataError(f"duplicate entity code {code!r}", row=i + 2, source=label)
+            raise DataError(f"duplicate entity code {clip(code)}", row=i + 2, source=label)
         seen.add(code)
         out.append({"code": code, "name": (r.get("name") or None),
                     "sector": (r.get("sector") or None)})
@@ -235,7 +235,7 @@ def read_formulas(path, label: str = "") -> list[dict]:
     names: dict[str, int] = {}
     for r in rows:
         if r["name"] in names:
-            raise DataError(f"formula '{r['name']}' is defined twice (first on row "
+            raise DataError(f"formula {clip(r['name'])} is defined twice (first on row "
                             f"{names[r['name']]})", row=r["row"], source=label)
         names[r["name"]] = r["row"]
     if not rows:

@@ -86,9 +86,11 @@ def mask_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
-def describe(e: DBAPIError, where: str) -> str:
-    """One line for a database failure: what happened, and what to do about it."""
-    msg = " ".join(str(e.orig).split()) if e.orig is not None else str(e).splitlines()[0]
+def describe(e: Exception, where: str) -> str:
+    """One line for a database failure (SQLAlchemy's, or the driver's own from a bulk path):
+    what happened, and what to do about it."""
+    orig = e.orig if isinstance(e, DBAPIError) else e
+    msg = " ".join(str(orig).split()) if orig is not None else str(e).splitlines()[0]
     low = msg.lower()
     if "disk is full" in low or "no space left" in low or "disk full" in low:
         return (f"the disk is full (or the database reached its size limit) at {where}; "
@@ -99,7 +101,7 @@ def describe(e: DBAPIError, where: str) -> str:
     if "malformed" in low or "not a database" in low or "corrupt" in low:
         return (f"the database {where} is corrupted ({msg}); run tracecalc verify, and "
                 "restore it from a backup if the catalog or data are affected")
-    if isinstance(e, IntegrityError):
+    if isinstance(e, IntegrityError) or type(orig).__name__ == "IntegrityError":
         return f"the database {where} refused a row ({msg}); nothing of this change was saved"
     if getattr(e, "connection_invalidated", False):
         return (f"lost the connection to the database {where} ({msg}); nothing after the "
@@ -135,12 +137,18 @@ class Store:
             raise DatabaseError(f"cannot open database '{mask_url(url)}': "
                                 f"{' '.join(str(e).split())}") from None
         self.dialect = self.engine.dialect.name
+        # what a failing statement raises: SQLAlchemy's wrapper, or (bulk paths work on the
+        # driver's cursor) the driver's own exception
+        self._db_errors = (DBAPIError, self.engine.dialect.loaded_dbapi.Error)
         self.sqlite_path = None
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
             if u.database not in (None, "", ":memory:"):
-                self.sqlite_path = os.path.abspath(u.database)
+                path = u.database
+                if u.query.get("uri") == "true" and path.startswith("file:"):
+                    path = path[5:]  # sqlite:///file:x.db?mode=ro&uri=true
+                self.sqlite_path = os.path.abspath(path)
                 if not create and not os.path.exists(self.sqlite_path):
                     # connecting would create an empty file: a typo must not do that
                     raise DatabaseError(
@@ -185,8 +193,8 @@ class Store:
                         f"database schema version {have} is not {SCHEMA_VERSION}")
         except TracecalcError:
             raise
-        except DBAPIError as e:
-            raise DatabaseError(f"cannot open database: {describe(e, self.safe_url)}") from None
+        except self._db_errors as e:
+            raise DatabaseError(f"cannot open database: {describe(e, self.where)}") from None
 
     @property
     def worker_url(self) -> str:
@@ -214,7 +222,7 @@ class Store:
                 conn.info["tc_write"] = write
                 with conn.begin():
                     yield conn
-        except DBAPIError as e:  # rolled back: one line for the user, the cause chained
+        except self._db_errors as e:  # rolled back: one line for the user, the cause chained
             raise DatabaseError(describe(e, self.where)) from e
 
     @property
