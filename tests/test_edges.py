@@ -16,15 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import SAMPLE
+from tracecalc import errors
 from tracecalc.cli import main
 from tracecalc.engine import Engine
-from tracecalc.errors import (
-    CycleError,
-    DatabaseError,
-    TracecalcError,
-    UsageError,
-    ValidationError,
-)
 from tracecalc.storage import store as store_module
 from tracecalc.storage.files import read_formulas
 
@@ -84,7 +78,7 @@ def test_a_path_for_a_url_suggests_the_sqlite_url(cli, tmp_path, monkeypatch):
     line = one_error(cli("status", db="finance.db"))
     assert "sqlite:///finance.db" in line
     assert not (tmp_path / "finance.db").exists()
-    with pytest.raises(DatabaseError, match="sqlite:///finance.db"):
+    with pytest.raises(errors.DatabaseError, match="sqlite:///finance.db"):
         Engine("finance.db")
 
 
@@ -115,9 +109,9 @@ def test_set_formulas_takes_the_shapes_users_pass(sqlite_engine, batch):
 
 @pytest.mark.parametrize("batch", ["a1 = revenue", [1, 2], [("a1",)], [("a1", 5)], 42])
 def test_set_formulas_refuses_other_shapes_saying_what_is_accepted(sqlite_engine, batch):
-    with pytest.raises(UsageError, match="mapping") as info:
+    with pytest.raises(errors.UsageError, match="mapping") as info:
         sqlite_engine.set_formulas(batch)
-    assert isinstance(info.value, TracecalcError)
+    assert isinstance(info.value, errors.TracecalcError)
     assert sqlite_engine.formulas().empty
 
 
@@ -147,7 +141,7 @@ def test_a_database_without_tracecalc_tables_is_named(cli, tmp_path):
     path = tmp_path / "other.db"
     sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
     assert "no tracecalc tables" in one_error(cli("status", db=f"sqlite:///{path}"))
-    with pytest.raises(DatabaseError):
+    with pytest.raises(errors.DatabaseError):
         Engine(f"sqlite:///{path}", create=False)
 
 
@@ -199,10 +193,10 @@ def test_a_formulas_file_reports_every_problem_with_its_row(cli, tmp_path):
 
 def test_one_problem_of_an_api_batch_keeps_its_own_error(sqlite_engine):
     sqlite_engine.load_data(SAMPLE / "data.csv")
-    with pytest.raises(CycleError):
+    with pytest.raises(errors.CycleError):
         sqlite_engine.set_formulas([("l1", "l2 + revenue"), ("l2", "l1")])
     rows = read_formulas_rows([("l1", "l2 + revenue"), ("l2", "l1")])
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(errors.ValidationError) as info:
         sqlite_engine.set_formulas(rows)
     assert info.value.problems[0].row == 2
 
@@ -421,3 +415,100 @@ def test_a_huge_bad_field_is_cut_in_the_error(cli, tmp_path):
     line = one_error(cli("load-data", str(bad)))
     assert len(line) < 300 and "10,000,002 characters" in line and "row 2" in line
 
+
+
+# -- done when 2: every command, every kind of bad environment --------------------------------
+
+# Arguments that make each command do real work on the sample database.
+EVERY = {
+    "init": (), "status": (), "list": (), "runs": (), "export": ("gross_margin",),
+    "show": ("gross_margin",), "history": ("gross_margin",), "impact": ("revenue",),
+    "deps": ("gross_margin",), "explain": ("gross_margin", "ACME", "2025-12-31"),
+    "check": ("gm2", "gross_margin * 2"), "set": ("gm2", "gross_margin * 2"),
+    "delete": ("gross_margin_or_zero",), "recalc": ("--full",),
+    "load-data": (str(SAMPLE / "data.csv"),), "load-entities": (str(SAMPLE / "entities.csv"),),
+    "load-formulas": (str(SAMPLE / "formulas.csv"),), "demo": ("--data", str(SAMPLE)),
+}
+WRITERS = {"init", "set", "delete", "recalc", "load-data", "load-entities", "load-formulas"}
+FILES = {"load-data": 0, "load-entities": 0, "load-formulas": 0}
+
+
+def test_the_table_names_every_command():
+    assert set(EVERY) == set(main.commands)
+
+
+@pytest.mark.parametrize("name", sorted(EVERY))
+def test_every_command_with_a_bad_db_value(cli, name, tmp_path, monkeypatch):
+    if name == "demo":
+        pytest.skip("demo writes its own SQLite file (--out), whatever --db says")
+    monkeypatch.chdir(tmp_path)
+    for bad in ("finance.db", "postgresql://nobody@127.0.0.1:1/none",
+                "mysql+nodriver://u:secret@h/db"):
+        line = one_error(cli(name, *EVERY[name], db=bad))
+        assert "secret" not in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(FILES) + ["demo"])
+def test_every_command_with_a_missing_file(cli, name, tmp_path):
+    args = ("--data", str(tmp_path / "nowhere")) if name == "demo" else (
+        str(tmp_path / "missing.csv"),)
+    line = one_error(cli(name, *args))
+    assert "nowhere" in line or "missing.csv" in line
+
+
+@pytest.fixture
+def sample_db(tmp_path, cli):
+    """A recalculated sample database (the demo's), at tmp_path/edges.db."""
+    for args in (("load-entities", str(SAMPLE / "entities.csv")),
+                 ("load-data", str(SAMPLE / "data.csv")),
+                 ("load-formulas", str(SAMPLE / "formulas.csv")), ("recalc",)):
+        assert cli(*args).exit_code == 0
+    return tmp_path / "edges.db"
+
+
+def test_every_output_path_that_cannot_be_written(cli, sample_db, tmp_path):
+    assert "/nonexistent/dir" in one_error(cli("export", "-o", "/nonexistent/dir/x.csv"))
+    assert "/nonexistent/dir" in one_error(cli("demo", "--data", str(SAMPLE), "--out",
+                                               "/nonexistent/dir/demo.db"))
+
+
+@pytest.mark.parametrize("name", sorted(EVERY))
+def test_every_command_on_a_read_only_database(cli, sample_db, name):
+    ro = f"sqlite:///file:{sample_db}?mode=ro&uri=true"
+    res = cli(name, *EVERY[name], db=ro)
+    if name in WRITERS - {"init", "load-data", "load-entities", "load-formulas"}:
+        assert "read-only" in one_error(res)  # they would change something
+    else:  # reads work; loads of unchanged data and init change nothing
+        assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS - {"init", "delete"}))  # a delete frees space
+def test_every_writing_command_on_a_full_disk(cli, sample_db, name, small_disk, tmp_path):
+    args = EVERY[name]
+    if name.startswith("load-"):  # changed data, so that the load has to write
+        changed = tmp_path / "changed.csv"
+        src = pd.read_csv(SAMPLE / args[0].rsplit("/", 1)[-1], dtype=str, keep_default_na=False)
+        if name == "load-data":
+            src["value"] = "1"
+        elif name == "load-entities":
+            src["name"] = src["name"] + " (renamed)" * 20
+        else:
+            src["description"] = "changed " * 30
+        src.to_csv(changed, index=False)
+        args = (str(changed),)
+    if name == "set":
+        args = (*args, "-d", "long " * 4000)
+    before = Engine(f"sqlite:///{sample_db}").export().sort_values(
+        ["formula", "entity", "period"]).reset_index(drop=True)
+    if name == "recalc":  # new formulas: their records need new pages
+        for i in range(5):
+            assert cli("set", f"new{i}", f"revenue * {i + 2}").exit_code == 0
+    small_disk["n"] = sqlite3.connect(sample_db).execute("PRAGMA page_count").fetchone()[0]
+    line = one_error(cli(name, *args))
+    assert "disk is full" in line
+    small_disk["n"] = 0
+    if name != "recalc":  # all or nothing: the records are as they were
+        after = Engine(f"sqlite:///{sample_db}").export().sort_values(
+            ["formula", "entity", "period"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(before, after)

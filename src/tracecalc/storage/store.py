@@ -285,9 +285,12 @@ class Store:
         new = [r["code"] for r in rows if r["code"] not in ids]
         if new:
             ids = self.add_entities(conn, new)
-        for r in rows:
-            conn.execute(update(entities).where(entities.c.id == ids[r["code"]])
-                         .values(name=r.get("name"), sector=r.get("sector")))
+        have = {r.code: (r.name, r.sector) for r in conn.execute(
+            select(entities.c.code, entities.c.name, entities.c.sector))}
+        for r in rows:  # only what differs: an unchanged file writes nothing
+            if have.get(r["code"]) != (r.get("name"), r.get("sector")):
+                conn.execute(update(entities).where(entities.c.id == ids[r["code"]])
+                             .values(name=r.get("name"), sector=r.get("sector")))
 
     def entities_table(self, conn: Connection) -> list[dict]:
         q = select(entities.c.code, entities.c.name, entities.c.sector).order_by(entities.c.id)
