@@ -139,6 +139,15 @@ class BusyError(TracecalcError):
     """Another recalculation holds this database's recalculation lock."""
 
 
+class DatabaseError(TracecalcError):
+    """The database failed a statement: the driver's message in one line. ``corrupt`` when
+    the message says the database's own files are damaged."""
+
+    def __init__(self, message: str, corrupt: bool = False):
+        self.corrupt = corrupt
+        super().__init__(message)
+
+
 class DependentsError(TracecalcError):
     """A formula cannot be deleted while other formulas use it."""
 

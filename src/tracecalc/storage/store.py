@@ -30,7 +30,7 @@ from sqlalchemy.pool import StaticPool
 
 from tracecalc.errors import DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
-from tracecalc.storage import bulk
+from tracecalc.storage import bulk, checks
 from tracecalc.storage.files import DataBatch, infer_frequency
 from tracecalc.storage.locks import RecalcLock, lock_catalog
 from tracecalc.storage.schema import (
@@ -145,13 +145,25 @@ class Store:
         return make_url(self.url).render_as_string(hide_password=True)
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Connection]:
+    def transaction(self, write: bool = True, snapshot: bool = False) -> Iterator[Connection]:
         """One transaction. On SQLite a writing one begins IMMEDIATE: it takes the write
-        lock up front, so writers queue (busy timeout 30 s) instead of failing to upgrade."""
+        lock up front, so writers queue (busy timeout 30 s) instead of failing to upgrade.
+        With ``snapshot`` every statement sees the same commits (PostgreSQL's default gives
+        each statement its own; SQLite and MariaDB transactions are snapshots already)."""
         with self.engine.connect() as conn:
             conn.info["tc_write"] = write
             with conn.begin():
+                if snapshot and conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 yield conn
+
+    def guard(self):
+        """A block whose driver errors become one-line ``DatabaseError``s."""
+        return checks.driver_errors(self.engine)
+
+    def integrity_check(self) -> checks.DatabaseCheck:
+        """The database's own check of its files (see ``checks``)."""
+        return checks.integrity_check(self.engine)
 
     def lock_catalog(self, conn: Connection) -> None:
         lock_catalog(conn)
@@ -561,6 +573,47 @@ class Store:
                              None if everything else entity_ids)
         bulk.insert_pairs(conn, digests, ("formula_id", "entity_id", "digest"), formula_id,
                           entity_ids, values)
+
+    def read_records_range(self, conn: Connection, formula_id: int, lo: int,
+                           hi: int) -> bulk.Rows:
+        """A formula's records of the entity ids in [lo, hi], existing entities or not."""
+        return bulk.read_range(conn, records, "formula_id", formula_id, lo, hi)
+
+    def read_digests_range(self, conn: Connection, formula_id: int, lo: int,
+                           hi: int) -> tuple[np.ndarray, np.ndarray]:
+        return bulk.read_pairs_range(conn, digests, "formula_id", formula_id, "digest", lo, hi)
+
+    def stored_formula_ids(self, conn: Connection) -> tuple[list[int], list[int]]:
+        """The formula ids that have records, and those that have digests."""
+        return (checks.key_ids(conn, records.name, "formula_id"),
+                checks.key_ids(conn, digests.name, "formula_id"))
+
+    def count_stored(self, conn: Connection, formula_id: int) -> tuple[int, int]:
+        """(records, digests) of one formula id."""
+        return (checks.count_key(conn, records.name, "formula_id", formula_id),
+                checks.count_key(conn, digests.name, "formula_id", formula_id))
+
+    def delete_strays(self, conn: Connection) -> int:
+        """Delete records and digests no formula, entity or calendar period accounts for
+        (left by a damaged or hand-edited database; tracecalc never writes them). Returns
+        the records deleted. Scans every record once."""
+        known = {r.id: r.frequency for r in conn.execute(select(formulas.c.id,
+                                                                formulas.c.frequency))}
+        rec_ids, dig_ids = self.stored_formula_ids(conn)
+        gone = 0
+        for fid in sorted(set(rec_ids) | set(dig_ids)):
+            if fid not in known:
+                gone += conn.execute(delete(records).where(records.c.formula_id == fid)
+                                     ).rowcount
+                conn.execute(delete(digests).where(digests.c.formula_id == fid))
+                continue
+            in_calendar = select(periods.c.period).where(periods.c.frequency == known[fid])
+            gone += conn.execute(delete(records).where(
+                records.c.formula_id == fid,
+                records.c.entity_id.not_in(select(entities.c.id))
+                | records.c.period.not_in(in_calendar))).rowcount
+        conn.execute(delete(digests).where(digests.c.entity_id.not_in(select(entities.c.id))))
+        return int(gone)
 
     def count_records(self, conn: Connection, formula_id: int | None = None) -> int:
         q = select(func.count()).select_from(records)
