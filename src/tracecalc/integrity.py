@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -37,6 +38,7 @@ class _Findings:
         self.counts: Counter[str] = Counter()
         self.outdated = 0
         self.corrupt = False
+        self.tables: set[str] = set()  # damaged, as the database or a failed read says
 
     def add(self, kind: str, formula: str, entity: str | None = None, detail: str = "",
             n: int = 1) -> None:
@@ -51,6 +53,7 @@ def verify(store: Store, chunk_entities: int | None = None,
     check = store.integrity_check()
     found = _Findings()
     found.corrupt = bool(check.problems)
+    found.tables.update(check.tables)
     sizes = {"records": 0, "digests": 0}
     rows: list = []
     universe = codes = np.empty(0, np.int64)
@@ -89,7 +92,8 @@ def verify(store: Store, chunk_entities: int | None = None,
         formulas=len(rows), entities=len(universe), records=sizes["records"],
         digests=sizes["digests"], findings=tuple(found.listed),
         counts=tuple(sorted(found.counts.items())), outdated_digests=found.outdated,
-        notes=check.notes, corrupt=found.corrupt, seconds=time.perf_counter() - t0)
+        notes=check.notes, corrupt=found.corrupt, damaged_tables=tuple(sorted(found.tables)),
+        seconds=time.perf_counter() - t0)
 
 
 def _code(codes: np.ndarray, eid: int) -> str:
@@ -105,11 +109,24 @@ def _formula(store: Store, row, universe: np.ndarray, codes: np.ndarray,
         hi = HIGHEST if k == len(parts) - 1 else int(part[-1])
         # records and digests of one chunk from the same commit
         with store.guard(), store.transaction(write=False, snapshot=True) as conn:
-            e, p, v = store.read_records_range(conn, row.id, lo, hi)
-            de, dv = store.read_digests_range(conn, row.id, lo, hi)
+            with _reading(store, "tc_records", found):
+                e, p, v = store.read_records_range(conn, row.id, lo, hi)
+            with _reading(store, "tc_digests", found):
+                de, dv = store.read_digests_range(conn, row.id, lo, hi)
         sizes["records"] += len(v)
         sizes["digests"] += len(dv)
         _chunk(row.name, part, (e, p, v), (de, dv), codes, calendar, found)
+
+
+@contextmanager
+def _reading(store: Store, table: str, found: _Findings) -> Iterator[None]:
+    """A read of ``table``; a failure names it among the damaged tables."""
+    try:
+        with store.guard():
+            yield
+    except DatabaseError:
+        found.tables.add(table)
+        raise
 
 
 def _chunk(name: str, part: np.ndarray, recs, digs, codes, calendar, found: _Findings) -> None:

@@ -324,6 +324,7 @@ class VerifyReport:
     outdated_digests: int = 0  # digests of a shorter calendar (periods added since): fine
     notes: tuple[str, ...] = ()
     corrupt: bool = False  # the database reported damaged files
+    damaged_tables: tuple[str, ...] = ()  # where the damage is, as far as known
     seconds: float = 0.0
 
     def count(self, kind: str) -> int:

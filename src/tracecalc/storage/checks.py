@@ -31,6 +31,7 @@ class DatabaseCheck:
     method: str  # what was run
     problems: tuple[str, ...]  # what it found; empty: clean
     notes: tuple[str, ...] = ()  # what could not be checked, and why
+    tables: tuple[str, ...] = ()  # the damaged tables, where the database says
 
 
 def one_line(e: BaseException) -> str:
@@ -38,6 +39,18 @@ def one_line(e: BaseException) -> str:
     orig = getattr(e, "orig", None) or e
     text = str(orig).strip()
     return text.splitlines()[0].strip() if text else type(orig).__name__
+
+
+def driver_message(e: BaseException) -> str | None:
+    """A one-line message for a driver or SQLAlchemy error (None for anything else)."""
+    if isinstance(e, DBAPIError) or type(e).__module__.split(".")[0] in (
+            "sqlite3", "psycopg", "pymysql"):
+        msg = one_line(e)
+        if is_corrupt(msg):
+            return (f"the database is damaged ({msg}); run `tracecalc verify` to see what "
+                    "is affected, and see docs/operations.md")
+        return f"the database failed: {msg}"
+    return None
 
 
 def is_corrupt(message: str) -> bool:
@@ -78,20 +91,27 @@ def _run(engine: Engine, fn) -> list[str]:
 
 
 def _sqlite(engine: Engine) -> DatabaseCheck:
+    found: list[str] = []
+
     def check(conn) -> list[str]:
-        rows = [r[0] for r in conn.exec_driver_sql(f"PRAGMA integrity_check({MAX_PROBLEMS})")]
+        rows = [line for r in conn.exec_driver_sql(f"PRAGMA integrity_check({MAX_PROBLEMS})")
+                for line in str(r[0]).splitlines()]
         if rows == ["ok"]:
             return []
-        try:  # "Tree 5 page 12 ...": name the table whose b-tree is rooted at page 5
-            roots = dict(conn.exec_driver_sql(
-                "SELECT rootpage, name FROM sqlite_master WHERE rootpage > 0").all())
+        rows = [r for r in rows if not r.startswith("*** in database")]
+        # the tables whose b-trees hold the pages named ("On tree page 1023 cell 5: ...")
+        pages = sorted({int(p) for r in rows for p in re.findall(r"\bpage (\d+)", r, re.I)})
+        try:
+            if pages:
+                found.extend(sorted({n for (n,) in conn.exec_driver_sql(
+                    "SELECT DISTINCT name FROM dbstat WHERE pageno IN "
+                    f"({','.join(map(str, pages[:500]))})")}))
         except DBAPIError:
-            roots = {}
-        return [re.sub(r"\bTree (\d+)\b",
-                       lambda m: f"Tree {m[1]} ({roots.get(int(m[1]), '?')})", r)
-                for r in rows]
+            pass  # no dbstat table in this SQLite build, or it cannot walk the damage
+        return rows
 
-    return DatabaseCheck("PRAGMA integrity_check", tuple(_run(engine, check)))
+    problems = _run(engine, check)
+    return DatabaseCheck("PRAGMA integrity_check", tuple(problems), tables=tuple(found))
 
 
 def _postgresql(engine: Engine) -> DatabaseCheck:
@@ -105,7 +125,7 @@ def _postgresql(engine: Engine) -> DatabaseCheck:
             conn.exec_driver_sql(f"SELECT count(*) FROM {t} AS r WHERE r IS NOT NULL").scalar()
             return []
         problems += [f"{t}: {p}" for p in _run(engine, scan)]
-    with engine.connect() as conn:
+    with driver_errors(engine), engine.connect() as conn:
         schema = conn.exec_driver_sql(
             "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
             "ON n.oid = e.extnamespace WHERE e.extname = 'amcheck'").scalar()
@@ -116,7 +136,8 @@ def _postgresql(engine: Engine) -> DatabaseCheck:
         note = ("amcheck is available but not installed in this database (CREATE EXTENSION "
                 "amcheck, as a superuser, lets verify check tables and indexes page by page)"
                 if available else "the amcheck extension is not available on this server")
-        return DatabaseCheck(method, tuple(problems), (note + ": indexes were not checked",))
+        return DatabaseCheck(method, tuple(problems), (note + ": indexes were not checked",),
+                             tables=_named(problems))
     for t in tables():
         def amcheck(conn, t=t) -> list[str]:
             found = [f"{t} block {b} item {o}: {m}" for b, o, m in conn.exec_driver_sql(
@@ -130,7 +151,7 @@ def _postgresql(engine: Engine) -> DatabaseCheck:
             return found
         problems += [p if p.startswith(t) else f"{t}: {p}" for p in _run(engine, amcheck)]
     return DatabaseCheck(method + ", amcheck verify_heapam and bt_index_check",
-                         tuple(problems[:MAX_PROBLEMS]))
+                         tuple(problems[:MAX_PROBLEMS]), tables=_named(problems))
 
 
 def _mariadb(engine: Engine) -> DatabaseCheck:
@@ -142,7 +163,15 @@ def _mariadb(engine: Engine) -> DatabaseCheck:
                 out.append(f"{table.split('.')[-1]}: {text}")
         return out
 
-    return DatabaseCheck("CHECK TABLE", tuple(_run(engine, check)[:MAX_PROBLEMS]))
+    problems = _run(engine, check)
+    return DatabaseCheck("CHECK TABLE", tuple(problems[:MAX_PROBLEMS]),
+                         tables=_named(problems))
+
+
+def _named(problems: list[str]) -> tuple[str, ...]:
+    """Tables named at the start of problem lines ("tc_records: ...")."""
+    names = set(tables())
+    return tuple(sorted({p.split(":", 1)[0] for p in problems} & names))
 
 
 def key_ids(conn, table: str, key_col: str) -> list[int]:
