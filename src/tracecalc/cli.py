@@ -321,8 +321,7 @@ def _verify_advice(rep) -> str:
         derived = rep.damaged_tables and set(rep.damaged_tables) <= {"tc_records",
                                                                      "tc_digests"}
         return (f"the database is damaged ({what}{where}): restore a backup"
-                + (", or copy the other tables and recompute" if derived else "")
-                + "; see docs/operations.md")
+                + (", or rebuild the records" if derived else "") + " (docs/operations.md)")
     return (f"{rep.problems:,} problems in the stored records: run "
             "`tracecalc recalc --full --verify` to compare and repair every record")
 

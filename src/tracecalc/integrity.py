@@ -127,6 +127,10 @@ def _reading(store: Store, table: str, found: _Findings) -> Iterator[None]:
     except DatabaseError:
         found.tables.add(table)
         raise
+    except (ValueError, TypeError) as e:  # a damaged row that still reads: text, not numbers
+        found.tables.add(table)
+        raise DatabaseError(f"{table} holds a row tracecalc did not write ({e})",
+                            corrupt=True) from None
 
 
 def _chunk(name: str, part: np.ndarray, recs, digs, codes, calendar, found: _Findings) -> None:
