@@ -428,6 +428,7 @@ EVERY = {
     "delete": ("gross_margin_or_zero",), "recalc": ("--full",),
     "load-data": (str(SAMPLE / "data.csv"),), "load-entities": (str(SAMPLE / "entities.csv"),),
     "load-formulas": (str(SAMPLE / "formulas.csv"),), "demo": ("--data", str(SAMPLE)),
+    "verify": (),
 }
 WRITERS = {"init", "set", "delete", "recalc", "load-data", "load-entities", "load-formulas"}
 FILES = {"load-data": 0, "load-entities": 0, "load-formulas": 0}

@@ -6,6 +6,7 @@ never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import itertools
@@ -29,10 +30,13 @@ from rich.table import Table
 from rich.text import Text
 
 from tracecalc.errors import BusyError, TracecalcError, plural
+from tracecalc.model import VerifyReport
 from tracecalc.storage import DEFAULT_URL
+from tracecalc.storage.checks import driver_message
 
 EXIT_BUSY = 3  # another recalculation holds the lock
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+SHOWN = 20  # lines of each kind of verify finding printed
 
 # A terminal's own width; piped or redirected output gets COLUMNS, else 160 (rather than
 # rich's 80-column default), so that files and pipes keep whole lines.
@@ -80,6 +84,9 @@ def handle_errors(fn):
             _fail("interrupted; what was committed stays (a recalculation resumes with the "
                   "next run)", EXIT_INTERRUPTED)
         except Exception as e:
+            msg = driver_message(e)  # a driver error outside what the store translates
+            if msg is not None:
+                _fail(msg, 1)
             if os.environ.get("TRACECALC_DEBUG"):
                 raise
             _fail(f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} (a bug: "
@@ -355,18 +362,93 @@ def show(ctx, name):
 @click.option("--dask", "dask", default=None, metavar="ADDRESS",
               help="Partition the entities across the Dask cluster at this scheduler "
                    "address (tcp://host:8786); needs the dask extra.")
+@click.option("--verify", is_flag=True,
+              help="Compare values with the stored records cell by cell instead of trusting "
+                   "stored digests; repair records and digests that differ (see verify).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.pass_context
 @handle_errors
-def recalc(ctx, full, wait, atomic, workers, chunk_entities, dask, quiet):
+def recalc(ctx, full, wait, atomic, workers, chunk_entities, dask, verify, quiet):
     """Recompute what is stale (all with --full); write only records that changed."""
     rep = _run_recalc(_engine(ctx), full, quiet, wait=wait, atomic=atomic, workers=workers,
-                      chunk_entities=chunk_entities, dask=dask)
+                      chunk_entities=chunk_entities, dask=dask, verify=verify)
     skipped = len(rep.formulas) - rep.formulas_computed
     out.print(f"run {rep.run_id}: {plural(rep.formulas_computed, 'formula')} recomputed"
               + (f" ({skipped:,} skipped: nothing upstream changed)" if skipped else "")
               + f", {plural(rep.records_written, 'record')} written, "
               f"{rep.records_unchanged:,} unchanged, in {rep.seconds:.2f}s", markup=False)
+
+    if rep.verify:
+        out.print("verified: every recomputed record compared with the stored one"
+                  + (f"; {rep.strays_removed:,} stray records removed (of formulas, entities"
+                     " or periods that no longer exist)" if rep.strays_removed else ""))
+
+
+@main.command()
+@click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
+              help="Wait this long for a running recalculation to finish (else exit 3).")
+@click.option("--chunk-entities", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Entities read at a time (memory bound; default: about 400,000 cells).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.pass_context
+@handle_errors
+def verify(ctx, wait, chunk_entities, quiet):
+    """Check the database's integrity and every stored record against its digest."""
+    eng = _engine(ctx)
+    if quiet or not out.is_terminal:
+        rep = eng.verify(wait=wait, chunk_entities=chunk_entities)
+    else:
+        with _bar() as (bar, task):
+            def progress(done, total, name):
+                bar.update(task, completed=done, total=total, description=f"verifying {name}")
+
+            rep = eng.verify(wait=wait, chunk_entities=chunk_entities, progress=progress)
+    out.print(f"database:  {rep.database}")
+    out.print(f"integrity: {rep.integrity_method}: "
+              + (f"{len(rep.integrity)} problems" if rep.integrity else "ok"))
+    for line in rep.integrity[:SHOWN]:
+        out.print(f"  {_escape(line)}")
+    if len(rep.integrity) > SHOWN:
+        out.print(f"  ... and {len(rep.integrity) - SHOWN} more")
+    if rep.damaged_tables:
+        out.print(f"damaged:   {', '.join(rep.damaged_tables)}")
+    for note in rep.notes:
+        out.print(f"note: {_escape(note)}")
+    out.print(f"records:   {rep.records:,} records and {rep.digests:,} digests of "
+              f"{rep.formulas} formulas and {rep.entities:,} entities, in {rep.seconds:.2f}s")
+    if rep.outdated_digests:
+        out.print(f"note: {rep.outdated_digests:,} digests predate periods added since "
+                  "(fine: the next run compares those entities cell by cell)")
+    for kind, n in rep.counts:
+        out.print(f"{kind}: {n:,}")
+    listed: dict[str, int] = {}
+    for f in rep.findings:
+        listed[f.kind] = listed.get(f.kind, 0) + 1
+        if listed[f.kind] <= SHOWN:
+            where = f.formula + (f" / {f.entity}" if f.entity else "")
+            out.print(f"  {f.kind}: {_escape(where)}: {_escape(f.detail)}")
+    for kind, n in listed.items():
+        if n > SHOWN:
+            out.print(f"  ... and {n - SHOWN:,} more {kind} findings (Engine.verify lists "
+                      f"{VerifyReport.MAX_LISTED:,} of each kind)")
+    if rep.ok:
+        out.print("verified: no problems found")
+        return
+    raise TracecalcError(_verify_advice(rep))
+
+
+def _verify_advice(rep) -> str:
+    """The one line that says what is wrong and what to do."""
+    if rep.corrupt or rep.integrity:
+        where = f", in {', '.join(rep.damaged_tables)}" if rep.damaged_tables else ""
+        what = (f"{rep.integrity_method}: {len(rep.integrity)} problems"
+                if rep.integrity else "reads failed")
+        derived = rep.damaged_tables and set(rep.damaged_tables) <= {"tc_records",
+                                                                     "tc_digests"}
+        return (f"the database is damaged ({what}{where}): restore a backup"
+                + (", or rebuild the records" if derived else "") + " (docs/operations.md)")
+    return (f"{rep.problems:,} problems in the stored records: run "
+            "`tracecalc recalc --full --verify` to compare and repair every record")
 
 
 class _Count(ProgressColumn):
@@ -381,16 +463,21 @@ class _Count(ProgressColumn):
 def _run_recalc(eng, full: bool, quiet: bool, **kw):
     if quiet or not out.is_terminal:
         return eng.recalc(full=full, **kw)
-    cols = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _Count(),
-            TimeElapsedColumn())
-    with Progress(*cols, console=out, transient=True) as bar:
-        task = bar.add_task("planning: reading the catalog and the stale marks", total=None)
-
+    with _bar("planning: reading the catalog and the stale marks") as (bar, task):
         def progress(done, total, name):
             what = Text(f"recalculating {name}" if name else "recalculating")
             bar.update(task, completed=done, total=total, description=what)
 
         return eng.recalc(full=full, progress=progress, **kw)
+
+
+@contextlib.contextmanager
+def _bar(first: str = "starting"):
+    """A transient progress bar; a spinner and ``first`` until the total is known."""
+    cols = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), _Count(),
+            TimeElapsedColumn())
+    with Progress(*cols, console=out, transient=True) as bar:
+        yield bar, bar.add_task(first, total=None)
 
 
 @main.command()

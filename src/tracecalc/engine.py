@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tracecalc import explain
+from tracecalc import explain, integrity
 from tracecalc.errors import (
     CycleError,
     DataError,
@@ -45,6 +45,7 @@ from tracecalc.model import (
     Problem,
     RunReport,
     SaveResult,
+    VerifyReport,
 )
 from tracecalc.parser import ParsedFormula, Ref, normalise, parse, walk
 from tracecalc.recalc import NONE, run_plan
@@ -590,7 +591,7 @@ class Engine:
     def recalc(self, full: bool = False, progress: Progress | None = None,
                workers: int | None = None, wait: float = 0.0,
                atomic: bool = False, dask=None,
-               chunk_entities: int | None = None) -> RunReport:
+               chunk_entities: int | None = None, verify: bool = False) -> RunReport:
         """Recompute what is stale (everything with ``full``) in dependency order.
 
         Stale formulas are recomputed for their stale entities; pending ones (downstream)
@@ -621,6 +622,16 @@ class Engine:
         ``atomic`` the whole run is one transaction instead: readers see all of it or
         nothing. Formulas saved or marked stale during a run stay stale for the next one.
 
+        With ``verify`` the stored digests are not trusted: every recomputed entity's new
+        values are compared with its stored records cell by cell, what differs is
+        rewritten, and every digest that does not match the new values is rewritten too
+        (records and digests changed outside tracecalc, or left by a damaged database,
+        are repaired). Records and digests of formulas, entities or periods that no longer
+        exist are deleted first. It reads every stored record of what it recomputes (of
+        everything with ``full``), so it costs about as much as a first run's reads; see
+        ``verify`` and docs/operations.md. The run log's kind is ``full-verify`` (or
+        ``verify`` for an incremental run).
+
         ``progress(done, total, name)`` is called once the run is planned (``0, total,
         ""``), then after each formula.
 
@@ -633,6 +644,7 @@ class Engine:
         if dask is not None and atomic:
             raise TracecalcError("an atomic run cannot be spread over a Dask cluster")
         opts = {"dask": dask, "chunk_entities": chunk_entities or default_chunk_entities(),
+                "verify": verify,
                 # a second connection may read while the writer writes (not in one shared
                 # transaction, nor in an in-memory SQLite database: one connection)
                 "concurrent_reads": not atomic and self.store.shareable}
@@ -646,13 +658,12 @@ class Engine:
                                         lambda write=True: contextlib.nullcontext(shared), opts)
             except TracecalcError as e:  # rolled back, run log included: log the failure
                 with self.store.transaction() as conn:
-                    rid = self.store.start_run(conn, "full" if full else "incremental",
-                                               self.user)
+                    rid = self.store.start_run(conn, _kind(full, verify), self.user)
                     self.store.finish_run(conn, rid, "failed", 0, 0, 0,
                                           f"atomic run rolled back: {e}")
                 raise
 
-    def _plan(self, conn, full: bool, kind: str) -> Plan:
+    def _plan(self, conn, full: bool, kind: str, verify: bool = False) -> Plan:
         self.store.mark_interrupted_runs(conn)
         if full:
             self.store.set_state(conn, self.store.formula_names(conn), FormulaState.STALE)
@@ -681,16 +692,19 @@ class Engine:
                   for n in targets},
             own=own, cross_sectional={n: _cross_sectional(fs[n].expression) for n in targets},
             users={n: [(d, fs[d].id, _cross_sectional(fs[d].expression))
-                       for d in sorted(cat.graph.successors(n))] for n in targets})
+                       for d in sorted(cat.graph.successors(n))] for n in targets},
+            verify=verify)
 
     def _recalc(self, full, progress, workers, tx, opts) -> RunReport:
         t0 = time.perf_counter()
-        kind = "full" if full else "incremental"
+        kind, verify = _kind(full, opts["verify"]), opts["verify"]
         with tx() as conn:
-            plan = self._plan(conn, full, kind)
+            strays = self.store.delete_strays(conn) if verify else 0
+            plan = self._plan(conn, full, kind, verify)
+        report = RunReport(run_id=plan.run_id, kind=kind, verify=verify,
+                           strays_removed=strays)
         if progress is not None:  # planned: the count of formulas is known now
             progress(0, len(plan.order), "")
-        report = RunReport(run_id=plan.run_id, kind=kind)
         try:
             session = Session(plan, self.store, tx)
             if opts["dask"] is not None:
@@ -750,6 +764,48 @@ class Engine:
         changed), records written and unchanged, seconds."""
         with self.store.transaction() as conn:
             return self.store.run_formulas(conn, run_id)
+
+    def verify(self, wait: float = 0.0, progress: Progress | None = None,
+               chunk_entities: int | None = None) -> VerifyReport:
+        """Check that the database and its stored records can be trusted.
+
+        Two checks, both read-only:
+
+        1. The database's own integrity check: SQLite ``PRAGMA integrity_check`` (every
+           page, b-tree and index of the file; slower than ``quick_check`` only by the
+           index checks, and tracecalc's big tables have none); MariaDB ``CHECK TABLE`` on
+           the tracecalc tables; PostgreSQL has no built-in check, so every row of every
+           tracecalc table is read by a sequential scan (a damaged page fails the read),
+           and where the ``amcheck`` extension is installed its ``verify_heapam`` and
+           ``bt_index_check`` check the tables and indexes (else a note says so).
+        2. Every stored digest recomputed from the stored records: each formula's records
+           are read into panels on its calendar exactly as a run reads them, in chunks of
+           ``chunk_entities`` entities (default: about 400,000 cells; memory stays bounded),
+           digested and compared with ``tc_digests``. A run compares digests first and
+           reads records only where they differ, so this is what finds records changed
+           behind an intact digest. Found are: mismatches (formula, entity), records
+           without a digest (harmless: the next run compares them cell by cell), and
+           records or digests of formulas, entities or periods that no longer exist.
+
+        A failure of the database while reading (a damaged file: "database disk image is
+        malformed") becomes a finding of the report (``unreadable``, ``corrupt`` set), not
+        an exception. It reads the whole database once: minutes for tens of millions of
+        records. It holds the recalculation lock (a run meanwhile would change records
+        under it): with another recalculation running it waits up to ``wait`` seconds.
+
+        Returns:
+            A ``VerifyReport``; ``ok`` when nothing was found. Mismatches, missing and
+            stray digests and stray records are repaired by ``recalc(full=True,
+            verify=True)``; a damaged database (``corrupt``) needs a backup or a copy of
+            what can still be read (see docs/operations.md).
+
+        Raises:
+            BusyError: another recalculation holds the lock past ``wait``.
+        """
+        with self.store.recalc_lock() as lock:
+            lock.acquire(wait)
+            return integrity.verify(self.store, chunk_entities or default_chunk_entities(),
+                                    progress)
 
     def explain(self, name: str, entity: str, period) -> dict:
         """How one record came about: the formula text and version, and the tree of its
@@ -821,6 +877,12 @@ class Engine:
         names = list(names) if names else all_names
         frames = [(n, self.records(n)) for n in names]
         return files.concat_records(frames)
+
+
+def _kind(full: bool, verify: bool) -> str:
+    """The run log's kind of a run."""
+    return ("full" if full else "incremental") if not verify else (
+        "full-verify" if full else "verify")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -130,10 +130,6 @@ class UsageError(TracecalcError):
     """An API call got arguments of a shape or type it does not accept."""
 
 
-class DatabaseError(TracecalcError):
-    """The database refused or failed an operation (unreachable, read-only, full, corrupt)."""
-
-
 class NotFoundError(TracecalcError):
     """A named formula, item or entity does not exist."""
 
@@ -149,6 +145,15 @@ class NotFoundError(TracecalcError):
 
 class BusyError(TracecalcError):
     """Another recalculation holds this database's recalculation lock."""
+
+
+class DatabaseError(TracecalcError):
+    """The database failed a statement: the driver's message in one line. ``corrupt`` when
+    the message says the database's own files are damaged."""
+
+    def __init__(self, message: str, corrupt: bool = False):
+        self.corrupt = corrupt
+        super().__init__(message)
 
 
 class DependentsError(TracecalcError):

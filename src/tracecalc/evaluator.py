@@ -187,6 +187,20 @@ def column_digests(panel: np.ndarray) -> np.ndarray:
     the results are summed per column: vectorised, and a different calendar length or any
     changed cell gives a different digest (collision odds about 2**-63).
     """
+    x = _mixed_cells(panel)
+    return _finish(x.sum(axis=0, dtype=np.uint64), x.shape[0])
+
+
+def prefix_digests(panel: np.ndarray) -> np.ndarray:
+    """Row k: the ``column_digests`` of the panel's first k rows (k = 0 .. periods). A
+    digest stored before the calendar gained later periods is one of these."""
+    x = _mixed_cells(panel)
+    sums = np.zeros((x.shape[0] + 1, x.shape[1]), dtype=np.uint64)
+    np.cumsum(x, axis=0, dtype=np.uint64, out=sums[1:])
+    return _finish(sums, np.arange(x.shape[0] + 1, dtype=np.uint64)[:, None])
+
+
+def _mixed_cells(panel: np.ndarray) -> np.ndarray:
     v = np.asarray(panel, dtype=np.float64) + 0.0
     bits = np.ascontiguousarray(v).view(np.uint64).copy()
     bits[np.isnan(v)] = _NAN_BITS
@@ -197,8 +211,11 @@ def column_digests(panel: np.ndarray) -> np.ndarray:
     x ^= x >> np.uint64(27)
     x *= _M2
     x ^= x >> np.uint64(31)
-    h = x.sum(axis=0, dtype=np.uint64)
-    h ^= np.uint64((n * 0xBF58476D1CE4E5B9) % 2**64)  # the calendar length
+    return x
+
+
+def _finish(h: np.ndarray, n) -> np.ndarray:
+    h = h ^ (np.asarray(n, dtype=np.uint64) * _M1)  # the calendar length (mod 2**64)
     return (h | np.uint64(1)).view(np.int64)
 
 

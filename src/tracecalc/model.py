@@ -268,6 +268,8 @@ class RunReport:
     formulas: list[FormulaRunStats] = field(default_factory=list)
     seconds: float = 0.0
     io_seconds: float = 0.0  # the database writer thread's busy time
+    verify: bool = False  # records compared cell by cell, stored digests not trusted
+    strays_removed: int = 0  # verify: records no formula, entity or period accounts for
 
     @property
     def eval_seconds(self) -> float:
@@ -294,3 +296,60 @@ class RunReport:
     def computed(self) -> list[str]:
         """Names of the formulas recomputed, in the order they finished."""
         return [f.name for f in self.formulas if f.computed]
+
+
+@dataclass(frozen=True)
+class VerifyFinding:
+    """One thing ``Engine.verify`` found wrong with the stored records or digests.
+
+    ``kind``: ``mismatch`` (the stored digest does not match the stored records),
+    ``missing digest`` (records without a digest: harmless, the next run compares them cell
+    by cell), ``stray digest`` / ``stray records`` (of a formula or entity that no longer
+    exists, or at periods outside the formula's calendar), ``unreadable`` (the database
+    failed reading them). ``formula`` and ``entity`` are names, or ``#id`` when the formula
+    or entity no longer exists; ``entity`` is None for a finding about a whole formula.
+    """
+
+    kind: str
+    formula: str
+    entity: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What ``Engine.verify`` checked and found.
+
+    ``integrity_method`` names the database's own check and ``integrity`` lists what it
+    reported (empty: clean); ``notes`` say what could not be checked. ``findings`` lists at
+    most ``MAX_LISTED`` findings of each kind; ``counts`` gives every kind's full count.
+    """
+
+    MAX_LISTED = 1000
+
+    database: str
+    integrity_method: str
+    integrity: tuple[str, ...]
+    formulas: int  # formulas whose records were checked
+    entities: int
+    records: int  # records read
+    digests: int  # digests read
+    findings: tuple[VerifyFinding, ...] = ()
+    counts: tuple[tuple[str, int], ...] = ()  # (kind, count), every kind found
+    outdated_digests: int = 0  # digests of a shorter calendar (periods added since): fine
+    notes: tuple[str, ...] = ()
+    corrupt: bool = False  # the database reported damaged files
+    damaged_tables: tuple[str, ...] = ()  # where the damage is, as far as known
+    seconds: float = 0.0
+
+    def count(self, kind: str) -> int:
+        return dict(self.counts).get(kind, 0)
+
+    @property
+    def problems(self) -> int:
+        """Integrity problems plus findings, except missing digests (harmless)."""
+        return len(self.integrity) + sum(n for k, n in self.counts if k != "missing digest")
+
+    @property
+    def ok(self) -> bool:
+        return self.problems == 0

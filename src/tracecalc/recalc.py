@@ -15,7 +15,9 @@ that differ are written, and only the entities that changed reach its dependants
 Comparison goes by digests first: each entity's new column is digested
 (``column_digests``) and only entities whose digest differs from the stored one have their
 stored records read and diffed cell by cell. A full run over unchanged data reads digests,
-not records.
+not records. A verifying task (``Task.verify``, ``recalc --verify``) diffs every entity's
+records cell by cell instead, so records changed behind an intact digest are rewritten; the
+stored digests then only decide which digests need rewriting.
 
 ``run_plan`` bounds memory as the universe grows: entities are split into chunks and the
 plan runs chunk by chunk. Formulas with a cross-sectional function need every entity of a
@@ -88,11 +90,23 @@ def no_digests(name: str, ids: np.ndarray) -> np.ndarray:
 
 
 def compare(new: np.ndarray, ids: np.ndarray, stored_digests: np.ndarray,
-            read_stored: Callable[[np.ndarray], np.ndarray]) -> tuple[Outcome, int]:
+            read_stored: Callable[[np.ndarray], np.ndarray],
+            verify: bool = False) -> tuple[Outcome, int]:
     """Compare a new panel with storage: digests for every entity, cells for the entities
-    whose digest differs. Returns the outcome and the count of unchanged cells."""
+    whose digest differs (for every entity with ``verify``). Returns the outcome and the
+    count of unchanged cells."""
     digests = column_digests(new)
     differ = digests != stored_digests
+    if verify and len(ids):
+        # Every stored record is read and diffed: a digest that matches the new values
+        # says nothing about records changed behind it. Kept (written) are the entities
+        # whose cells or digest differ.
+        full = diff_panels(new, read_stored(ids))
+        differ[full.changed_columns] = True
+        diff = Diff(full.insert[:, differ], full.update[:, differ], full.delete[:, differ],
+                    int((~(full.insert | full.update | full.delete)[:, differ]
+                         & ~np.isnan(new[:, differ])).sum()))
+        return Outcome(ids[differ], new[:, differ], diff, digests[differ]), full.unchanged
     sub = ids[differ]
     new_sub = new[:, differ]
     diff = diff_panels(new_sub, read_stored(sub) if len(sub) else new_sub)
@@ -119,10 +133,11 @@ class Task:
     uses: tuple[str, ...]  # formulas of the plan it needs evaluated first
     own: np.ndarray = field(default_factory=lambda: NONE)  # stale entities (sorted ids)
     cross_sectional: bool = False
+    verify: bool = False  # compare every recomputed entity cell by cell (see compare)
 
     def within(self, chunk: np.ndarray) -> Task:
         return Task(self.name, self.compiled, self.uses, _within(self.own, chunk),
-                    self.cross_sectional)
+                    self.cross_sectional, self.verify)
 
 
 def _within(ids: np.ndarray, chunk: np.ndarray) -> np.ndarray:
@@ -457,7 +472,8 @@ class Runner:
                 stored = self._wait(self._reader.submit(IOThread.READ,
                                                     lambda: self.digests(name, ids),
                                                     self._here()))
-                outcome, unchanged = compare(new, ids, stored, lambda sub: self._read(name, sub))
+                outcome, unchanged = compare(new, ids, stored, lambda sub: self._read(name, sub),
+                                             task.verify)
                 changed = outcome.changed
             else:  # nothing upstream changed: early cutoff
                 new, outcome, unchanged, changed = None, None, 0, NONE

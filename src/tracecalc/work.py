@@ -51,13 +51,14 @@ class Plan:
     cross_sectional: dict[str, bool]
     # formula -> its users (name, id, cross-sectional): marked stale where it changed
     users: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
+    verify: bool = False  # compare every recomputed entity's records cell by cell
 
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
         for n in self.order if names is None else names:
             ref = self.formulas[n]
             out.append(Task(n, compile_tree(parse(ref.expression, n).tree, n), self.uses[n],
-                            self.own[n], self.cross_sectional[n]))
+                            self.own[n], self.cross_sectional[n], self.verify))
         return out
 
     @property

@@ -33,7 +33,7 @@ from sqlalchemy.pool import StaticPool
 
 from tracecalc.errors import DatabaseError, DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
-from tracecalc.storage import bulk
+from tracecalc.storage import bulk, checks
 from tracecalc.storage.files import DataBatch, infer_frequency
 from tracecalc.storage.locks import RecalcLock, lock_catalog
 from tracecalc.storage.schema import (
@@ -89,8 +89,8 @@ def mask_url(url: str) -> str:
 def describe(e: Exception, where: str) -> str:
     """One line for a database failure (SQLAlchemy's, or the driver's own from a bulk path):
     what happened, and what to do about it."""
-    orig = e.orig if isinstance(e, DBAPIError) else e
-    msg = " ".join(str(orig).split()) if orig is not None else str(e).splitlines()[0]
+    msg = checks.one_line(e)
+    orig = getattr(e, "orig", None) or e
     low = msg.lower()
     if "disk is full" in low or "no space left" in low or "disk full" in low:
         return (f"the disk is full (or the database reached its size limit) at {where}; "
@@ -98,9 +98,9 @@ def describe(e: Exception, where: str) -> str:
     if "readonly database" in low or "read-only" in low or "read only" in low:
         return (f"the database {where} is read-only ({msg}); check the file's permissions "
                 "or use a copy you may write")
-    if "malformed" in low or "not a database" in low or "corrupt" in low:
-        return (f"the database {where} is corrupted ({msg}); run tracecalc verify, and "
-                "restore it from a backup if the catalog or data are affected")
+    if checks.is_corrupt(msg):
+        return (f"the database {where} is damaged ({msg}); run `tracecalc verify` to see "
+                "what is affected, and see docs/operations.md")
     if isinstance(e, IntegrityError) or type(orig).__name__ == "IntegrityError":
         return f"the database {where} refused a row ({msg}); nothing of this change was saved"
     if getattr(e, "connection_invalidated", False):
@@ -214,21 +214,35 @@ class Store:
         return make_url(self.url).render_as_string(hide_password=True)
 
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Connection]:
+    def transaction(self, write: bool = True, snapshot: bool = False) -> Iterator[Connection]:
         """One transaction. On SQLite a writing one begins IMMEDIATE: it takes the write
-        lock up front, so writers queue (busy timeout 30 s) instead of failing to upgrade."""
+        lock up front, so writers queue (busy timeout 30 s) instead of failing to upgrade.
+        With ``snapshot`` every statement sees the same commits (PostgreSQL's default gives
+        each statement its own; SQLite and MariaDB transactions are snapshots already).
+        A database failure leaves it rolled back and raises a one-line ``DatabaseError``."""
         try:
             with self.engine.connect() as conn:
                 conn.info["tc_write"] = write
                 with conn.begin():
+                    if snapshot and conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     yield conn
-        except self._db_errors as e:  # rolled back: one line for the user, the cause chained
-            raise DatabaseError(describe(e, self.where)) from e
+        except self._db_errors as e:  # one line for the user, the cause chained
+            msg = describe(e, self.where)
+            raise DatabaseError(msg, corrupt=checks.is_corrupt(checks.one_line(e))) from e
 
     @property
     def where(self) -> str:
         """The database as named in messages (a SQLite file's path)."""
         return self.sqlite_path or self.safe_url
+
+    def guard(self):
+        """A block whose driver errors become one-line ``DatabaseError``s."""
+        return checks.driver_errors(self.engine)
+
+    def integrity_check(self) -> checks.DatabaseCheck:
+        """The database's own check of its files (see ``checks``)."""
+        return checks.integrity_check(self.engine)
 
     def lock_catalog(self, conn: Connection) -> None:
         lock_catalog(conn)
@@ -649,6 +663,47 @@ class Store:
                              None if everything else entity_ids)
         bulk.insert_pairs(conn, digests, ("formula_id", "entity_id", "digest"), formula_id,
                           entity_ids, values)
+
+    def read_records_range(self, conn: Connection, formula_id: int, lo: int,
+                           hi: int) -> bulk.Rows:
+        """A formula's records of the entity ids in [lo, hi], existing entities or not."""
+        return bulk.read_range(conn, records, "formula_id", formula_id, lo, hi)
+
+    def read_digests_range(self, conn: Connection, formula_id: int, lo: int,
+                           hi: int) -> tuple[np.ndarray, np.ndarray]:
+        return bulk.read_pairs_range(conn, digests, "formula_id", formula_id, "digest", lo, hi)
+
+    def stored_formula_ids(self, conn: Connection) -> tuple[list[int], list[int]]:
+        """The formula ids that have records, and those that have digests."""
+        return (checks.key_ids(conn, records.name, "formula_id"),
+                checks.key_ids(conn, digests.name, "formula_id"))
+
+    def count_stored(self, conn: Connection, formula_id: int) -> tuple[int, int]:
+        """(records, digests) of one formula id."""
+        return (checks.count_key(conn, records.name, "formula_id", formula_id),
+                checks.count_key(conn, digests.name, "formula_id", formula_id))
+
+    def delete_strays(self, conn: Connection) -> int:
+        """Delete records and digests no formula, entity or calendar period accounts for
+        (left by a damaged or hand-edited database; tracecalc never writes them). Returns
+        the records deleted. Scans every record once."""
+        known = {r.id: r.frequency for r in conn.execute(select(formulas.c.id,
+                                                                formulas.c.frequency))}
+        rec_ids, dig_ids = self.stored_formula_ids(conn)
+        gone = 0
+        for fid in sorted(set(rec_ids) | set(dig_ids)):
+            if fid not in known:
+                gone += conn.execute(delete(records).where(records.c.formula_id == fid)
+                                     ).rowcount
+                conn.execute(delete(digests).where(digests.c.formula_id == fid))
+                continue
+            in_calendar = select(periods.c.period).where(periods.c.frequency == known[fid])
+            gone += conn.execute(delete(records).where(
+                records.c.formula_id == fid,
+                records.c.entity_id.not_in(select(entities.c.id))
+                | records.c.period.not_in(in_calendar))).rowcount
+        conn.execute(delete(digests).where(digests.c.entity_id.not_in(select(entities.c.id))))
+        return int(gone)
 
     def count_records(self, conn: Connection, formula_id: int | None = None) -> int:
         q = select(func.count()).select_from(records)

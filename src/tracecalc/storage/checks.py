@@ -1,0 +1,191 @@
+"""The database's own integrity check, stray rows, and driver errors in one line.
+
+``tracecalc verify`` (``tracecalc.integrity``) starts here: each database checks its files
+its own way, and whatever the driver raises on a damaged database becomes a
+``DatabaseError`` with the driver's first line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from tracecalc.errors import DatabaseError
+from tracecalc.storage.schema import metadata
+
+# What the drivers say when the database's files are damaged (SQLite "database disk image
+# is malformed", "file is not a database"; PostgreSQL "invalid page in block", "could not
+# read block"; MariaDB "Index for table ... is corrupt", "... marked as crashed").
+_CORRUPT = re.compile(r"malformed|corrupt|not a database|invalid page|could not read block|"
+                      r"crashed|checksum", re.I)
+MAX_PROBLEMS = 100  # lines of the database's own report kept
+
+
+@dataclass(frozen=True)
+class DatabaseCheck:
+    method: str  # what was run
+    problems: tuple[str, ...]  # what it found; empty: clean
+    notes: tuple[str, ...] = ()  # what could not be checked, and why
+    tables: tuple[str, ...] = ()  # the damaged tables, where the database says
+
+
+def one_line(e: BaseException) -> str:
+    """The driver's message without SQLAlchemy's statement and link lines."""
+    orig = getattr(e, "orig", None) or e
+    text = str(orig).strip()
+    return text.splitlines()[0].strip() if text else type(orig).__name__
+
+
+def driver_message(e: BaseException) -> str | None:
+    """A one-line message for a driver or SQLAlchemy error (None for anything else)."""
+    if isinstance(e, DBAPIError) or type(e).__module__.split(".")[0] in (
+            "sqlite3", "psycopg", "pymysql"):
+        msg = one_line(e)
+        if is_corrupt(msg):
+            return (f"the database is damaged ({msg}); run `tracecalc verify` to see what "
+                    "is affected, and see docs/operations.md")
+        return f"the database failed: {msg}"
+    return None
+
+
+def is_corrupt(message: str) -> bool:
+    return bool(_CORRUPT.search(message))
+
+
+@contextmanager
+def driver_errors(engine: Engine) -> Iterator[None]:
+    """Driver and SQLAlchemy errors inside the block become a one-line ``DatabaseError``."""
+    dbapi_error = getattr(engine.dialect.dbapi, "Error", DBAPIError)
+    try:
+        yield
+    except (DBAPIError, dbapi_error) as e:
+        msg = one_line(e)
+        raise DatabaseError(msg, corrupt=is_corrupt(msg)) from None
+
+
+def tables() -> list[str]:
+    return [t.name for t in metadata.sorted_tables]
+
+
+def integrity_check(engine: Engine) -> DatabaseCheck:
+    name = engine.dialect.name
+    if name == "sqlite":
+        return _sqlite(engine)
+    if name == "postgresql":
+        return _postgresql(engine)
+    return _mariadb(engine)
+
+
+def _run(engine: Engine, fn) -> list[str]:
+    """``fn(conn)``'s problems, or the failure itself as the one problem."""
+    try:
+        with driver_errors(engine), engine.connect() as conn:
+            return fn(conn)
+    except DatabaseError as e:
+        return [str(e)]
+
+
+def _sqlite(engine: Engine) -> DatabaseCheck:
+    found: list[str] = []
+
+    def check(conn) -> list[str]:
+        rows = [line for r in conn.exec_driver_sql(f"PRAGMA integrity_check({MAX_PROBLEMS})")
+                for line in str(r[0]).splitlines()]
+        if rows == ["ok"]:
+            return []
+        rows = [r for r in rows if not r.startswith("*** in database")]
+        # the tables whose b-trees hold the pages named ("On tree page 1023 cell 5: ...")
+        pages = sorted({int(p) for r in rows for p in re.findall(r"\bpage (\d+)", r, re.I)})
+        try:
+            if pages:
+                found.extend(sorted({n for (n,) in conn.exec_driver_sql(
+                    "SELECT DISTINCT name FROM dbstat WHERE pageno IN "
+                    f"({','.join(map(str, pages[:500]))})")}))
+        except DBAPIError:
+            pass  # no dbstat table in this SQLite build, or it cannot walk the damage
+        return rows
+
+    problems = _run(engine, check)
+    return DatabaseCheck("PRAGMA integrity_check", tuple(problems), tables=tuple(found))
+
+
+def _postgresql(engine: Engine) -> DatabaseCheck:
+    problems: list[str] = []
+    for t in tables():
+        def scan(conn, t=t) -> list[str]:
+            # A sequential scan that deforms every row: each page is read and checked
+            # (checksums too, when the cluster has them), not only the index.
+            for opt in ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan"):
+                conn.exec_driver_sql(f"SET LOCAL {opt} = off")
+            conn.exec_driver_sql(f"SELECT count(*) FROM {t} AS r WHERE r IS NOT NULL").scalar()
+            return []
+        problems += [f"{t}: {p}" for p in _run(engine, scan)]
+    with driver_errors(engine), engine.connect() as conn:
+        schema = conn.exec_driver_sql(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
+            "ON n.oid = e.extnamespace WHERE e.extname = 'amcheck'").scalar()
+        available = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'amcheck'").scalar()
+    method = "a full read of every tracecalc table"
+    if schema is None:
+        note = ("amcheck is available but not installed in this database (CREATE EXTENSION "
+                "amcheck, as a superuser, lets verify check tables and indexes page by page)"
+                if available else "the amcheck extension is not available on this server")
+        return DatabaseCheck(method, tuple(problems), (note + ": indexes were not checked",),
+                             tables=_named(problems))
+    for t in tables():
+        def amcheck(conn, t=t) -> list[str]:
+            found = [f"{t} block {b} item {o}: {m}" for b, o, m in conn.exec_driver_sql(
+                f'SELECT blkno, offnum, msg FROM "{schema}".verify_heapam(%(t)s::regclass)',
+                {"t": t})]
+            for (index,) in conn.exec_driver_sql(
+                    "SELECT c.oid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_am a ON a.oid = c.relam "
+                    "WHERE i.indrelid = %(t)s::regclass AND a.amname = 'btree'", {"t": t}):
+                conn.exec_driver_sql(f'SELECT "{schema}".bt_index_check(%(i)s)', {"i": index})
+            return found
+        problems += [p if p.startswith(t) else f"{t}: {p}" for p in _run(engine, amcheck)]
+    return DatabaseCheck(method + ", amcheck verify_heapam and bt_index_check",
+                         tuple(problems[:MAX_PROBLEMS]), tables=_named(problems))
+
+
+def _mariadb(engine: Engine) -> DatabaseCheck:
+    def check(conn) -> list[str]:
+        out = []
+        for table, _op, kind, text in conn.exec_driver_sql(f"CHECK TABLE {', '.join(tables())}"):
+            if kind.lower() in ("error", "warning") or (kind.lower() == "status"
+                                                       and text != "OK"):
+                out.append(f"{table.split('.')[-1]}: {text}")
+        return out
+
+    problems = _run(engine, check)
+    return DatabaseCheck("CHECK TABLE", tuple(problems[:MAX_PROBLEMS]),
+                         tables=_named(problems))
+
+
+def _named(problems: list[str]) -> tuple[str, ...]:
+    """Tables named at the start of problem lines ("tc_records: ...")."""
+    names = set(tables())
+    return tuple(sorted({p.split(":", 1)[0] for p in problems} & names))
+
+
+def key_ids(conn, table: str, key_col: str) -> list[int]:
+    """The distinct keys of a bulk table, one index seek per key (no scan of its rows)."""
+    out: list[int] = []
+    last = -(2 ** 31)
+    while (v := conn.exec_driver_sql(
+            f"SELECT MIN({key_col}) FROM {table} WHERE {key_col} > {last:d}").scalar()) \
+            is not None:
+        out.append(int(v))
+        last = int(v)
+    return out
+
+
+def count_key(conn, table: str, key_col: str, key: int) -> int:
+    return int(conn.exec_driver_sql(
+        f"SELECT COUNT(*) FROM {table} WHERE {key_col} = {int(key):d}").scalar())
