@@ -100,14 +100,15 @@ def _sqlite(engine: Engine) -> DatabaseCheck:
             return []
         rows = [r for r in rows if not r.startswith("*** in database")]
         # the tables whose b-trees hold the pages named ("On tree page 1023 cell 5: ...")
-        pages = sorted({int(p) for r in rows for p in re.findall(r"\bpage (\d+)", r, re.I)})
-        try:
-            if pages:
-                found.extend(sorted({n for (n,) in conn.exec_driver_sql(
-                    "SELECT DISTINCT name FROM dbstat WHERE pageno IN "
-                    f"({','.join(map(str, pages[:500]))})")}))
-        except DBAPIError:
-            pass  # no dbstat table in this SQLite build, or it cannot walk the damage
+        for t in tables():  # which tables: each one checked alone (SQLite 3.33 and later)
+            try:
+                alone = [str(r[0]) for r in conn.exec_driver_sql(
+                    f"PRAGMA integrity_check('{t}')")]
+            except DBAPIError:
+                found.append(t)  # it cannot even be walked
+                continue
+            if alone != ["ok"]:
+                found.append(t)
         return rows
 
     problems = _run(engine, check)
