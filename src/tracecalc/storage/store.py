@@ -302,7 +302,7 @@ class Store:
             first = int(np.argmax(unknown))
             listed = ", ".join(new_codes[:3]) + (", ..." if len(new_codes) > 3 else "")
             raise DataError(
-                f"unknown entity {uniq_codes[inv[first]]!r} ({_count(len(new_codes), 'new entity')}"
+                f"unknown entity {str(uniq_codes[inv[first]])!r} ({_count(len(new_codes), 'new entity')}"
                 f" in the file: {listed}); load them first (load-entities), or allow new "
                 "entities (without --no-new-entities)", row=first + 2, source=batch.source)
         if new_codes:
