@@ -116,7 +116,7 @@ def load_data(ctx, file, frequency, no_new_entities):
     for freq, days in res.removed_periods.items():
         out.print(_left_calendar(freq, days))
     for w in res.warnings:
-        err.print(f"[bold yellow]warning:[/] {_escape(w)}")
+        err.print(f"[bold yellow]warning:[/] {_escape(w)}", soft_wrap=True)  # one line
 
 
 def _with_load_progress(load, *args, **kw):
