@@ -298,13 +298,13 @@ class Store:
         uniq_codes, inv = np.unique(batch.entities.astype(str), return_inverse=True)
         new_codes = [c for c in uniq_codes.tolist() if c not in codes]
         if new_codes and not allow_new_entities:
-            unknown = np.isin(uniq_codes, new_codes)[inv]
-            first = int(np.argmax(unknown))
+            first = int(np.argmax(np.isin(uniq_codes, new_codes)[inv]))  # in file order
+            code = str(uniq_codes[inv[first]])
             listed = ", ".join(new_codes[:3]) + (", ..." if len(new_codes) > 3 else "")
             raise DataError(
-                f"unknown entity {str(uniq_codes[inv[first]])!r} ({_count(len(new_codes), 'new entity')}"
-                f" in the file: {listed}); load them first (load-entities), or allow new "
-                "entities (without --no-new-entities)", row=first + 2, source=batch.source)
+                f"unknown entity {code!r} ({_count(len(new_codes), 'new entity')} in the file: "
+                f"{listed}); load them first (load-entities), or allow new entities (without "
+                "--no-new-entities)", row=first + 2, source=batch.source)
         if new_codes:
             codes = self.add_entities(conn, new_codes)
         out.new_entity_codes = new_codes
