@@ -123,3 +123,132 @@ def test_python_dash_m():
     res = subprocess.run([sys.executable, "-m", "tracecalc", "--help"], capture_output=True,
                          text=True, check=True)
     assert "recalc" in res.stdout
+
+
+# -- load-data and delete-data (issue 11: defects 4, 8, 10 and the output's grammar) --------
+
+QUARTERLY = "item,entity,period,value\n" + "".join(
+    f"revenue,{e},{p},{10 * i + j + 1}\n" for i, e in enumerate(["A", "B"])
+    for j, p in enumerate(["2024-03-31", "2024-06-30", "2024-09-30", "2024-12-31"]))
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Like ``run``, but returns the result: standard output and error apart."""
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    def invoke(*args, code=0):
+        res = runner.invoke(main, ["--db", db, *args], catch_exceptions=False)
+        assert res.exit_code == code, res.output
+        assert "Traceback" not in res.output
+        return res
+
+    return invoke
+
+
+def _csv(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_load_data_says_what_is_new_and_warns_about_odd_dates(cli, tmp_path):
+    res = cli("load-data", _csv(tmp_path, "q.csv", QUARTERLY))
+    assert res.stdout.splitlines() == [
+        "loaded 8 rows for 1 item (1 new item, 2 new entities); 0 formulas now stale",
+        "1 new item: revenue", "2 new entities: A, B"]
+    assert res.stderr == ""
+    cli("set", "prev", "lag(revenue)")
+    res = cli("load-data", _csv(tmp_path, "odd.csv",
+                                "item,entity,period,value\nrevenue,CHIP,2024-08-15,99\n"))
+    assert res.stdout.splitlines() == [
+        "loaded 1 row for 1 item (0 new items, 1 new entity); 1 formula now stale",
+        "1 new entity: CHIP"]
+    assert res.stderr.startswith(
+        "warning: 2024-08-15 is new to the quarterly calendar: every quarterly time-series "
+        "window now steps through it (inside the calendar; not the last day of Mar/Jun/Sep/Dec")
+    res = cli("load-data", _csv(tmp_path, "next.csv",
+                                "item,entity,period,value\nrevenue,A,2025-03-31,5\n"))
+    assert res.stderr == "" and "1 formula now stale" in res.stdout
+    many = "item,entity,period,value\n" + "".join(f"cash,E{i:02d},2024-03-31,1\n"
+                                                    for i in range(12))
+    res = cli("load-data", "-f", "cash=quarterly", _csv(tmp_path, "many.csv", many))
+    assert "12 new entities: E00, E01, E02, E03, E04, E05, E06, E07, E08, E09, ... (2 more)" \
+        in res.stdout
+
+
+def test_load_data_no_new_entities(cli, tmp_path):
+    cli("load-data", _csv(tmp_path, "q.csv", QUARTERLY))
+    path = _csv(tmp_path, "new.csv", "item,entity,period,value\nrevenue,A,2025-03-31,1\n"
+                                     "revenue,ACME,2025-03-31,2\n")
+    res = cli("load-data", "--no-new-entities", path, code=1)
+    assert " ".join(res.stderr.split()).startswith(
+        f"error: {path}, row 3: unknown entity 'ACME' (1 new entity in the file: ACME); load "
+        "them first (load-entities)")
+    assert "entities:    2" in cli("status").stdout
+    cli("load-entities", _csv(tmp_path, "e.csv", "code\nACME\n"))
+    res = cli("load-data", "--no-new-entities", path)
+    assert "0 new entities" in res.stdout and "new entity:" not in res.stdout
+
+
+def test_load_data_progress_only_on_a_terminal(cli, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import tracecalc.cli as cli_module
+    from tracecalc.engine import Engine
+
+    seen = []
+    real = Engine.load_data
+
+    def spy(self, *args, **kw):
+        seen.append(kw.get("progress"))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(Engine, "load_data", spy)
+    path = _csv(tmp_path, "q.csv", QUARTERLY)
+    res = cli("load-data", path)  # piped: no bar
+    assert seen == [None] and "━" not in res.output and "reading" not in res.output
+    screen = io.StringIO()
+    monkeypatch.setattr(cli_module, "out", Console(file=screen, force_terminal=True,
+                                                   width=100, highlight=False))
+    cli("load-data", path)
+    assert callable(seen[-1])
+    shown = screen.getvalue()
+    assert "8/8" in shown and "━" in shown and "loaded 8 rows" in shown
+
+
+def test_delete_data(cli, tmp_path):
+    cli("load-data", _csv(tmp_path, "q.csv", QUARTERLY))
+    cli("load-data", _csv(tmp_path, "odd.csv", "item,entity,period,value\n"
+                                               "revenue,CHIP,2024-08-15,99\n"
+                                               "cash,A,2024-03-31,1\ncash,A,2024-06-30,2\n"))
+    cli("set", "prev", "lag(revenue)")
+    cli("set", "twice", "2 * revenue")
+    cli("recalc")
+    res = cli("delete-data", "revenue", "--entity", "CHIP", "--period", "2024-08-15")
+    assert res.stdout.splitlines() == [
+        "deleted 1 data point of revenue (1 entity: CHIP; 1 period: 2024-08-15)",
+        "2024-08-15 left the quarterly calendar (no data there any more)",
+        "2 formulas now stale: prev, twice"]
+    res = cli("delete-data", "revenue", "-e", "A", "-e", "B", "-p", "2024-12-31")
+    assert res.stdout.splitlines() == [
+        "deleted 2 data points of revenue (2 entities: A, B; 1 period: 2024-12-31)",
+        "2024-12-31 left the quarterly calendar (no data there any more)",
+        "2 formulas now stale: prev, twice"]
+    assert "run 2: 2 formula" in cli("recalc").stdout
+    res = cli("delete-data", "revenue", code=1)
+    assert res.stderr.startswith("error: cannot delete 'revenue': used by prev, twice")
+    res = cli("delete-data", "cash")
+    assert res.stdout.splitlines() == ["deleted item cash and its 2 data points",
+                                       "0 formulas now stale"]
+    res = cli("delete-data", "revnue", code=1)
+    assert "error: no data item named 'revnue'. Did you mean 'revenue'?" in res.stderr
+    res = cli("delete-data", "revenue", "-e", "AA", code=1)
+    assert "Did you mean 'A'?" in res.stderr
+    res = cli("delete-data", "revenue", "-p", "2024-02-30", code=1)
+    assert "bad period '2024-02-30'" in res.stderr
+    assert "data points: 6" in cli("status").stdout  # nothing deleted by the failures
+    cli("delete-data", code=2)

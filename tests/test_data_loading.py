@@ -166,3 +166,262 @@ def test_values_round_trip_bitwise(engine, points):
     assert set(have) >= set(want)
     for k, v in want.items():
         assert math.copysign(1, have[k]) == math.copysign(1, v + 0.0) and have[k] == v, k
+
+
+# -- calendars, new entities, deleting data (issue 11: defects 4, 8, 10) --------------------
+
+import datetime as dt  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from tracecalc.errors import DependentsError, NotFoundError  # noqa: E402
+
+QUARTERS = ["2024-03-31", "2024-06-30", "2024-09-30", "2024-12-31", "2025-03-31"]
+
+
+def _points(item, entities, periods, start=1.0):
+    rows = [(item, e, p, start + 10 * i + j) for i, e in enumerate(entities)
+            for j, p in enumerate(periods)]
+    return pd.DataFrame(rows, columns=["item", "entity", "period", "value"])
+
+
+def _base(engine):
+    """Quarterly revenue and cogs of A, B, C, and formulas of every kind of reach."""
+    data = pd.concat([_points("revenue", ["A", "B", "C"], QUARTERS, 100.0),
+                      _points("cogs", ["A", "B", "C"], QUARTERS, 30.0)], ignore_index=True)
+    engine.load_data(data)
+    engine.set_formulas([
+        {"name": "gm", "expression": "(revenue - cogs) / revenue"},
+        {"name": "g", "expression": "growth(revenue)"},
+        {"name": "prev", "expression": "lag(revenue)"},
+        {"name": "rk", "expression": "cs_rank(revenue)"},
+        {"name": "filled", "expression": "coalesce(cogs, 0)"},
+        {"name": "g2", "expression": "prev + gm"},
+    ])
+    engine.recalc()
+    return data
+
+
+def _expected(data: pd.DataFrame, entities) -> dict[str, pd.Series]:
+    """The formulas of ``_base`` in plain pandas: panels over the quarterly calendar (every
+    period some item has data at) and every entity of the database."""
+    cal = sorted(pd.to_datetime(data["period"]).unique())
+    d = data.assign(period=pd.to_datetime(data["period"]))
+
+    def panel(item):
+        p = d[d["item"] == item].pivot(index="period", columns="entity", values="value")
+        return p.reindex(index=cal, columns=sorted(entities))
+
+    rev, cogs = panel("revenue"), panel("cogs")
+    base = rev.shift(1)
+    out = {"gm": (rev - cogs) / rev, "g": (rev / base - 1).where(base > 0),
+           "prev": base, "rk": rev.rank(axis=1).div(rev.count(axis=1), axis=0),
+           "filled": cogs.fillna(0.0)}
+    out["g2"] = out["prev"] + out["gm"]
+    return {k: v.stack().dropna() for k, v in out.items()}
+
+
+def _check_against_reference(engine, data):
+    want = _expected(data, engine.entities()["code"])
+    for name, series in want.items():
+        got = engine.records(name).set_index(["entity", "period"])["value"].sort_index()
+        series = series.swaplevel().sort_index()
+        assert len(got) == len(series), name
+        np.testing.assert_allclose(got.to_numpy(), series.to_numpy(), rtol=1e-12,
+                                   err_msg=name)
+        assert list(got.index) == list(series.index), name
+
+
+ODD = ("2025-01-15 is new to the quarterly calendar: every quarterly time-series window now "
+       "steps through it (inside the calendar; not the last day of Mar/Jun/Sep/Dec like the "
+       "rest of the calendar)")
+
+
+def test_an_odd_date_inside_the_calendar_is_warned_about(engine):
+    _base(engine)
+    res = engine.load_data(pd.DataFrame({"item": ["revenue"], "entity": ["CHIP"],
+                                         "period": ["2025-01-15"], "value": [99.0]}))
+    assert res.new_periods == {"quarterly": (dt.date(2025, 1, 15),)}
+    assert len(res.warnings) == 1 and res.warnings[0].startswith(ODD)
+    assert "delete-data" in res.warnings[0]
+    assert res.new_entity_codes == ("CHIP",) and res.new_entities == 1
+
+
+def test_the_next_quarter_is_not_an_anomaly(engine):
+    _base(engine)
+    res = engine.load_data(_points("revenue", ["A", "B"], ["2025-06-30"]))
+    assert res.new_periods == {"quarterly": (dt.date(2025, 6, 30),)}
+    assert res.warnings == ()
+    res = engine.load_data(_points("revenue", ["A"], ["2025-06-30"], 5.0))  # nothing new
+    assert res.new_periods == {} and res.warnings == ()
+
+
+def test_history_before_the_calendar_and_several_dates(engine):
+    _base(engine)
+    res = engine.load_data(_points("revenue", ["A"], ["2023-12-31", "2023-09-30"]))
+    assert res.warnings == (
+        "2 dates are new to the quarterly calendar (2023-09-30, 2023-12-31): every quarterly "
+        "time-series window now steps through them (before the calendar); if that is a "
+        "mistake, delete those points (delete-data ITEM --period DATE) and the calendar "
+        "shrinks back",)
+
+
+def test_a_weekend_in_daily_data_is_warned_about(engine):
+    days = pd.bdate_range("2024-06-03", "2024-06-28").strftime("%Y-%m-%d").tolist()
+    assert engine.load_data(_points("close", ["A", "B"], days)).warnings == ()
+    res = engine.load_data(_points("close", ["A"], ["2024-07-01", "2024-06-29"]))
+    assert res.new_periods == {"daily": (dt.date(2024, 6, 29), dt.date(2024, 7, 1))}
+    assert res.warnings == (
+        "2024-06-29 is new to the daily calendar: every daily time-series window now steps "
+        "through it (on a weekend, where the calendar has working days only); if that is a "
+        "mistake, delete those points (delete-data ITEM --period DATE) and the calendar "
+        "shrinks back",)
+
+
+def test_the_first_load_warns_about_dates_off_its_own_grid(engine):
+    res = engine.load_data(_points("revenue", ["A"], [*QUARTERS, "2024-08-15"]),
+                           frequencies={"revenue": "quarterly"})
+    assert len(res.warnings) == 1 and res.warnings[0].startswith(
+        "2024-08-15 is new to the quarterly calendar")
+
+
+def test_new_entities_are_listed_or_refused(engine):
+    _base(engine)
+    before = engine.status()
+    new = _points("revenue", ["ACME", "B", "ZED"], ["2025-06-30"])
+    with pytest.raises(DataError) as info:
+        engine.load_data(new, allow_new_entities=False)
+    assert info.value.row == 2
+    assert "unknown entity 'ACME' (2 new entities in the file: ACME, ZED)" in str(info.value)
+    assert "load-entities" in str(info.value) and "--no-new-entities" in str(info.value)
+    assert engine.status() == before  # nothing written, not even the known entity's point
+    engine.load_entities(pd.DataFrame({"code": ["ACME", "ZED"]}))
+    res = engine.load_data(new, allow_new_entities=False)
+    assert res.new_entity_codes == () and res.new_entities == 0
+    res = engine.load_data(_points("cash", ["Q2", "Q1", "B"], QUARTERS))
+    assert res.new_entity_codes == ("Q1", "Q2") and res.new_items == ("cash",)
+
+
+def test_load_progress_reports_phases_and_rows(engine, tmp_path):
+    path = tmp_path / "d.csv"
+    data = pd.concat([_points("revenue", ["A", "B"], QUARTERS),
+                      _points("cogs", ["A"], QUARTERS)])
+    data.to_csv(path, index=False)
+    calls = []
+    engine.load_data(path, progress=lambda *a: calls.append(a))
+    assert calls[0] == (0, 0, f"reading {path}")
+    assert calls[1] == (0, 0, "checking against the catalog")
+    assert calls[2:] == [(0, 15, "writing cogs"), (5, 15, "writing revenue"),
+                         (15, 15, "updating the calendars"), (15, 15, "marking dependents stale")]
+
+
+def test_delete_a_point_an_entity_and_a_period(engine):
+    data = _base(engine)
+    _check_against_reference(engine, data)
+    key = ["item", "entity", "period"]
+
+    res = engine.delete_data("revenue", "B", "2024-09-30")
+    assert (res.points, res.entities, res.periods) == (1, ("B",), (dt.date(2024, 9, 30),))
+    assert not res.item_deleted and res.removed_periods == ()
+    assert set(res.marked_stale) == {"gm", "g", "prev", "rk", "g2"}
+    states = engine.status()["states"]
+    assert states["rk"] == "stale" and states["gm"] == "partial"  # cross-sectional: all
+    assert engine.status()["stale_entities"]["gm"] == 1
+    data = data[~((data["item"] == "revenue") & (data["entity"] == "B")
+                  & (data["period"] == "2024-09-30"))]
+    engine.recalc()
+    _check_against_reference(engine, data)
+
+    res = engine.delete_data("cogs", entity="C")
+    assert (res.points, res.entities) == (5, ("C",))
+    assert set(res.marked_stale) == {"gm", "filled", "g2"}
+    data = data[~((data["item"] == "cogs") & (data["entity"] == "C"))]
+    engine.recalc()
+    _check_against_reference(engine, data)
+
+    res = engine.delete_data("revenue", period=["2024-06-30", dt.date(2024, 3, 31)])
+    assert res.points == 6 and res.entities == ("A", "B", "C")
+    assert res.removed_periods == ()  # cogs still has data there
+    data = data[~((data["item"] == "revenue") & data["period"].isin(["2024-03-31",
+                                                                     "2024-06-30"]))]
+    engine.recalc()
+    _check_against_reference(engine, data)
+    assert engine.status()["data_points"] == len(data.drop_duplicates(key))
+
+
+def test_delete_a_whole_item(engine):
+    data = _base(engine)
+    with pytest.raises(DependentsError, match="cannot delete 'cogs': used by filled, gm"):
+        engine.delete_data("cogs")
+    engine.load_data(_points("cash", ["A", "B"], [*QUARTERS, "2025-06-30"]))
+    engine.recalc()
+    res = engine.delete_data("cash")
+    assert res.item_deleted and res.points == 12
+    assert res.removed_periods == (dt.date(2025, 6, 30),)  # only cash had data there
+    assert set(res.marked_stale) == {"g", "prev", "g2"}  # they look along time
+    assert "cash" not in engine.items()
+    engine.recalc()
+    _check_against_reference(engine, data)
+    assert engine.records("prev")["period"].max() == pd.Timestamp("2025-03-31")
+
+
+def test_delete_data_is_all_or_nothing(engine):
+    _base(engine)
+    before = engine.status()
+    records = engine.records("gm")
+    cases = [
+        (("revenu",), NotFoundError, "no data item named 'revenu'. Did you mean 'revenue'?"),
+        (("gm",), NotFoundError, "'gm' is a formula"),
+        (("revenue", ["A", "BB"]), NotFoundError,
+         "no entity named 'BB'. Did you mean 'B'?"),
+        (("revenue", ["A"], ["2024-03-31", "2024-04-30"]), NotFoundError,
+         "no quarterly period with revenue data for A named '2024-04-30'. Did you mean "
+         "'2024-03-31' or '2024-06-30'?"),
+        (("revenue", None, "2024-13-01"), DataError, "bad period '2024-13-01'"),
+    ]
+    for args, kind, message in cases:
+        with pytest.raises(kind) as info:
+            engine.delete_data(*args)
+        assert message in str(info.value)
+    engine.load_entities(pd.DataFrame({"code": ["NEW"]}))
+    with pytest.raises(NotFoundError, match="no entity with revenue data named 'NEW'"):
+        engine.delete_data("revenue", ["A", "NEW"])
+    assert engine.status() == {**before, "entities": 4}
+    pd.testing.assert_frame_equal(engine.records("gm"), records)
+
+
+def test_a_mistaken_date_is_undone_completely(engine):
+    data = _base(engine)
+    lagged, growth = engine.records("prev"), engine.records("g")
+    engine.load_data(pd.DataFrame({"item": ["revenue"], "entity": ["CHIP"],
+                                   "period": ["2025-01-15"], "value": [99.0]}))
+    engine.recalc()
+    shifted = engine.records("prev")
+    assert (shifted["period"] == pd.Timestamp("2025-01-15")).sum() == 3  # A, B, C lag into it
+    assert (engine.records("filled")["period"] == pd.Timestamp("2025-01-15")).sum() == 4
+
+    res = engine.delete_data("revenue", "CHIP", "2025-01-15")
+    assert res.removed_periods == (dt.date(2025, 1, 15),)
+    assert {"prev", "g", "g2"} <= set(res.marked_stale)
+    # records at the lost period are gone at once, even for formulas that stay fresh
+    assert (engine.records("filled")["period"] == pd.Timestamp("2025-01-15")).sum() == 0
+    engine.recalc()
+    pd.testing.assert_frame_equal(engine.records("prev"), lagged)
+    pd.testing.assert_frame_equal(engine.records("g"), growth)
+    _check_against_reference(engine, data)
+    full = engine.recalc(full=True)
+    assert full.records_written == 0  # what the increments left equals a full run
+
+
+def test_an_empty_value_also_takes_a_date_out_of_the_calendar(engine):
+    _base(engine)
+    lagged = engine.records("prev")
+    engine.load_data(pd.DataFrame({"item": ["revenue"], "entity": ["A"],
+                                   "period": ["2025-01-15"], "value": [99.0]}))
+    engine.recalc()
+    res = engine.load_data(pd.DataFrame({"item": ["revenue"], "entity": ["A"],
+                                         "period": ["2025-01-15"], "value": [float("nan")]}))
+    assert res.removed_periods == {"quarterly": (dt.date(2025, 1, 15),)}
+    assert res.warnings == ()
+    engine.recalc()
+    pd.testing.assert_frame_equal(engine.records("prev"), lagged)

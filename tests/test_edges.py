@@ -119,7 +119,8 @@ def test_set_formulas_refuses_other_shapes_saying_what_is_accepted(sqlite_engine
 
 READERS = [("status",), ("list",), ("show", "x"), ("explain", "x", "A", "2024-12-31"),
            ("export",), ("runs",), ("history", "x"), ("impact", "x"), ("deps", "x"),
-           ("check", "x", "revenue"), ("recalc",), ("delete", "x")]
+           ("check", "x", "revenue"), ("recalc",), ("delete", "x"), ("verify",),
+           ("delete-data", "revenue")]
 
 
 @pytest.mark.parametrize("args", READERS, ids=lambda a: a[0])
@@ -428,9 +429,10 @@ EVERY = {
     "delete": ("gross_margin_or_zero",), "recalc": ("--full",),
     "load-data": (str(SAMPLE / "data.csv"),), "load-entities": (str(SAMPLE / "entities.csv"),),
     "load-formulas": (str(SAMPLE / "formulas.csv"),), "demo": ("--data", str(SAMPLE)),
-    "verify": (),
+    "verify": (), "delete-data": ("revenue", "--entity", "ACME"),
 }
-WRITERS = {"init", "set", "delete", "recalc", "load-data", "load-entities", "load-formulas"}
+WRITERS = {"init", "set", "delete", "recalc", "load-data", "load-entities", "load-formulas",
+           "delete-data"}
 FILES = {"load-data": 0, "load-entities": 0, "load-formulas": 0}
 
 
@@ -484,7 +486,8 @@ def test_every_command_on_a_read_only_database(cli, sample_db, name):
         assert res.exit_code == 0 and "Traceback" not in res.output, res.output
 
 
-@pytest.mark.parametrize("name", sorted(WRITERS - {"init", "delete"}))  # a delete frees space
+# (deletes free space: they succeed on a full disk)
+@pytest.mark.parametrize("name", sorted(WRITERS - {"init", "delete", "delete-data"}))
 def test_every_writing_command_on_a_full_disk(cli, sample_db, name, small_disk, tmp_path):
     args = EVERY[name]
     if name.startswith("load-"):  # changed data, so that the load has to write

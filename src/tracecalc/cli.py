@@ -132,9 +132,12 @@ def init(ctx):
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--frequency", "-f", multiple=True, metavar="ITEM=FREQ",
               help="Declare an item's frequency (daily, weekly, monthly, quarterly, annual).")
+@click.option("--no-new-entities", is_flag=True,
+              help="Refuse the file if it has entities the database does not know "
+                   "(load them with load-entities first).")
 @click.pass_context
 @handle_errors
-def load_data(ctx, file, frequency):
+def load_data(ctx, file, frequency, no_new_entities):
     """Load data points from a CSV with columns item, entity, period, value."""
     freqs = {}
     for f in frequency:
@@ -143,12 +146,72 @@ def load_data(ctx, file, frequency):
         k, v = f.split("=", 1)
         freqs[k.strip()] = v.strip().lower()
     try:
-        res = _engine(ctx, create=True).load_data(file, frequencies=freqs, label=file)
+        res = _with_load_progress(_engine(ctx, create=True).load_data, file, frequencies=freqs,
+                                  label=file, allow_new_entities=not no_new_entities)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--frequency") from None
-    out.print(f"loaded {res.rows:,} rows for {len(res.items)} items "
-              f"({len(res.new_items)} new items, {res.new_entities} new entities); "
-              f"{len(res.marked_stale)} formulas now stale")
+    say = functools.partial(out.print, markup=False)
+    say(f"loaded {plural(res.rows, 'row')} for {plural(len(res.items), 'item')} "
+        f"({plural(len(res.new_items), 'new item')}, "
+        f"{plural(res.new_entities, 'new entity')}); "
+        f"{plural(len(res.marked_stale), 'formula')} now stale")
+    if res.new_items:
+        say(f"{plural(len(res.new_items), 'new item')}: {_first(res.new_items)}")
+    if res.new_entity_codes:
+        say(f"{plural(len(res.new_entity_codes), 'new entity')}: "
+            f"{_first(res.new_entity_codes)}")
+    for freq, days in res.removed_periods.items():
+        say(_left_calendar(freq, days))
+    for w in res.warnings:
+        err.print(f"[bold yellow]warning:[/] {_escape(w)}", soft_wrap=True)  # one line
+
+
+def _with_load_progress(load, *args, **kw):
+    """A progress bar while a load runs, when standard output is a terminal."""
+    if not out.is_terminal:
+        return load(*args, **kw)
+    with _bar("loading") as (bar, task):
+        def progress(done, total, what):  # total 0: reading and checking, no measure
+            bar.update(task, completed=done, total=total or None, description=Text(what))
+
+        return load(*args, progress=progress, **kw)
+
+
+def _first(names, n: int = 10) -> str:
+    names = [str(x) for x in names]
+    more = f", ... ({len(names) - n:,} more)" if len(names) > n else ""
+    return ", ".join(names[:n]) + more
+
+
+def _left_calendar(freq: str, days) -> str:
+    if len(days) == 1:
+        return f"{days[0]} left the {freq} calendar (no data there any more)"
+    return f"{plural(len(days), 'period')} left the {freq} calendar: {_first(days)}"
+
+
+@main.command("delete-data")
+@click.argument("item")
+@click.option("--entity", "-e", multiple=True, metavar="E",
+              help="Only the points of this entity (repeatable).")
+@click.option("--period", "-p", multiple=True, metavar="P",
+              help="Only the points at this date, YYYY-MM-DD (repeatable).")
+@click.pass_context
+@handle_errors
+def delete_data(ctx, item, entity, period):
+    """Delete data points of ITEM (or, with no option, the whole item if no formula uses it);
+    all or nothing, dependents become stale."""
+    res = _engine(ctx).delete_data(item, list(entity) or None, list(period) or None)
+    say = functools.partial(out.print, markup=False)
+    if res.item_deleted:
+        say(f"deleted item {item} and its {plural(res.points, 'data point')}")
+    else:
+        say(f"deleted {plural(res.points, 'data point')} of {item} "
+                  f"({plural(len(res.entities), 'entity')}: {_first(res.entities)}; "
+                  f"{plural(len(res.periods), 'period')}: {_first(res.periods)})")
+    if res.removed_periods:
+        say(_left_calendar(res.frequency, res.removed_periods))
+    say(f"{plural(len(res.marked_stale), 'formula')} now stale"
+              + (f": {_first(res.marked_stale)}" if res.marked_stale else ""))
 
 
 @main.command("load-entities")

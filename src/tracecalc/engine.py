@@ -8,12 +8,15 @@ save or a bad data file changes nothing.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import getpass
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from tracecalc import explain, integrity
 from tracecalc.errors import (
@@ -37,6 +40,7 @@ from tracecalc.model import (
     FUNCTION_NAMES,
     NAME_RE,
     CheckReport,
+    DeleteResult,
     FormulaInfo,
     FormulaState,
     Frequency,
@@ -49,7 +53,7 @@ from tracecalc.model import (
 )
 from tracecalc.parser import ParsedFormula, Ref, normalise, parse, walk
 from tracecalc.recalc import NONE, run_plan
-from tracecalc.storage import DEFAULT_URL, Store, files
+from tracecalc.storage import DEFAULT_URL, Store, calendars, files
 from tracecalc.work import FormulaRef, Plan, Session
 
 Progress = Callable[[int, int, str], None]
@@ -211,55 +215,189 @@ class Engine:
     # -- data ---------------------------------------------------------------------------------
 
     def load_data(self, data, *, frequencies: dict[str, str] | None = None,
-                  label: str = "") -> LoadResult:
+                  label: str = "", allow_new_entities: bool = True,
+                  progress: Progress | None = None) -> LoadResult:
         """Load data points (a CSV path or a DataFrame: item, entity, period, value).
 
         All or nothing: the first bad row raises ``DataError`` naming the row and the reason.
         An empty value deletes a stored point. Item frequencies come from a ``frequency``
-        column, ``frequencies``, or are inferred from the periods.
+        column, ``frequencies``, or are inferred from the periods. Entities the database
+        does not know are added (``LoadResult.new_entity_codes``), unless
+        ``allow_new_entities`` is false: then the first row with one is refused.
+
+        Periods new to a frequency's calendar are listed in ``LoadResult.new_periods``; a
+        new period inside or before the calendar, or off its grid (a date that is not a
+        quarter end in quarterly data, a weekend in daily data), gets a line in
+        ``LoadResult.warnings``, since every time-series window of that frequency now steps
+        through it (``delete_data`` takes a mistaken date back out). Appending the periods
+        after the last one is the normal case and is not warned about. Periods left with no
+        data point of their frequency leave its calendar (``removed_periods``).
+
+        ``progress(done, total, what)`` is called as the load goes: ``total`` 0 while the
+        file is read and checked (no measure of it), then rows written out of all rows,
+        item by item.
 
         Raises:
-            DataError: a bad file or row; nothing is written.
+            DataError: a bad file or row, or an unknown entity with ``allow_new_entities``
+                false; nothing is written.
         """
+        tell = progress or (lambda done, total, what: None)
+        path = data if isinstance(data, (str, os.PathLike)) else "data"
+        tell(0, 0, f"reading {label or path}")
         batch = files.read_data(data, label)
         declared = {k: Frequency(v) for k, v in (frequencies or {}).items()}
         declared.update(batch.frequencies)
         with self.store.transaction() as conn:
+            tell(0, 0, "checking against the catalog")
             self.store.lock_catalog(conn)
             cat = self._catalog(conn)
             clash = sorted(set(batch.items.tolist()) & set(cat.formulas))
             if clash:
                 raise DataError(f"'{clash[0]}' is a formula, not a data item",
                                       source=batch.source)
-            changes = self.store.load_batch(conn, batch, declared)
-            by_id = {r.id: r for r in cat.formulas.values()}
-            users: set[int] = set()
-            for item in changes.changed_items:
-                # Direct users go stale for the entities whose values changed (all of them
-                # when a cross-sectional function ranks or scores across entities).
-                for fid in self.store.formulas_using_items(conn, [item]):
-                    row = by_id[fid]
-                    if _cross_sectional(row.expression):
-                        self.store.set_state(conn, [row.name], FormulaState.STALE)
-                    else:
-                        self.store.mark_entities(conn, fid, changes.changed_entities[item])
-                    users.add(fid)
-            # Formulas that give values where their inputs are missing (coalesce(x, 0)) must
-            # be computed for new entities; those that also look along time (lag, ffill),
-            # for every entity when their calendar gains periods.
-            for row in cat.formulas.values():
-                spontaneous, along_time = _reach(row.expression)
-                if row.frequency in changes.grown_calendars and (spontaneous or along_time):
-                    self.store.set_state(conn, [row.name], FormulaState.STALE)
-                    users.add(row.id)
-                elif spontaneous and len(changes.new_entity_ids):
-                    self.store.mark_entities(conn, row.id, changes.new_entity_ids)
-                    users.add(row.id)
-            self.store.mark_changed(conn, sorted(users))
-            stale = self.store.propagate_changes(conn)
+            changes = self.store.load_batch(conn, batch, declared,
+                                            allow_new_entities=allow_new_entities,
+                                            progress=tell)
+            tell(len(batch), len(batch), "marking dependents stale")
+            stale = self._mark_users(conn, cat, changes.changed_entities,
+                                     grown=changes.grown_calendars,
+                                     shrunk=set(changes.removed_periods),
+                                     new_entity_ids=changes.new_entity_ids)
+        notes = []
+        for freq, added in sorted(changes.added_periods.items()):
+            odd = calendars.odd_periods(freq, changes.calendars_before[freq], added)
+            if odd:
+                notes.append(calendars.warning_text(freq, odd))
         return LoadResult(rows=len(batch), items=tuple(changes.items),
                           new_items=tuple(changes.new_items), new_entities=changes.new_entities,
-                          marked_stale=tuple(stale))
+                          marked_stale=tuple(stale),
+                          new_entity_codes=tuple(changes.new_entity_codes),
+                          new_periods={f: tuple(p.tolist())
+                                       for f, p in sorted(changes.added_periods.items())},
+                          removed_periods={f: tuple(p.tolist())
+                                           for f, p in sorted(changes.removed_periods.items())},
+                          warnings=tuple(notes))
+
+    def _mark_users(self, conn, cat: _Catalog, changed: dict[str, np.ndarray], *,
+                    grown: Iterable[str] = (), shrunk: Iterable[str] = (),
+                    new_entity_ids: np.ndarray | None = None) -> list[str]:
+        """Mark what a change of data points makes stale, then everything downstream
+        pending; returns every formula handled, in recalculation order.
+
+        ``changed`` maps an item to the entities whose points changed; ``grown`` and
+        ``shrunk`` are the frequencies whose calendar gained or lost periods."""
+        by_id = {r.id: r for r in cat.formulas.values()}
+        users: set[int] = set()
+        for item, entity_ids in changed.items():
+            # Direct users go stale for the entities whose values changed (all of them
+            # when a cross-sectional function ranks or scores across entities).
+            for fid in self.store.formulas_using_items(conn, [item]):
+                row = by_id[fid]
+                if _cross_sectional(row.expression):
+                    self.store.set_state(conn, [row.name], FormulaState.STALE)
+                else:
+                    self.store.mark_entities(conn, fid, entity_ids)
+                users.add(fid)
+        # Formulas that give values where their inputs are missing (coalesce(x, 0)) must
+        # be computed for new entities; those that also look along time (lag, ffill),
+        # for every entity when their calendar gains periods. A lost period takes every
+        # record at it along (Store.prune_periods): only windows along time then differ.
+        grown, shrunk = set(grown), set(shrunk)
+        new_ids = np.empty(0, np.int64) if new_entity_ids is None else new_entity_ids
+        for row in cat.formulas.values():
+            spontaneous, along_time = _reach(row.expression)
+            if ((row.frequency in grown and (spontaneous or along_time))
+                    or (row.frequency in shrunk and along_time)):
+                self.store.set_state(conn, [row.name], FormulaState.STALE)
+                users.add(row.id)
+            elif spontaneous and len(new_ids):
+                self.store.mark_entities(conn, row.id, new_ids)
+                users.add(row.id)
+        self.store.mark_changed(conn, sorted(users))
+        return self.store.propagate_changes(conn)
+
+    def delete_data(self, item: str, entity: str | Sequence[str] | None = None,
+                    period=None) -> DeleteResult:
+        """Delete data points of ``item``: of some entities, at some periods, or (neither
+        given) the whole item with all its points.
+
+        ``entity`` and ``period`` are one value or a list; periods are dates or ISO text.
+        All or nothing, in one transaction: every entity and period given must match
+        points of the item, else nothing is deleted. The item's users go stale for the
+        entities that lost points (every entity for cross-sectional ones). Periods left
+        with no data point of the item's frequency leave its calendar, so a mistaken date
+        is undone completely: the formulas of that frequency that look along time (lag,
+        growth, ffill, ...) go stale, and records at those periods are deleted.
+
+        Returns:
+            A ``DeleteResult``: points deleted, their entities and periods, the periods
+            that left the calendar, and the formulas marked stale in recalculation order.
+
+        Raises:
+            NotFoundError: no such item, or an entity or period that matches no point of
+                the item (with the close matches); nothing is deleted.
+            DependentsError: the whole item was to go while formulas use it (listed).
+            DataError: a period that is not a date.
+        """
+        codes = _listed(entity)
+        days = [_day(p, item) for p in _listed(period)]
+        with self.store.transaction() as conn:
+            self.store.lock_catalog(conn)
+            cat = self._catalog(conn)
+            if item not in cat.items:
+                e = NotFoundError("data item", item, close_matches(item, cat.items))
+                if item in cat.formulas:
+                    e.args = (f"{e}: '{item}' is a formula (delete it with delete)",)
+                raise e
+            item_id, freq = cat.items[item]
+            if not codes and not days:
+                users = sorted(cat.graph.successors(item))
+                if users:
+                    raise DependentsError(item, users)
+                eids, pers, _ = self.store.read_item(conn, item_id)
+                self.store.delete_item(conn, item_id)
+                changed: dict[str, np.ndarray] = {}
+            else:
+                eids, pers = self._matching_points(conn, item, item_id, freq, codes, days)
+                self.store.delete_data(conn, item_id, eids, pers)
+                changed = {item: np.unique(eids)}
+            removed = self.store.prune_periods(conn, freq, np.unique(pers))
+            stale = self._mark_users(conn, cat, changed, shrunk={freq} if len(removed) else ())
+            names = self.store.entity_codes(conn)
+        return DeleteResult(
+            item=item, frequency=freq, points=len(eids),
+            entities=tuple(sorted(names[np.unique(eids)].tolist())),
+            periods=tuple(np.unique(pers).tolist()), item_deleted=not codes and not days,
+            removed_periods=tuple(removed.tolist()), marked_stale=tuple(stale))
+
+    def _matching_points(self, conn, item: str, item_id: int, freq: str, codes: list[str],
+                         days: list[np.datetime64]) -> tuple[np.ndarray, np.ndarray]:
+        """The (entity ids, periods) of the item's points among ``codes`` and ``days``
+        (all when not given); every code and day given must match one."""
+        known = self.store.entity_ids(conn)
+        for code in codes:
+            if code not in known:
+                raise NotFoundError("entity", code, close_matches(code, known))
+        wanted = np.unique(np.array([known[c] for c in codes], dtype=np.int64))
+        eids, pers, _ = self.store.read_item(conn, item_id, wanted if codes else None)
+        have = self.store.entity_codes(conn)
+        for code in codes:  # an entity without any point of the item
+            if not (eids == known[code]).any():
+                raise NotFoundError(f"entity with {item} data", code,
+                                    close_matches(code, have[np.unique(
+                                        self.store.read_item(conn, item_id)[0])]))
+        sel = np.isin(pers, np.array(days, dtype="datetime64[D]")) if days else \
+            np.ones(len(pers), bool)
+        whose = f" for {', '.join(codes)}" if codes else ""
+        for day in days:
+            if not (sel & (pers == day)).any():
+                raise NotFoundError(f"{freq} period with {item} data{whose}", str(day),
+                                    _nearest(np.unique(pers), day))
+        at = f" at {', '.join(str(d) for d in days)}"
+        for code in codes:
+            if not (sel & (eids == known[code])).any():
+                raise NotFoundError(f"entity with {item} data{at}", code, ())
+        return eids[sel], pers[sel]
 
     def load_entities(self, data) -> int:
         """Load entity attributes (code, name, sector); returns how many rows were read."""
@@ -932,6 +1070,34 @@ def _entries(batch) -> list[dict]:
                              f"{type(entry['expression']).__name__}, not text")
         entries.append(entry)
     return entries
+
+
+def _listed(value) -> list:
+    """None, one value or several -> a list without repeats (in the given order)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        value = [value]
+    return list(dict.fromkeys(value))
+
+
+def _day(value, item: str) -> np.datetime64:
+    """A period given as a date or ISO text (YYYY-MM-DD)."""
+    if isinstance(value, (dt.date, np.datetime64)):
+        return np.datetime64(value, "D")
+    try:
+        return np.datetime64(dt.date.fromisoformat(str(value).strip()[:10]), "D")
+    except ValueError:
+        raise DataError(f"bad period {str(value)!r} (expected a date YYYY-MM-DD)",
+                        source=item) from None
+
+
+def _nearest(calendar: np.ndarray, day: np.datetime64, n: int = 2) -> list[str]:
+    """The periods of ``calendar`` (sorted) closest to ``day``: suggestions for a date."""
+    if len(calendar) == 0:
+        return []
+    order = np.argsort(np.abs((calendar - day).astype(np.int64)), kind="stable")[:n]
+    return [str(d) for d in np.sort(calendar[order])]
 
 
 def _rotate(cycle: list[str], start: str) -> list[str]:

@@ -184,8 +184,10 @@ def _quote_list(names: Sequence[str]) -> str:
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
-    """``1 formula``, ``2 formulas`` (with thousands separators)."""
-    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+    """``1 formula``, ``2 formulas``, ``3 new entities`` (with thousands separators)."""
+    if words is None:
+        words = word[:-1] + "ies" if word.endswith("y") else word + "s"
+    return f"{n:,} {word if n == 1 else words}"
 
 
 def clip(text: object, limit: int = 80) -> str:

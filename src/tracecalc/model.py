@@ -232,13 +232,37 @@ class SaveResult:
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What a data load changed."""
+    """What a data load changed.
+
+    ``new_periods`` and ``removed_periods`` give, per frequency, the periods its calendar
+    gained and lost; ``warnings`` says when new periods land inside or before the calendar,
+    or off its grid (a mid-quarter date, a weekend in daily data): every time-series window
+    of that frequency then steps through them.
+    """
 
     rows: int
     items: tuple[str, ...]
     new_items: tuple[str, ...]
     new_entities: int
     marked_stale: tuple[str, ...]
+    new_entity_codes: tuple[str, ...] = ()  # sorted
+    new_periods: dict[str, tuple[dt.date, ...]] = field(default_factory=dict)
+    removed_periods: dict[str, tuple[dt.date, ...]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What deleting data points changed."""
+
+    item: str
+    frequency: str
+    points: int  # data points deleted
+    entities: tuple[str, ...]  # codes of the entities that lost points, sorted
+    periods: tuple[dt.date, ...]  # periods of the points deleted, sorted
+    item_deleted: bool  # the item itself is gone (a whole, unused item)
+    removed_periods: tuple[dt.date, ...]  # left the frequency's calendar: no data there now
+    marked_stale: tuple[str, ...]  # in recalculation order
 
 
 @dataclass

@@ -316,14 +316,41 @@ class Store:
         vals = conn.execute(q).scalars().all()
         return np.array(vals, dtype="datetime64[D]")
 
-    def add_periods(self, conn: Connection, frequency: str, new: Iterable[np.datetime64]) -> int:
-        """Extend a frequency's calendar; returns how many periods were new."""
-        have = set(self.calendar(conn, frequency).tolist())
-        rows = [{"frequency": frequency, "period": d} for d in
-                sorted(set(np.asarray(list(new), dtype="datetime64[D]").tolist()) - have)]
-        if rows:
-            conn.execute(insert(periods), rows)
-        return len(rows)
+    def add_periods(self, conn: Connection, frequency: str,
+                    new: Iterable[np.datetime64]) -> np.ndarray:
+        """Extend a frequency's calendar; returns the periods that were new (sorted)."""
+        added = np.setdiff1d(np.asarray(list(new) if not isinstance(new, np.ndarray) else new,
+                                        dtype="datetime64[D]"), self.calendar(conn, frequency))
+        if len(added):
+            conn.execute(insert(periods), [{"frequency": frequency, "period": d}
+                                           for d in added.tolist()])
+        return added
+
+    def prune_periods(self, conn: Connection, frequency: str, candidates) -> np.ndarray:
+        """Drop from a frequency's calendar the ``candidates`` no data point of that
+        frequency is at any more, and the formula records at them (no panel has a row there
+        now, so no run would ever delete them). Returns the periods removed (sorted)."""
+        cands = np.intersect1d(np.asarray(candidates, dtype="datetime64[D]"),
+                               self.calendar(conn, frequency))
+        if len(cands) == 0:
+            return cands
+        same = select(items.c.id).where(items.c.frequency == frequency)
+        users = select(formulas.c.id).where(formulas.c.frequency == frequency)
+        kept: set = set()
+        days = cands.tolist()
+        for i in range(0, len(days), 500):
+            chunk = days[i:i + 500]
+            q = (select(data_points.c.period).distinct()
+                 .where(data_points.c.item_id.in_(same), data_points.c.period.in_(chunk)))
+            kept.update(conn.execute(q).scalars())
+        gone = [d for d in days if d not in kept]
+        for i in range(0, len(gone), 500):
+            chunk = gone[i:i + 500]
+            conn.execute(delete(periods).where(periods.c.frequency == frequency,
+                                               periods.c.period.in_(chunk)))
+            conn.execute(delete(records).where(records.c.formula_id.in_(users),
+                                               records.c.period.in_(chunk)))
+        return np.array(gone, dtype="datetime64[D]")
 
     # -- data points --------------------------------------------------------------------------
 
@@ -348,24 +375,44 @@ class Store:
     def delete_data(self, conn, item_id: int, entity_ids, pers) -> int:
         return bulk.delete_keys(conn, data_points, "item_id", item_id, entity_ids, pers)
 
-    def load_batch(self, conn: Connection, batch: DataBatch,
-                   declared: dict[str, Frequency]) -> LoadChanges:
+    def delete_item(self, conn: Connection, item_id: int) -> None:
+        """Delete an item and all its points (no formula may reference it)."""
+        bulk.delete_entities(conn, data_points, "item_id", item_id, None)
+        conn.execute(delete(items).where(items.c.id == item_id))
+
+    def load_batch(self, conn: Connection, batch: DataBatch, declared: dict[str, Frequency],
+                   *, allow_new_entities: bool = True, progress=None) -> LoadChanges:
         """Upsert a checked batch: new items and entities, then per item only the points
-        whose value changed (inserted, updated, or deleted where the new value is empty)."""
+        whose value changed (inserted, updated, or deleted where the new value is empty);
+        then the calendars gain the new periods and lose those no data is at any more.
+        ``progress(rows done, rows, what)`` is told before each item is written."""
         out = LoadChanges()
         known = self.items(conn)
         codes = self.entity_ids(conn)
         uniq_codes, inv = np.unique(batch.entities.astype(str), return_inverse=True)
         new_codes = [c for c in uniq_codes.tolist() if c not in codes]
+        if new_codes and not allow_new_entities:
+            first = int(np.argmax(np.isin(uniq_codes, new_codes)[inv]))  # in file order
+            code = str(uniq_codes[inv[first]])
+            listed = ", ".join(new_codes[:3]) + (", ..." if len(new_codes) > 3 else "")
+            raise DataError(
+                f"unknown entity {code!r} ({_count(len(new_codes), 'new entity')} in the file: "
+                f"{listed}); load them first (load-entities), or allow new entities (without "
+                "--no-new-entities)", row=first + 2, source=batch.source)
         if new_codes:
             codes = self.add_entities(conn, new_codes)
+        out.new_entity_codes = new_codes
         out.new_entities = len(new_codes)
         out.new_entity_ids = np.sort(np.array([codes[c] for c in new_codes], dtype=np.int64))
         all_eids = np.array([codes[c] for c in uniq_codes.tolist()], dtype=np.int64)[inv]
         order = np.argsort(batch.items, kind="stable")
         names, starts = np.unique(batch.items[order], return_index=True)
         bounds = list(starts[1:]) + [len(order)]
+        present: dict[str, list[np.ndarray]] = {}  # frequency -> periods with data now
+        emptied: dict[str, list[np.ndarray]] = {}  # frequency -> periods that lost points
         for name, lo, hi in zip(names.tolist(), starts.tolist(), bounds):
+            if progress is not None:
+                progress(lo, len(order), f"writing {name}")
             idx = order[lo:hi]
             eids, pers, vals = all_eids[idx], batch.periods[idx], batch.values[idx]
             out.items.append(name)
@@ -384,23 +431,39 @@ class Store:
                 item_id = self.add_item(conn, name, str(freq))
                 known[name] = (item_id, str(freq))
                 out.new_items.append(name)
-            changed = self._upsert_item(conn, item_id, eids, pers, vals)
+            changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals)
             if len(changed):
                 out.changed_items.append(name)
                 out.changed_entities[name] = changed
-                if self.add_periods(conn, str(freq), pers[~np.isnan(vals)]):
-                    out.grown_calendars.add(str(freq))
+                present.setdefault(str(freq), []).append(pers[~np.isnan(vals)])
+            if len(deleted):
+                emptied.setdefault(str(freq), []).append(deleted)
+        if progress is not None:
+            progress(len(order), len(order), "updating the calendars")
+        for freq, parts in present.items():
+            before = self.calendar(conn, freq)
+            added = self.add_periods(conn, freq, np.unique(np.concatenate(parts)))
+            if len(added):
+                out.grown_calendars.add(freq)
+                out.added_periods[freq] = added
+                out.calendars_before[freq] = before
+        for freq, parts in emptied.items():
+            removed = self.prune_periods(conn, freq, np.unique(np.concatenate(parts)))
+            if len(removed):
+                out.removed_periods[freq] = removed
         return out
 
-    def _upsert_item(self, conn, item_id: int, eids, pers, vals) -> np.ndarray:
-        """Write what differs from the stored points; returns the entity ids that changed."""
+    def _upsert_item(self, conn, item_id: int, eids, pers, vals
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Write what differs from the stored points; returns the entity ids that changed
+        and the periods of the points deleted."""
         vals = bulk.canonical_zero(vals)
         old_e, old_p, old_v = self.read_item(conn, item_id)
         new_k = _point_key(eids, pers)
         present = ~np.isnan(vals)
         if len(old_v) == 0:
             self.insert_data(conn, item_id, eids[present], pers[present], vals[present])
-            return np.unique(eids[present])
+            return np.unique(eids[present]), pers[:0]
         old_k = _point_key(old_e, old_p)
         sorter = np.argsort(old_k)
         pos = np.searchsorted(old_k, new_k, sorter=sorter)
@@ -416,7 +479,7 @@ class Store:
             self.update_data(conn, item_id, eids[upd], pers[upd], vals[upd])
         if dele.any():
             self.delete_data(conn, item_id, eids[dele], pers[dele])
-        return np.unique(eids[ins | upd | dele])
+        return np.unique(eids[ins | upd | dele]), np.unique(pers[dele])
 
     def count_data(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(data_points)).scalar())
@@ -751,10 +814,19 @@ class LoadChanges:
     items: list[str] = field(default_factory=list)
     new_items: list[str] = field(default_factory=list)
     new_entities: int = 0
+    new_entity_codes: list[str] = field(default_factory=list)  # sorted
     new_entity_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     grown_calendars: set[str] = field(default_factory=set)  # frequencies with new periods
+    added_periods: dict[str, np.ndarray] = field(default_factory=dict)  # frequency -> new
+    calendars_before: dict[str, np.ndarray] = field(default_factory=dict)  # of grown ones
+    removed_periods: dict[str, np.ndarray] = field(default_factory=dict)  # no data left
     changed_items: list[str] = field(default_factory=list)
     changed_entities: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def canonical_key(canonical: str) -> str:
