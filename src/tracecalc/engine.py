@@ -575,8 +575,17 @@ class Engine:
         Returns:
             A ``RunReport``: per formula, entities recomputed, records written and unchanged.
 
+        The lock lives on a database connection of its own. If that connection dies
+        mid-run (``pg_terminate_backend``, ``KILL``, an idle timeout), the run notices at
+        its next commit, which it rolls back: every commit first checks, under the catalog
+        lock, that the run still holds its lock, and a run that takes the lock waits for
+        the commits still open (see ``tracecalc.storage.locks``). So two runs never write
+        at the same time; the stopped run's remaining work stays stale for the next one.
+
         Raises:
             BusyError: another recalculation holds the lock past ``wait``.
+            LockLostError: the run lost its lock (its connection was closed) and stopped;
+                what it committed before is kept, the rest is left stale.
         """
         if dask is not None and atomic:
             raise TracecalcError("an atomic run cannot be spread over a Dask cluster")
@@ -586,6 +595,7 @@ class Engine:
                 "concurrent_reads": not atomic and self.store.shareable}
         with self.store.recalc_lock() as lock:
             lock.acquire(wait)
+            opts["holder"] = lock.holder  # every commit of the run checks the lock is ours
             if not atomic:
                 return self._recalc(full, progress, workers, self.store.transaction, opts)
             try:
@@ -593,14 +603,15 @@ class Engine:
                     return self._recalc(full, progress, workers,
                                         lambda write=True: contextlib.nullcontext(shared), opts)
             except TracecalcError as e:  # rolled back, run log included: log the failure
-                with self.store.transaction() as conn:
+                with contextlib.suppress(Exception), self.store.transaction() as conn:
                     rid = self.store.start_run(conn, "full" if full else "incremental",
                                                self.user)
                     self.store.finish_run(conn, rid, "failed", 0, 0, 0,
                                           f"atomic run rolled back: {e}")
                 raise
 
-    def _plan(self, conn, full: bool, kind: str) -> Plan:
+    def _plan(self, conn, full: bool, kind: str, holder: int | None) -> Plan:
+        self.store.lock_for_run(conn, holder)
         self.store.mark_interrupted_runs(conn)
         if full:
             self.store.set_state(conn, self.store.formula_names(conn), FormulaState.STALE)
@@ -629,13 +640,15 @@ class Engine:
                   for n in targets},
             own=own, cross_sectional={n: _cross_sectional(fs[n].expression) for n in targets},
             users={n: [(d, fs[d].id, _cross_sectional(fs[d].expression))
-                       for d in sorted(cat.graph.successors(n))] for n in targets})
+                       for d in sorted(cat.graph.successors(n))] for n in targets},
+            lock_holder=holder)
 
     def _recalc(self, full, progress, workers, tx, opts) -> RunReport:
         t0 = time.perf_counter()
         kind = "full" if full else "incremental"
+        holder = opts["holder"]
         with tx() as conn:
-            plan = self._plan(conn, full, kind)
+            plan = self._plan(conn, full, kind, holder)
         report = RunReport(run_id=plan.run_id, kind=kind)
         try:
             session = Session(plan, self.store, tx)
@@ -653,18 +666,24 @@ class Engine:
                     group=session.group)
                 report.formulas, report.io_seconds = done.stats, done.io_seconds
             report.status = "ok"
+            self._finish(report, t0, None, tx, holder)
         except BaseException as e:
             report.status = "failed"
-            self._finish(report, t0, f"{type(e).__name__}: {e}", tx)
+            # The run's own log line says why, even after a lost lock (it is no data; the
+            # next run would mark it interrupted). Best effort: the error itself matters more.
+            with contextlib.suppress(Exception):
+                self._finish(report, t0, f"{type(e).__name__}: {e}", tx, None)
             if isinstance(e, (TracecalcError, KeyboardInterrupt)):
                 raise
             raise TracecalcError(f"recalculation failed: {e}") from e
-        self._finish(report, t0, None, tx)
         return report
 
-    def _finish(self, report: RunReport, t0: float, message: str | None, tx) -> None:
+    def _finish(self, report: RunReport, t0: float, message: str | None, tx,
+                holder: int | None) -> None:
         report.seconds = time.perf_counter() - t0
         with tx() as conn:
+            if message is None:  # an "ok" is a commit of the run like any other
+                self.store.lock_for_run(conn, holder)
             self.store.finish_run(conn, report.run_id, report.status, report.formulas_computed,
                                   report.records_written, report.records_unchanged, message)
 

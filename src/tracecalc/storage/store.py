@@ -32,7 +32,7 @@ from tracecalc.errors import DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
 from tracecalc.storage import bulk
 from tracecalc.storage.files import DataBatch, infer_frequency
-from tracecalc.storage.locks import RecalcLock, lock_catalog
+from tracecalc.storage.locks import RecalcLock, lock_catalog, verify
 from tracecalc.storage.schema import (
     BULK_TABLES,
     SCHEMA_VERSION,
@@ -155,6 +155,16 @@ class Store:
 
     def lock_catalog(self, conn: Connection) -> None:
         lock_catalog(conn)
+
+    def lock_for_run(self, conn: Connection, holder: int | None) -> None:
+        """First in each transaction a recalculation commits: the catalog lock, then the
+        proof that the run still holds its recalculation lock (``RecalcLock.holder``).
+
+        Raises:
+            LockLostError: the lock went with its connection (see ``locks``).
+        """
+        lock_catalog(conn)
+        verify(conn, holder)
 
     def current_marks(self, conn: Connection, formula_id: int) -> tuple[int, int] | None:
         """(version, stale_seq) of a formula; None if it was deleted."""
