@@ -7,6 +7,7 @@ runs' commits must never interleave, and the next run finishes exactly what is l
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -192,3 +193,63 @@ def test_releasing_a_lock_whose_connection_died_is_quiet(server_url, capsys, cap
     again.acquire()  # the server freed it with the connection
     again.release()
     eng.close()
+
+
+# -- the SQLite lock file (issue 11, defect 9) ------------------------------------------------
+
+
+def test_the_sqlite_lock_file_is_removed_when_the_run_ends(tmp_path):
+    from click.testing import CliRunner as Runner
+
+    db = tmp_path / "sq.db"
+    lock_file = tmp_path / "sq.db.recalc.lock"
+    with Engine(f"sqlite:///{db}") as eng:
+        eng.load_data(SAMPLE / "data.csv")
+        eng.set_formula("gp", "revenue - cogs")
+        lock = eng.store.recalc_lock()
+        lock.acquire()
+        assert lock_file.exists()
+        lock.release()
+        assert not lock_file.exists()
+        assert eng.recalc().records_written > 0
+        assert not lock_file.exists()
+        lock_file.write_text("")  # left behind by a killed process: reused, then removed
+        assert eng.recalc(full=True).status == "ok"
+        assert not lock_file.exists()
+    res = Runner().invoke(main, ["--db", f"sqlite:///{db}", "recalc", "--full", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir() if "lock" in p.name) == []
+
+
+def test_a_lock_taken_on_a_removed_lock_file_does_not_count(tmp_path, monkeypatch):
+    """The unlink race: B opens the lock file, A releases (and removes it), C creates a new
+    one and locks it, then B's flock succeeds on the orphaned file. B must see that and
+    find the lock busy (C holds it), not run alongside C."""
+    import fcntl
+
+    from tracecalc.errors import BusyError
+    from tracecalc.storage import locks
+
+    with Engine(f"sqlite:///{tmp_path / 'race.db'}") as eng:
+        a, b, c = (eng.store.recalc_lock() for _ in range(3))
+        a.acquire()
+        real = fcntl.flock
+        armed = [True]
+
+        def flock(fd, op):
+            if armed[0] and op & fcntl.LOCK_EX:  # B, between its open and its flock
+                armed[0] = False
+                a.release()
+                c.acquire()
+            return real(fd, op)
+
+        monkeypatch.setattr(locks.fcntl, "flock", flock)
+        with pytest.raises(BusyError):
+            b.acquire()
+        assert not armed[0] and c._fd is not None and b._fd is None
+        c.release()
+        b.acquire()  # now free: B locks the file that is at the path
+        assert os.path.exists(b.path)
+        assert os.fstat(b._fd).st_ino == os.stat(b.path).st_ino
+        b.release()
+        assert not os.path.exists(b.path)
