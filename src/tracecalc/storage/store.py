@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateColumn
 
 from tracecalc.errors import DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
@@ -35,6 +36,7 @@ from tracecalc.storage.files import DataBatch, infer_frequency
 from tracecalc.storage.locks import RecalcLock, lock_catalog, verify
 from tracecalc.storage.schema import (
     BULK_TABLES,
+    NAME_COLUMNS,
     SCHEMA_VERSION,
     Formula,
     FormulaLink,
@@ -111,12 +113,14 @@ class Store:
                 if have is None:
                     conn.execute(insert(meta), [{"key": "schema", "value": SCHEMA_VERSION},
                                                 {"key": "catalog", "value": "lock row"}])
-                elif have in ("5", "6"):
+                elif have in ("5", "6", "7"):
                     # 6 added tc_digests (created above); a missing digest only means
                     # "compare with the stored records". 7 keeps the bulk tables WITHOUT
-                    # ROWID on SQLite (the other databases' tables are unchanged).
-                    if conn.dialect.name == "sqlite":
+                    # ROWID on SQLite. 8 makes names and codes binary on MariaDB.
+                    if conn.dialect.name == "sqlite" and have != "7":
                         _rebuild_without_rowid(conn)
+                    if conn.dialect.name in ("mysql", "mariadb"):
+                        _binary_names(conn)
                     conn.execute(update(meta).where(meta.c.key == "schema")
                                  .values(value=SCHEMA_VERSION))
                 elif have != SCHEMA_VERSION:
@@ -653,6 +657,16 @@ def _rebuild_without_rowid(conn: Connection) -> None:
         conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {name}_v6 "
                              f"ORDER BY {key}")
         conn.exec_driver_sql(f"DROP TABLE {name}_v6")
+
+
+def _binary_names(conn: Connection) -> None:
+    """Names and codes of an older MariaDB database in their binary collation (no two
+    stored names differ only in case there: the old collation refused them). Each ALTER
+    commits on its own; the schema version is bumped last, so an upgrade cut short is
+    simply done again."""
+    for table, column in NAME_COLUMNS:
+        spec = CreateColumn(metadata.tables[table].c[column]).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {table} MODIFY {spec}")
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:
