@@ -253,3 +253,36 @@ def test_a_lock_taken_on_a_removed_lock_file_does_not_count(tmp_path, monkeypatc
         assert os.fstat(b._fd).st_ino == os.stat(b.path).st_ino
         b.release()
         assert not os.path.exists(b.path)
+
+
+def test_taking_the_lock_waits_for_an_open_write_transaction(server_url):
+    """The other half of the guarantee: a run that gets the lock waits for the write
+    transactions still open (here one holding the catalog lock, as a run's write does);
+    on MariaDB past its lock wait timeout it gives up as busy and lets go of the lock."""
+    from tracecalc.errors import BusyError
+
+    eng = loaded(server_url)
+    if eng.store.dialect != "postgresql":
+        event.listen(eng.store.engine, "connect", lambda dbapi, _: dbapi.cursor().execute(
+            "SET SESSION innodb_lock_wait_timeout = 1"))
+        eng.store.engine.dispose()
+    other = Engine(server_url)
+    with other.store.transaction() as conn:
+        other.store.lock_catalog(conn)
+        if eng.store.dialect == "postgresql":
+            done: list = []
+            thread = threading.Thread(target=lambda: done.append(eng.recalc()))
+            thread.start()
+            time.sleep(1.5)
+            assert not done and thread.is_alive()
+        else:
+            with pytest.raises(BusyError, match="catalog stayed locked"):
+                eng.recalc()
+    if eng.store.dialect == "postgresql":
+        thread.join(60)
+        assert done and done[0].status == "ok"
+    else:
+        assert eng.recalc().status == "ok"  # the lock was let go
+    assert eng.status()["stale"] == []
+    other.close()
+    eng.close()

@@ -83,14 +83,14 @@ class RecalcLock:
         self._fd: int | None = None
         self._mem: threading.Lock | None = None
         self.holder: int | None = None  # the lock connection's backend pid / connection id
+        self._busy = ""  # why acquire gave up
 
     def acquire(self, wait: float = 0.0) -> None:
         deadline = time.monotonic() + max(0.0, wait)
+        self._busy = "another recalculation is running on this database"
         while not self._try():
             if time.monotonic() >= deadline:
-                raise BusyError(
-                    "another recalculation is running on this database; try again later or "
-                    "pass --wait SECONDS")
+                raise BusyError(f"{self._busy}; try again later or pass --wait SECONDS")
             time.sleep(0.2)
 
     def _try(self) -> bool:
@@ -122,6 +122,8 @@ class RecalcLock:
             conn.commit()
         except DBAPIError:  # MariaDB's lock wait timeout on the catalog row: still busy
             self.release()
+            self._busy = ("the catalog stayed locked (a data load, a save or a stopping "
+                          "recalculation is still writing)")
             return False
         return True
 
