@@ -286,3 +286,23 @@ def test_taking_the_lock_waits_for_an_open_write_transaction(server_url):
     assert eng.status()["stale"] == []
     other.close()
     eng.close()
+
+
+def test_an_atomic_run_that_lost_its_lock_rolls_back_whole(server_url, want, monkeypatch):
+    eng = loaded(server_url)
+    real = eng.store.write_diff
+    hooked = []
+
+    def write_diff(*args, **kw):
+        if not hooked:
+            hooked.append(kill_lock_holder(server_url))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(eng.store, "write_diff", write_diff)
+    with pytest.raises(LockLostError):
+        eng.recalc(full=True, atomic=True)
+    monkeypatch.undo()
+    assert hooked and eng.status()["records"] == 0  # nothing of it was committed
+    assert eng.runs()[0]["status"] == "failed" and "lock was lost" in eng.runs()[0]["message"]
+    assert eng.recalc().status == "ok" and snapshot(eng) == want
+    eng.close()

@@ -572,15 +572,15 @@ class Engine:
         ``atomic`` the whole run is one transaction instead: readers see all of it or
         nothing. Formulas saved or marked stale during a run stay stale for the next one.
 
-        Returns:
-            A ``RunReport``: per formula, entities recomputed, records written and unchanged.
-
         The lock lives on a database connection of its own. If that connection dies
         mid-run (``pg_terminate_backend``, ``KILL``, an idle timeout), the run notices at
         its next commit, which it rolls back: every commit first checks, under the catalog
         lock, that the run still holds its lock, and a run that takes the lock waits for
         the commits still open (see ``tracecalc.storage.locks``). So two runs never write
         at the same time; the stopped run's remaining work stays stale for the next one.
+
+        Returns:
+            A ``RunReport``: per formula, entities recomputed, records written and unchanged.
 
         Raises:
             BusyError: another recalculation holds the lock past ``wait``.

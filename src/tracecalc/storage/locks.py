@@ -23,7 +23,8 @@ A writer that passed the check did so while the old holder was still connected, 
 any new run got the lock; it keeps the catalog lock until it commits, and the new run waits
 for that commit before it reads or writes anything. Every later transaction of the old run
 fails the check. So the commits of two runs never interleave; what is lost is only the work
-the stopped run had not committed (its formulas stay stale for the next run).
+the stopped run had not committed (its formulas stay stale for the next run). The one write
+it still makes is its own line of the run log (failed, and why), which is no data.
 """
 
 from __future__ import annotations
