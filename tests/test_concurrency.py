@@ -185,7 +185,8 @@ def test_sigkill_at_random_moments(kind, tmp_path):
             time.sleep(rng.uniform(0.5, 2.5))
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
-                killed_mid_run += eng.runs(1)[0]["status"] == "running"
+                last = eng.runs(1)  # none yet if killed while still importing
+                killed_mid_run += bool(last) and last[0]["status"] == "running"
             proc.wait()
             eng.recalc(wait=10)
             assert eng.status()["stale"] == []

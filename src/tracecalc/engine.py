@@ -770,6 +770,13 @@ class Engine:
         ``verify`` and docs/operations.md. The run log's kind is ``full-verify`` (or
         ``verify`` for an incremental run).
 
+        The lock lives on a database connection of its own. If that connection dies
+        mid-run (``pg_terminate_backend``, ``KILL``, an idle timeout), the run notices at
+        its next commit, which it rolls back: every commit first checks, under the catalog
+        lock, that the run still holds its lock, and a run that takes the lock waits for
+        the commits still open (see ``tracecalc.storage.locks``). So two runs never write
+        at the same time; the stopped run's remaining work stays stale for the next one.
+
         ``progress(done, total, name)`` is called once the run is planned (``0, total,
         ""``), then after each formula.
 
@@ -778,6 +785,8 @@ class Engine:
 
         Raises:
             BusyError: another recalculation holds the lock past ``wait``.
+            LockLostError: the run lost its lock (its connection was closed) and stopped;
+                what it committed before is kept, the rest is left stale.
         """
         if dask is not None and atomic:
             raise TracecalcError("an atomic run cannot be spread over a Dask cluster")
@@ -788,6 +797,7 @@ class Engine:
                 "concurrent_reads": not atomic and self.store.shareable}
         with self.store.recalc_lock() as lock:
             lock.acquire(wait)
+            opts["holder"] = lock.holder  # every commit of the run checks the lock is ours
             if not atomic:
                 return self._recalc(full, progress, workers, self.store.transaction, opts)
             try:
@@ -795,13 +805,15 @@ class Engine:
                     return self._recalc(full, progress, workers,
                                         lambda write=True: contextlib.nullcontext(shared), opts)
             except TracecalcError as e:  # rolled back, run log included: log the failure
-                with self.store.transaction() as conn:
+                with contextlib.suppress(Exception), self.store.transaction() as conn:
                     rid = self.store.start_run(conn, _kind(full, verify), self.user)
                     self.store.finish_run(conn, rid, "failed", 0, 0, 0,
                                           f"atomic run rolled back: {e}")
                 raise
 
-    def _plan(self, conn, full: bool, kind: str, verify: bool = False) -> Plan:
+    def _plan(self, conn, full: bool, kind: str, holder: int | None,
+              verify: bool = False) -> Plan:
+        self.store.lock_for_run(conn, holder)
         self.store.mark_interrupted_runs(conn)
         if full:
             self.store.set_state(conn, self.store.formula_names(conn), FormulaState.STALE)
@@ -831,14 +843,15 @@ class Engine:
             own=own, cross_sectional={n: _cross_sectional(fs[n].expression) for n in targets},
             users={n: [(d, fs[d].id, _cross_sectional(fs[d].expression))
                        for d in sorted(cat.graph.successors(n))] for n in targets},
-            verify=verify)
+            verify=verify, lock_holder=holder)
 
     def _recalc(self, full, progress, workers, tx, opts) -> RunReport:
         t0 = time.perf_counter()
         kind, verify = _kind(full, opts["verify"]), opts["verify"]
+        holder = opts["holder"]
         with tx() as conn:
+            plan = self._plan(conn, full, kind, holder, verify)  # checks the lock first
             strays = self.store.delete_strays(conn) if verify else 0
-            plan = self._plan(conn, full, kind, verify)
         report = RunReport(run_id=plan.run_id, kind=kind, verify=verify,
                            strays_removed=strays)
         if progress is not None:  # planned: the count of formulas is known now
@@ -859,21 +872,25 @@ class Engine:
                     group=session.group)
                 report.formulas, report.io_seconds = done.stats, done.io_seconds
             report.status = "ok"
+            self._finish(report, t0, None, tx, holder)
         except BaseException as e:
             report.status = "failed"
-            with contextlib.suppress(TracecalcError):  # the database may be what failed:
-                # then the next run logs this one as interrupted
-                self._finish(report, t0, f"{type(e).__name__}: {e}", tx)
+            # The run's own log line says why, even after a lost lock (it is no data; the
+            # next run would mark it interrupted). Best effort: the error itself matters more.
+            with contextlib.suppress(Exception):
+                self._finish(report, t0, f"{type(e).__name__}: {e}", tx, None)
             if isinstance(e, (TracecalcError, KeyboardInterrupt)):
                 raise
             raise TracecalcError(f"recalculation failed: {type(e).__name__}: "
                                  f"{' '.join(str(e).split())}") from e
-        self._finish(report, t0, None, tx)
         return report
 
-    def _finish(self, report: RunReport, t0: float, message: str | None, tx) -> None:
+    def _finish(self, report: RunReport, t0: float, message: str | None, tx,
+                holder: int | None) -> None:
         report.seconds = time.perf_counter() - t0
         with tx() as conn:
+            if message is None:  # an "ok" is a commit of the run like any other
+                self.store.lock_for_run(conn, holder)
             self.store.finish_run(conn, report.run_id, report.status, report.formulas_computed,
                                   report.records_written, report.records_unchanged, message)
 

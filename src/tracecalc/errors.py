@@ -156,6 +156,16 @@ class DatabaseError(TracecalcError):
         super().__init__(message)
 
 
+class LockLostError(TracecalcError):
+    """A recalculation's lock went with its database connection: the run stopped before
+    its next commit (another run may hold the lock by now)."""
+
+    def __init__(self, message: str = (
+            "the recalculation lock was lost (its database connection was closed): this run "
+            "stopped after its last commit; run recalc again to finish")):
+        super().__init__(message)
+
+
 class DependentsError(TracecalcError):
     """A formula cannot be deleted while other formulas use it."""
 

@@ -52,6 +52,8 @@ class Plan:
     # formula -> its users (name, id, cross-sectional): marked stale where it changed
     users: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
     verify: bool = False  # compare every recomputed entity's records cell by cell
+    # the run's recalculation lock connection (RecalcLock.holder): every write checks it
+    lock_holder: int | None = None
 
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
@@ -122,7 +124,8 @@ class Session:
         """Store one part of a formula's result; with ``final`` also finish the formula."""
         ref = self.plan.formulas[stats.name]
         with self._write_tx() as conn:
-            self.store.lock_catalog(conn)  # saves and loads wait for this commit
+            # saves and loads wait for this commit; no commit once the run lost its lock
+            self.store.lock_for_run(conn, self.plan.lock_holder)
             marks = self.store.current_marks(conn, ref.id)
             if marks is None or marks[0] != ref.version:
                 return  # deleted or edited during the run: it is stale already
@@ -135,7 +138,7 @@ class Session:
         """Finish a formula whose parts were written elsewhere (by Dask workers)."""
         ref = self.plan.formulas[stats.name]
         with self._write_tx() as conn:
-            self.store.lock_catalog(conn)
+            self.store.lock_for_run(conn, self.plan.lock_holder)
             marks = self.store.current_marks(conn, ref.id)
             if marks is not None and marks[0] == ref.version:
                 self._finish(conn, ref, marks, stats)

@@ -7,7 +7,24 @@ transaction starts that way, see ``Store``).
 
 A recalculation holds a session-level lock for its whole run on a connection of its own, so
 a killed process releases it: PostgreSQL ``pg_try_advisory_lock``, MariaDB ``GET_LOCK``,
-SQLite an exclusive ``flock`` on a file beside the database.
+SQLite an exclusive ``flock`` on a file beside the database (removed when the run ends).
+
+That connection can die while the run goes on (a DBA's ``pg_terminate_backend`` or ``KILL``,
+an idle timeout): the server frees the lock and a second run may take it. So no commit of a
+run may happen unless its lock is still held, and this is made exact, not just likely:
+
+* every write transaction of a run first takes the catalog lock, then checks (``verify``)
+  that the recalculation lock is held by the run's own lock connection (``holder``: its
+  backend pid or connection id), and raises ``LockLostError`` if not;
+* whoever acquires the recalculation lock then takes the catalog lock once (``acquire``),
+  so it waits for any write transaction that is still open.
+
+A writer that passed the check did so while the old holder was still connected, so before
+any new run got the lock; it keeps the catalog lock until it commits, and the new run waits
+for that commit before it reads or writes anything. Every later transaction of the old run
+fails the check. So the commits of two runs never interleave; what is lost is only the work
+the stopped run had not committed (its formulas stay stale for the next run). The one write
+it still makes is its own line of the run log (failed, and why), which is no data.
 """
 
 from __future__ import annotations
@@ -18,8 +35,9 @@ import threading
 import time
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
-from tracecalc.errors import BusyError
+from tracecalc.errors import BusyError, LockLostError
 
 _CATALOG, _RECALC = "tracecalc.catalog", "tracecalc.recalc"
 _memory_locks: dict[int, threading.Lock] = {}
@@ -36,6 +54,26 @@ def lock_catalog(conn: Connection) -> None:
     # SQLite: the transaction began IMMEDIATE and holds the database's write lock already.
 
 
+def verify(conn: Connection, holder: int | None) -> None:
+    """Raise ``LockLostError`` unless the recalculation lock is held by the connection
+    ``holder`` (``RecalcLock.holder``); call inside a write transaction, after
+    ``lock_catalog``. ``None`` (SQLite: a lock of this process) checks nothing."""
+    if holder is None:
+        return
+    if conn.dialect.name == "postgresql":
+        held = conn.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = :pid AND classid = hashtext(:k)::oid "
+            "AND objid = hashtext(current_schema())::oid AND objsubid = 2 "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            {"pid": holder, "k": _RECALC}).scalar()
+    else:
+        held = conn.execute(text("SELECT IS_USED_LOCK(CONCAT('tcr.', DATABASE())) = :cid"),
+                            {"cid": holder}).scalar()
+    if not held:
+        raise LockLostError()
+
+
 class RecalcLock:
     """Held for a whole recalculation; ``acquire`` waits up to ``wait`` seconds."""
 
@@ -45,14 +83,15 @@ class RecalcLock:
         self._conn: Connection | None = None
         self._fd: int | None = None
         self._mem: threading.Lock | None = None
+        self.holder: int | None = None  # the lock connection's backend pid / connection id
+        self._busy = ""  # why acquire gave up
 
     def acquire(self, wait: float = 0.0) -> None:
         deadline = time.monotonic() + max(0.0, wait)
+        self._busy = "another recalculation is running on this database"
         while not self._try():
             if time.monotonic() >= deadline:
-                raise BusyError(
-                    "another recalculation is running on this database; try again later or "
-                    "pass --wait SECONDS")
+                raise BusyError(f"{self._busy}; try again later or pass --wait SECONDS")
             time.sleep(0.2)
 
     def _try(self) -> bool:
@@ -61,48 +100,84 @@ class RecalcLock:
             if self.path is None:  # in memory: one process, so a lock per engine will do
                 self._mem = _memory_locks.setdefault(id(self.engine), threading.Lock())
                 return self._mem.acquire(blocking=False)
+            return self._try_file()
+        conn = self.engine.connect()
+        if name == "postgresql":
+            got = conn.execute(text(
+                "SELECT pg_try_advisory_lock(hashtext(:k), hashtext(current_schema()))"),
+                {"k": _RECALC}).scalar()
+            me = "SELECT pg_backend_pid()"
+        else:
+            got = conn.execute(text("SELECT GET_LOCK(CONCAT('tcr.', DATABASE()), 0)")).scalar()
+            me = "SELECT CONNECTION_ID()"
+        conn.commit()
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        self.holder = int(conn.execute(text(me)).scalar())
+        try:
+            # Wait for the write transactions still open (a run that lost this lock may be
+            # committing one): see the module's docstring.
+            lock_catalog(conn)
+            conn.commit()
+        except DBAPIError:  # MariaDB's lock wait timeout on the catalog row: still busy
+            self.release()
+            self._busy = ("the catalog stayed locked (a data load, a save or a stopping "
+                          "recalculation is still writing)")
+            return False
+        return True
+
+    def _try_file(self) -> bool:
+        """An exclusive flock on the lock file. The holder removes the file when it lets go,
+        so the file locked may no longer be the one at the path (opened before the unlink,
+        locked after it): then try again with the file that is there now."""
+        assert self.path is not None
+        while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 return False
-            self._fd = fd
-            return True
-        conn = self.engine.connect()
-        if name == "postgresql":
-            got = conn.execute(text(
-                "SELECT pg_try_advisory_lock(hashtext(:k), hashtext(current_schema()))"),
-                {"k": _RECALC}).scalar()
-        else:
-            got = conn.execute(text("SELECT GET_LOCK(CONCAT('tcr.', DATABASE()), 0)")).scalar()
-        conn.commit()
-        if got:
-            self._conn = conn
-            return True
-        conn.close()
-        return False
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                now = None
+            held = os.fstat(fd)
+            if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                self._fd = fd
+                return True
+            os.close(fd)  # an orphaned file: its lock guards nothing
 
     def release(self) -> None:
+        """Let go of the lock; quiet when its connection is gone already (the server freed
+        the lock with it)."""
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            try:
+                os.unlink(self.path)  # while still locked: see _try_file
+            except FileNotFoundError:
+                pass
+            os.close(fd)  # closing drops the flock
         if self._mem is not None:
             self._mem.release()
             self._mem = None
         if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self.holder = None
             try:
                 if self.engine.dialect.name == "postgresql":
-                    self._conn.execute(text(
+                    conn.execute(text(
                         "SELECT pg_advisory_unlock(hashtext(:k), hashtext(current_schema()))"),
                         {"k": _RECALC})
                 else:
-                    self._conn.execute(text("SELECT RELEASE_LOCK(CONCAT('tcr.', DATABASE()))"))
-                self._conn.commit()
+                    conn.execute(text("SELECT RELEASE_LOCK(CONCAT('tcr.', DATABASE()))"))
+                conn.commit()
+            except DBAPIError:
+                conn.invalidate()  # dead: do not hand it back to the pool
             finally:
-                self._conn.close()
-                self._conn = None
+                conn.close()
 
     def __enter__(self) -> RecalcLock:
         return self

@@ -22,18 +22,27 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tracecalc.storage.trace import TraceLink, TraceNode
 
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "8"
 
 metadata = MetaData()
+
+
+def Name(length: int = 64):  # noqa: N802 (a column type, like String)
+    """A name or code: compared byte for byte, as SQLite and PostgreSQL do. MariaDB's
+    default collation ignores case (``ACME`` and ``acme`` would be one key), so there the
+    column is ``utf8mb4_bin`` (schema 8 converts older MariaDB databases)."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
 
 meta = Table(
     "tc_meta",
     metadata,
-    Column("key", String(64), primary_key=True),
+    Column("key", Name(), primary_key=True),
     Column("value", String(255), nullable=False),
 )
 
@@ -41,7 +50,7 @@ items = Table(
     "tc_items",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(64), nullable=False, unique=True),
+    Column("name", Name(), nullable=False, unique=True),
     Column("frequency", String(16), nullable=False),
     Column("created_at", DateTime, nullable=False),
 )
@@ -50,7 +59,7 @@ entities = Table(
     "tc_entities",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("code", String(64), nullable=False, unique=True),
+    Column("code", Name(), nullable=False, unique=True),
     Column("name", String(200)),
     Column("sector", String(100)),
 )
@@ -90,7 +99,7 @@ class Formula(TraceNode, Base):
     """A formula is a node of the stored graph (tracecalc runs on its own toolkit)."""
 
     __tablename__ = "tc_formulas"
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(Name(), unique=True)
     expression: Mapped[str] = mapped_column(Text)
     canonical: Mapped[str] = mapped_column(Text)
     canonical_key: Mapped[str] = mapped_column(String(40), index=True)  # sha1 of canonical
@@ -127,7 +136,7 @@ formula_history = Table(
     "tc_formula_history",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("formula_name", String(64), nullable=False, index=True),
+    Column("formula_name", Name(), nullable=False, index=True),
     Column("version", Integer, nullable=False),
     Column("action", String(8), nullable=False),  # create | update | delete
     Column("old_expression", Text),
@@ -150,6 +159,11 @@ digests = Table(
     Column("digest", BigInteger, nullable=False),
     sqlite_with_rowid=False,
 )
+
+# The columns of Name type (made utf8mb4_bin on an older MariaDB database by schema 8).
+NAME_COLUMNS = (("tc_meta", "key"), ("tc_items", "name"), ("tc_entities", "code"),
+                ("tc_formulas", "name"), ("tc_formula_history", "formula_name"),
+                ("tc_run_formulas", "formula_name"))
 
 # The tables whose rows a bulk path moves (rebuilt WITHOUT ROWID on SQLite by schema 7).
 BULK_TABLES = ("tc_data", "tc_records", "tc_digests")
@@ -174,7 +188,7 @@ run_formulas = Table(
     "tc_run_formulas",
     metadata,
     Column("run_id", Integer, ForeignKey("tc_runs.id"), primary_key=True),
-    Column("formula_name", String(64), primary_key=True),
+    Column("formula_name", Name(), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("entities", Integer, nullable=False),  # recomputed; 0 = skipped (early cutoff)
     Column("records_written", Integer, nullable=False),

@@ -30,14 +30,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateColumn
 
 from tracecalc.errors import DatabaseError, DataError, TracecalcError
 from tracecalc.model import FormulaState, Frequency
 from tracecalc.storage import bulk, checks
 from tracecalc.storage.files import DataBatch, infer_frequency
-from tracecalc.storage.locks import RecalcLock, lock_catalog
+from tracecalc.storage.locks import RecalcLock, lock_catalog, verify
 from tracecalc.storage.schema import (
     BULK_TABLES,
+    NAME_COLUMNS,
     SCHEMA_VERSION,
     Formula,
     FormulaLink,
@@ -180,12 +182,14 @@ class Store:
                 if have is None:
                     conn.execute(insert(meta), [{"key": "schema", "value": SCHEMA_VERSION},
                                                 {"key": "catalog", "value": "lock row"}])
-                elif have in ("5", "6"):
+                elif have in ("5", "6", "7"):
                     # 6 added tc_digests (created above); a missing digest only means
                     # "compare with the stored records". 7 keeps the bulk tables WITHOUT
-                    # ROWID on SQLite (the other databases' tables are unchanged).
-                    if conn.dialect.name == "sqlite":
+                    # ROWID on SQLite. 8 makes names and codes binary on MariaDB.
+                    if conn.dialect.name == "sqlite" and have != "7":
                         _rebuild_without_rowid(conn)
+                    if conn.dialect.name in ("mysql", "mariadb"):
+                        _binary_names(conn)
                     conn.execute(update(meta).where(meta.c.key == "schema")
                                  .values(value=SCHEMA_VERSION))
                 elif have != SCHEMA_VERSION:
@@ -246,6 +250,16 @@ class Store:
 
     def lock_catalog(self, conn: Connection) -> None:
         lock_catalog(conn)
+
+    def lock_for_run(self, conn: Connection, holder: int | None) -> None:
+        """First in each transaction a recalculation commits: the catalog lock, then the
+        proof that the run still holds its recalculation lock (``RecalcLock.holder``).
+
+        Raises:
+            LockLostError: the lock went with its connection (see ``locks``).
+        """
+        lock_catalog(conn)
+        verify(conn, holder)
 
     def current_marks(self, conn: Connection, formula_id: int) -> tuple[int, int] | None:
         """(version, stale_seq) of a formula; None if it was deleted."""
@@ -874,6 +888,16 @@ def _rebuild_without_rowid(conn: Connection) -> None:
         conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {name}_v6 "
                              f"ORDER BY {key}")
         conn.exec_driver_sql(f"DROP TABLE {name}_v6")
+
+
+def _binary_names(conn: Connection) -> None:
+    """Names and codes of an older MariaDB database in their binary collation (no two
+    stored names differ only in case there: the old collation refused them). Each ALTER
+    commits on its own; the schema version is bumped last, so an upgrade cut short is
+    simply done again."""
+    for table, column in NAME_COLUMNS:
+        spec = CreateColumn(metadata.tables[table].c[column]).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {table} MODIFY {spec}")
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:
