@@ -13,6 +13,7 @@ from tracecalc.errors import (
     FrequencyError,
     InvalidNameError,
     NotFoundError,
+    StaleWarning,
     TracecalcError,
     UnknownFunctionError,
     UnknownReferenceError,
@@ -24,7 +25,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ArityError", "CycleError", "DataError", "DependentsError", "Engine", "FormulaError",
     "FormulaSyntaxError", "FrequencyError", "InvalidNameError", "NotFoundError",
-    "TracecalcError", "UnknownFunctionError", "UnknownReferenceError", "ValidationError",
+    "StaleWarning", "TracecalcError", "UnknownFunctionError", "UnknownReferenceError",
+    "ValidationError",
 ]
 
 
