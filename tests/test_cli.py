@@ -252,3 +252,67 @@ def test_delete_data(cli, tmp_path):
     assert "bad period '2024-02-30'" in res.stderr
     assert "data points: 6" in cli("status").stdout  # nothing deleted by the failures
     cli("delete-data", code=2)
+
+
+def _export_session(tmp_path):
+    """A database with item close (36.7861 at =B, 9999-12-31 at A) and formula twice."""
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path / 'export.db'}"
+    src = tmp_path / "in.csv"
+    src.write_text("item,entity,period,value\nclose,=B,2025-06-30,36.7861\n"
+                   "close,A,9999-12-31,0.1\nclose,@x,1000-12-31,-5e-324\n")
+
+    def invoke(*args):
+        res = runner.invoke(main, ["--db", db, *args], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        assert "Traceback" not in res.output
+        return res
+
+    invoke("load-data", str(src), "-f", "close=daily")
+    return invoke
+
+
+def test_export_writes_shortest_digits_and_exact_dates(tmp_path):
+    invoke = _export_session(tmp_path)
+    out = invoke("export", "close").stdout
+    assert out.splitlines() == ["formula,entity,period,value", "close,=B,2025-06-30,36.7861",
+                                "close,@x,1000-12-31,-5e-324", "close,A,9999-12-31,0.1"]
+    invoke("export", "close", "-o", str(tmp_path / "out.csv"))
+    assert (tmp_path / "out.csv").read_text() == out
+
+
+def test_export_of_a_stale_formula_warns_on_stderr(tmp_path):
+    invoke = _export_session(tmp_path)
+    invoke("set", "twice", "close * 2")
+    res = invoke("export", "twice")
+    assert res.stdout == "formula,entity,period,value\n"  # the CSV stays clean
+    assert ("warning: twice is stale (3 entities to recompute); its records may be out of "
+            "date: run tracecalc recalc") in res.stderr
+    invoke("recalc")
+    res = invoke("export")
+    assert res.stderr == "" and "twice,=B,2025-06-30,73.5722" in res.stdout
+
+
+def test_export_spreadsheet_safe_quotes_cells_a_spreadsheet_would_run(tmp_path):
+    invoke = _export_session(tmp_path)
+    rows = list(csv.reader(invoke("export", "close", "--spreadsheet-safe").stdout.splitlines()))
+    assert rows[1:] == [["close", "'=B", "2025-06-30", "36.7861"],
+                        ["close", "'@x", "1000-12-31", "-5e-324"],
+                        ["close", "A", "9999-12-31", "0.1"]]  # numbers stay numbers
+    assert "--spreadsheet-safe" in invoke("export", "--help").stdout
+
+
+def test_export_loads_back_with_load_data(tmp_path):
+    invoke = _export_session(tmp_path)
+    out = invoke("export", "close", "-o", str(tmp_path / "out.csv"))
+    assert "wrote 3 records" in out.stdout
+    other = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'b.db'}", "load-data",
+                                      str(tmp_path / "out.csv"), "-f", "close=daily"])
+    assert other.exit_code == 0 and "loaded 3 rows" in other.output
+    again = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'b.db'}", "export"
+                                      , "close"])
+    assert again.stdout == (tmp_path / "out.csv").read_text()
+
+
+def test_export_of_an_empty_database(run):
+    assert run("export") == "formula,entity,period,value\n"

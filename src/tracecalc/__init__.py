@@ -14,7 +14,9 @@ from tracecalc.errors import (
     FormulaSyntaxError,
     FrequencyError,
     InvalidNameError,
+    LockLostError,
     NotFoundError,
+    StaleWarning,
     TracecalcError,
     UnknownFunctionError,
     UnknownReferenceError,
@@ -27,8 +29,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ArityError", "BusyError", "CycleError", "DataError", "DatabaseError", "DependentsError",
     "Engine", "FormulaError", "FormulaSyntaxError", "FrequencyError", "InvalidNameError",
-    "NotFoundError", "TracecalcError", "UnknownFunctionError", "UnknownReferenceError",
-    "UsageError", "ValidationError",
+    "LockLostError", "NotFoundError", "StaleWarning", "TracecalcError", "UnknownFunctionError",
+    "UnknownReferenceError", "UsageError", "ValidationError",
 ]
 
 

@@ -547,17 +547,38 @@ def _bar(first: str = "starting"):
 @click.argument("names", nargs=-1)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of standard output.")
+@click.option("--spreadsheet-safe", is_flag=True,
+              help="Quote text cells starting with = + - @ so that spreadsheets show them "
+                   "instead of running them (the file no longer loads back exactly).")
 @click.pass_context
 @handle_errors
-def export(ctx, names, output):
-    """Export records as CSV: formula, entity, period, value."""
-    df = _engine(ctx).export(list(names) or None)
-    df["period"] = df["period"].dt.strftime("%Y-%m-%d")
+def export(ctx, names, output, spreadsheet_safe):
+    """Export records as CSV: formula, entity, period, value.
+
+    NAMES are formulas or data items (default: every formula). The plain file is for
+    programs: it loads back with load-data unchanged (dates, and every value to the last
+    bit). A formula that is not fresh is exported with a warning on stderr.
+    """
+    import warnings
+
+    from tracecalc.errors import StaleWarning
+    from tracecalc.storage import files
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StaleWarning)
+        df = _engine(ctx).export(list(names) or None)
+    for w in caught:
+        m = w.message
+        if isinstance(m, StaleWarning):
+            err.print(f"[yellow]warning:[/] {_escape(m.formula)} is {m.state} ({m.scope}); "
+                      "its records may be out of date: run tracecalc recalc")
+        else:
+            warnings.warn_explicit(m, w.category, w.filename, w.lineno)
     if output:
-        df.to_csv(output, index=False, float_format="%.17g")
-        out.print(f"wrote {len(df):,} records to {output}")
+        files.write_csv(df, output, spreadsheet_safe)
+        out.print(f"wrote {len(df):,} records to {_escape(output)}")
     else:
-        df.to_csv(sys.stdout, index=False, float_format="%.17g")
+        files.write_csv(df, sys.stdout, spreadsheet_safe)
 
 
 @main.command()

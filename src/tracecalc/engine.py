@@ -13,6 +13,7 @@ import functools
 import getpass
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from tracecalc.errors import (
     FrequencyError,
     InvalidNameError,
     NotFoundError,
+    StaleWarning,
     TracecalcError,
     UnknownReferenceError,
     UsageError,
@@ -1009,29 +1011,79 @@ class Engine:
 
     # -- reading results ----------------------------------------------------------------------
 
-    def records(self, name: str, entities: Iterable[str] | None = None, start=None, end=None):
-        """A formula's stored records as a DataFrame (entity, period, value).
+    def records(self, name: str, entities: Iterable[str] | str | None = None, start=None,
+                end=None):
+        """A formula's (or a data item's) stored records as a DataFrame: entity, period,
+        value.
 
-        Missing values are not stored, so they do not appear. ``start``/``end`` bound the
-        periods (inclusive; dates or ISO text).
+        Missing values are not stored, so they do not appear. ``entities`` is one entity
+        code or several; ``start``/``end`` bound the periods (inclusive), given as anything
+        ``load_data`` takes as a date (ISO text, ``datetime.date``, ``Timestamp``,
+        ``datetime64``). Periods come back as ``datetime64[s]``, exact for every date from
+        0001-01-01 to 9999-12-31, so the frame (with an ``item`` column) loads back
+        unchanged. ``df.attrs["stale"]`` maps the formula to its state when it is not fresh
+        (empty otherwise), and a ``StaleWarning`` says so.
+
+        Raises:
+            NotFoundError: no formula or item ``name``.
+            DataError: ``start`` or ``end`` is not a date in the supported range.
+        """
+        source = f"records of '{name}'"
+        if start is not None:
+            files.to_day(start, "start", source)  # refused before any reading
+        if end is not None:
+            files.to_day(end, "end", source)
+        with self.store.transaction() as conn:
+            cat = self._catalog(conn)
+            df = self._records(conn, cat, name)
+            stale = self._staleness(conn, cat, [name])
+        df = files.filter_frame(df, entities, start, end, source)
+        return _flag_stale(df, stale)
+
+    def export(self, names: Iterable[str] | None = None):
+        """Records of several formulas (all by default; data items by name too) as one
+        DataFrame: formula, entity, period, value, read in one transaction.
+
+        Like ``records``: periods are ``datetime64[s]``; ``df.attrs["stale"]`` maps each
+        exported formula that is not fresh to its state, with a ``StaleWarning`` for each.
+
+        Raises:
+            NotFoundError: a name is neither a formula nor an item.
         """
         with self.store.transaction() as conn:
             cat = self._catalog(conn)
-            if name in cat.items:
-                rows = self.store.read_item(conn, cat.items[name][0])
-            else:
-                rows = self.store.read_records(conn, self._row(cat, name).id)
-            codes = self.store.entity_codes(conn)
-        df = files.records_frame(codes, *rows)
-        return files.filter_frame(df, entities, start, end)
+            names = list(names) if names else sorted(cat.formulas)
+            frames = [(n, self._records(conn, cat, n)) for n in names]
+            stale = self._staleness(conn, cat, names)
+        return _flag_stale(files.concat_records(frames), stale)
 
-    def export(self, names: Iterable[str] | None = None):
-        """Records of several formulas (all by default): formula, entity, period, value."""
-        with self.store.transaction() as conn:
-            all_names = [r.name for r in self.store.formula_rows(conn)]
-        names = list(names) if names else all_names
-        frames = [(n, self.records(n)) for n in names]
-        return files.concat_records(frames)
+    def _records(self, conn, cat: _Catalog, name: str):
+        if name in cat.items:
+            rows = self.store.read_item(conn, cat.items[name][0])
+        elif name in cat.formulas:
+            rows = self.store.read_records(conn, cat.formulas[name].id)
+        else:
+            raise NotFoundError("formula or item", name, close_matches(name, cat.names))
+        return files.records_frame(self.store.entity_codes(conn), *rows)
+
+    def _staleness(self, conn, cat: _Catalog, names: Iterable[str]) -> list:
+        """A StaleWarning for each of ``names`` that is a formula not fresh."""
+        states = {n: cat.formulas[n].state for n in dict.fromkeys(names)
+                  if n in cat.formulas and cat.formulas[n].state != FormulaState.FRESH}
+        if not states:
+            return []
+        marks = self.store.stale_counts(conn)
+        everyone = self.store.entity_count(conn)
+        return [StaleWarning(n, str(s), everyone if s == FormulaState.STALE else
+                             marks.get(n, 0) if s == FormulaState.PARTIAL else None)
+                for n, s in states.items()]
+
+
+def _flag_stale(df, stale: list):
+    df.attrs["stale"] = {w.formula: w.state for w in stale}
+    for w in stale:
+        warnings.warn(w, stacklevel=3)
+    return df
 
 
 def _kind(full: bool, verify: bool) -> str:

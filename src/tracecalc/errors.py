@@ -178,6 +178,19 @@ class DependentsError(TracecalcError):
         )
 
 
+class StaleWarning(UserWarning):
+    """Records read from a formula that is not fresh: they may be out of date until the next
+    recalculation. ``formula``, ``state`` (stale, partial, pending) and ``entities`` (how many
+    are marked to recompute; None for pending: wherever an upstream change reaches it)."""
+
+    def __init__(self, formula: str, state: str, entities: int | None):
+        self.formula, self.state, self.entities = formula, state, entities
+        self.scope = ("where an upstream change reaches it" if entities is None else
+                      f"{entities:,} entit{'y' if entities == 1 else 'ies'} to recompute")
+        super().__init__(f"{formula} is {state} ({self.scope}); its records may be out of "
+                         "date: run Engine.recalc() (tracecalc recalc)")
+
+
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Suggestions for a misspelt name, case-insensitively."""
     cands = list(candidates)

@@ -6,6 +6,7 @@ Every check runs before anything is written; the first bad row is reported with 
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import re
@@ -76,9 +77,12 @@ def _text(col: pd.Series) -> pd.Series:
 
 
 def read_data(data, label: str = "") -> DataBatch:
-    """Check a data file or frame with columns item, entity, period, value [, frequency]."""
+    """Check a data file or frame with columns item, entity, period, value [, frequency];
+    ``formula`` may name the item column, as in what ``export`` writes."""
     df, label = _frame(data, label)
     cols = [str(c).strip().lower() for c in df.columns]
+    if "formula" in cols and "item" not in cols:  # what export writes loads back
+        cols[cols.index("formula")] = "item"
     missing = [c for c in DATA_COLUMNS if c not in cols]
     extra = [c for c in cols if c not in (*DATA_COLUMNS, "frequency")]
     if missing or extra:
@@ -110,12 +114,7 @@ def read_data(data, label: str = "") -> DataBatch:
                         "characters, no leading or trailing spaces)", row=int(row_no[i]),
                         source=label)
 
-    per_text = _text(df["period"]).str.strip()
-    per = pd.to_datetime(per_text, format="%Y-%m-%d", errors="coerce")
-    if per.isna().any():
-        i = int(np.argmax(per.isna().to_numpy()))
-        raise DataError(f"bad period {clip(per_text.iloc[i])} (expected a date YYYY-MM-DD)",
-                        row=int(row_no[i]), source=label)
+    per = read_periods(df["period"], row_no, label)
 
     raw = df["value"]
     if pd.api.types.is_numeric_dtype(raw):
@@ -141,7 +140,7 @@ def read_data(data, label: str = "") -> DataBatch:
     if dup.any():
         rows = row_no[dup][:2]
         raise DataError(f"duplicate key (item {clip(item.iloc[rows[0] - 2])}, entity "
-                        f"{clip(ent.iloc[rows[0] - 2])}, period {per_text.iloc[rows[0] - 2]}) "
+                        f"{clip(ent.iloc[rows[0] - 2])}, period {per[rows[0] - 2]}) "
                         f"also on row {rows[1]}", row=int(rows[0]), source=label)
 
     freqs: dict[str, Frequency] = {}
@@ -160,7 +159,91 @@ def read_data(data, label: str = "") -> DataBatch:
                 raise DataError(f"item {clip(it)} declared both {freqs[it]} and {fr}", row=i + 2,
                                 source=label)
     return DataBatch(item.to_numpy(dtype=object), ent.to_numpy(dtype=object),
-                     per.to_numpy().astype("datetime64[D]"), values, freqs, label)
+                     per, values, freqs, label)
+
+
+# Dates are kept as days; the range is that of four-digit ISO years (and datetime.date), which
+# SQLite, PostgreSQL and MariaDB all store and return exactly.
+FIRST_DAY = np.datetime64("0001-01-01", "D")
+LAST_DAY = np.datetime64("9999-12-31", "D")
+_DATE_HELP = "expected a date YYYY-MM-DD from 0001-01-01 to 9999-12-31"
+_MIDNIGHT = re.compile(r"(\d{4}-\d{1,2}-\d{1,2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?")
+
+
+def read_periods(col: pd.Series, row_no: np.ndarray, label: str) -> np.ndarray:
+    """A period column as days (datetime64[D]): ISO text, dates, Timestamps or datetime64,
+    so that what ``records()`` and ``export`` give back loads back unchanged. A time of day
+    other than midnight is refused with its row, never dropped."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        col = col.dt.tz_localize(None)  # the wall-clock date, as it prints
+    if pd.api.types.is_datetime64_dtype(col.dtype):
+        stamps = col.to_numpy()
+        days = stamps.astype("datetime64[D]")
+        bad = np.isnat(stamps) | (days != stamps)
+        if bad.any():
+            i = int(np.argmax(bad))
+            why = "empty" if np.isnat(stamps[i]) else "has a time of day"
+            raise DataError(f"bad period {clip(str(col.iloc[i]))} ({why}; {_DATE_HELP})",
+                            row=int(row_no[i]), source=label)
+    elif pd.api.types.is_string_dtype(col) and not col.isna().any():
+        text = col.str.strip()
+        # the fast path: plain dates (a CSV of millions of rows); the rest one by one
+        days = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce").to_numpy()
+        days = days.astype("datetime64[D]")
+        for i in np.flatnonzero(np.isnat(days)):
+            days[i] = _day(text.iloc[i], int(row_no[i]), label)
+    else:
+        days = np.array([_day(x, int(r), label) for x, r in zip(col, row_no)],
+                        dtype="datetime64[D]")
+    out = (days < FIRST_DAY) | (days > LAST_DAY)
+    if out.any():
+        i = int(np.argmax(out))
+        raise DataError(f"bad period {clip(str(col.iloc[i]))} (out of range; {_DATE_HELP})",
+                        row=int(row_no[i]), source=label)
+    return days
+
+
+def _day(x, row: int | None, label: str, what: str = "period") -> np.datetime64:
+    """One date-like value as a day, or a DataError naming it."""
+    why = "not a date"
+    if x is None or x is pd.NaT or (isinstance(x, float) and np.isnan(x)):
+        why, x = "empty", ""
+    elif isinstance(x, str):
+        m = _MIDNIGHT.fullmatch(x.strip())
+        try:
+            day = dt.datetime.strptime(m[1], "%Y-%m-%d").date() if m else None
+        except ValueError:  # no such day, or year 0
+            day = None
+        if m and m[2] and m[2].strip("0:.") != "":
+            why = "has a time of day"
+        elif day is not None:
+            return np.datetime64(day, "D")
+        elif not x.strip():
+            why = "empty"
+    elif isinstance(x, dt.datetime):  # pd.Timestamp too (nanoseconds beyond .time())
+        wall = x.replace(tzinfo=None)
+        if wall.time() == dt.time(0) and getattr(x, "nanosecond", 0) == 0:
+            return np.datetime64(wall.date(), "D")
+        why = "has a time of day"
+    elif isinstance(x, dt.date):
+        return np.datetime64(x, "D")
+    elif isinstance(x, np.datetime64):
+        day = x.astype("datetime64[D]")
+        if np.isnat(x):
+            why = "empty"
+        elif day == x:
+            return day
+        else:
+            why = "has a time of day"
+    raise DataError(f"bad {what} {clip(str(x))} ({why}; {_DATE_HELP})", row=row, source=label)
+
+
+def to_day(x, what: str, source: str) -> np.datetime64:
+    """A date argument (``start``, ``end``, a period) as a day, in the supported range."""
+    day = _day(x, None, source, what)
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise DataError(f"bad {what} {clip(str(x))} (out of range; {_DATE_HELP})", source=source)
+    return day
 
 
 def _good_code(s: str) -> bool:
@@ -289,10 +372,13 @@ def _yaml_rows(doc, lines: list[int], label: str) -> list[dict]:
 
 def records_frame(codes: np.ndarray, entity_ids: np.ndarray, periods: np.ndarray,
                   values: np.ndarray) -> pd.DataFrame:
-    """Rows -> DataFrame(entity, period, value), sorted by entity code then period."""
+    """Rows -> DataFrame(entity, period, value), sorted by entity code then period.
+
+    Periods are datetime64[s]: still a datetime column (``.dt``, comparisons), and unlike
+    pandas' old nanosecond default it holds every day from 0001 to 9999 exactly."""
     df = pd.DataFrame({
         "entity": codes[entity_ids] if len(entity_ids) else np.empty(0, dtype=object),
-        "period": periods.astype("datetime64[ns]"),
+        "period": periods.astype("datetime64[D]").astype("datetime64[s]"),
         "value": values,
     })
     return df.sort_values(["entity", "period"], kind="stable").reset_index(drop=True)
@@ -302,19 +388,43 @@ def frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def filter_frame(df: pd.DataFrame, entities=None, start=None, end=None) -> pd.DataFrame:
+def filter_frame(df: pd.DataFrame, entities=None, start=None, end=None,
+                 source: str = "records") -> pd.DataFrame:
+    """Rows of ``entities`` (one code, or an iterable of codes) between ``start`` and ``end``
+    (inclusive; anything ``read_data`` takes as a date)."""
+    keep = np.ones(len(df), bool)
     if entities is not None:
-        df = df[df["entity"].isin(list(entities))]
+        codes = [entities] if isinstance(entities, str) else list(entities)
+        keep &= df["entity"].isin(codes).to_numpy()
+    days = df["period"].to_numpy().astype("datetime64[D]")
     if start is not None:
-        df = df[df["period"] >= pd.Timestamp(start)]
+        keep &= days >= to_day(start, "start", source)
     if end is not None:
-        df = df[df["period"] <= pd.Timestamp(end)]
-    return df.reset_index(drop=True)
+        keep &= days <= to_day(end, "end", source)
+    return df[keep].reset_index(drop=True)
+
+
+def write_csv(df: pd.DataFrame, target, spreadsheet_safe: bool = False) -> None:
+    """Records as CSV that loads back unchanged: ISO dates, each value as the shortest text
+    that reads back as the same float64 (``repr``, never "%.17g" digits). With
+    ``spreadsheet_safe``, text cells a spreadsheet would run as a formula (first character
+    =, +, -, @, tab or CR) get a leading single quote (OWASP's advice against CSV injection);
+    such a file is for people, no longer an exact copy."""
+    df = df.copy()
+    df["period"] = df["period"].dt.strftime("%Y-%m-%d")
+    df["value"] = [float.__repr__(v) for v in df["value"].to_numpy(np.float64).tolist()]
+    if spreadsheet_safe:
+        for c in df.columns.drop(["period", "value"]):
+            text = df[c].astype(str)
+            df[c] = text.where(~text.str.match(r"[=+\-@\t\r]"), "'" + text)
+    df.to_csv(target, index=False)
 
 
 def concat_records(frames: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
     parts = [f.assign(formula=name)[["formula", "entity", "period", "value"]]
              for name, f in frames]
     if not parts:
-        return pd.DataFrame(columns=["formula", "entity", "period", "value"])
+        return records_frame(np.empty(1, object), np.empty(0, np.int64),
+                             np.empty(0, "datetime64[D]"), np.empty(0)).assign(
+            formula=np.empty(0, object))[["formula", "entity", "period", "value"]]
     return pd.concat(parts, ignore_index=True)
