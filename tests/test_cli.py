@@ -315,4 +315,5 @@ def test_export_loads_back_with_load_data(tmp_path):
 
 
 def test_export_of_an_empty_database(run):
+    run("init")
     assert run("export") == "formula,entity,period,value\n"

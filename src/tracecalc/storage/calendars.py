@@ -8,6 +8,7 @@ before the calendar, or off the frequency's usual grid, is worth a loud warning.
 
 from __future__ import annotations
 
+import calendar
 from collections import Counter
 
 import numpy as np
@@ -28,7 +29,7 @@ def _slot(frequency: str, day: np.datetime64):
         return d.weekday() >= 5  # True: a weekend day
     if frequency == "weekly":
         return d.weekday()
-    end = (day + 1).item().day == 1  # the last day of its month
+    end = d.day == calendar.monthrange(d.year, d.month)[1]  # the last day of its month
     mark = "end" if end else d.day
     if frequency == "monthly":
         return (mark,)
