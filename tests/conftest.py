@@ -98,3 +98,31 @@ def fail_writes(monkeypatch, eng, formula: str, error: Exception) -> None:
         return real(conn, formula_id, *args, **kw)
 
     monkeypatch.setattr(eng.store, "write_diff", failing)
+
+
+def make_cli(db: str, code: int | None = 0, user: str | None = None):
+    """Run the CLI in-process on ``db``; returns click's result (stdout and stderr apart).
+    Every call asserts that nothing printed a traceback and, unless ``code`` is None, the
+    exit code."""
+    from click.testing import CliRunner
+
+    from tracecalc.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args, code=code, db=db, user=user):
+        who = ["--user", user] if user else []
+        res = runner.invoke(main, ["--db", db, *who, *args], catch_exceptions=False)
+        if code is not None:
+            assert res.exit_code == code, res.output
+        assert "Traceback" not in res.output
+        return res
+
+    invoke.db = db
+    return invoke
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """The CLI on a fresh SQLite file (``cli.db``); ``cli(*args, code=0)``."""
+    return make_cli(f"sqlite:///{tmp_path / 'cli.db'}")

@@ -132,21 +132,6 @@ QUARTERLY = "item,entity,period,value\n" + "".join(
     for j, p in enumerate(["2024-03-31", "2024-06-30", "2024-09-30", "2024-12-31"]))
 
 
-@pytest.fixture
-def cli(tmp_path):
-    """Like ``run``, but returns the result: standard output and error apart."""
-    runner = CliRunner()
-    db = f"sqlite:///{tmp_path / 'cli.db'}"
-
-    def invoke(*args, code=0):
-        res = runner.invoke(main, ["--db", db, *args], catch_exceptions=False)
-        assert res.exit_code == code, res.output
-        assert "Traceback" not in res.output
-        return res
-
-    return invoke
-
-
 def _csv(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)

@@ -241,19 +241,6 @@ def test_prefix_digests_are_the_digests_of_the_first_rows():
 # -- the command line ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli(tmp_path):
-    runner = CliRunner()
-    db = f"sqlite:///{tmp_path / 'cli.db'}"
-
-    def invoke(*args, code=0):
-        res = runner.invoke(main, ["--db", db, *args], catch_exceptions=False)
-        assert res.exit_code == code, res.output
-        assert "Traceback" not in res.output
-        return res
-
-    invoke.db = db
-    return invoke
 
 
 def test_cli_verify_and_recalc_verify(cli, tmp_path):
