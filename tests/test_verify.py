@@ -183,10 +183,18 @@ def test_verify_reads_in_bounded_chunks(engine):
     assert mismatches(rep) == [("rank_margin", "E")] and rep.digests == 20
 
 
-def test_postgresql_amcheck_when_installed(db_url):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("amcheck is a PostgreSQL extension")
-    with Engine(db_url) as eng:
+@pytest.fixture
+def postgresql_url(tmp_path):
+    """A fresh PostgreSQL schema (amcheck is a PostgreSQL extension)."""
+    from conftest import make_database
+
+    url, cleanup = make_database("postgresql", tmp_path)
+    yield url
+    cleanup()
+
+
+def test_postgresql_amcheck_when_installed(postgresql_url):
+    with Engine(postgresql_url) as eng:
         build(eng)
         rep = eng.verify()
         assert rep.ok and rep.notes and "amcheck" in rep.notes[0]
