@@ -449,8 +449,9 @@ def test_every_command_with_a_bad_db_value(cli, name, tmp_path, monkeypatch):
 def test_every_command_with_a_missing_file(cli, name, tmp_path):
     args = ("--data", str(tmp_path / "nowhere")) if name == "demo" else (
         str(tmp_path / "missing.csv"),)
-    line = one_error(cli(name, *args))
+    line = one_error(cli(name, *args, db=f"sqlite:///{tmp_path / 'new.db'}"))
     assert "nowhere" in line or "missing.csv" in line
+    assert not (tmp_path / "new.db").exists()  # a typo in the file name creates nothing
 
 
 @pytest.fixture

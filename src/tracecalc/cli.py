@@ -29,7 +29,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from tracecalc.errors import BusyError, TracecalcError, plural
+from tracecalc.errors import BusyError, DataError, TracecalcError, plural
 from tracecalc.model import VerifyReport
 from tracecalc.storage import DEFAULT_URL
 from tracecalc.storage.checks import driver_message
@@ -95,6 +95,13 @@ def handle_errors(fn):
     return wrapper
 
 
+def _readable(file: str) -> None:
+    """A file to load must be there before the database is opened (and maybe created)."""
+    if not os.path.isfile(file):
+        what = "is a folder, not a file" if os.path.isdir(file) else "no such file"
+        raise DataError(what, source=file)
+
+
 def _fail(message: str, code: int, label: str = "error") -> None:
     err.print(Text.assemble((f"{label}:", "bold red"), " ", message), soft_wrap=True)
     sys.exit(code)
@@ -139,6 +146,7 @@ def init(ctx):
 @handle_errors
 def load_data(ctx, file, frequency, no_new_entities):
     """Load data points from a CSV with columns item, entity, period, value."""
+    _readable(file)
     freqs = {}
     for f in frequency:
         if "=" not in f:
@@ -220,8 +228,9 @@ def delete_data(ctx, item, entity, period):
 @handle_errors
 def load_entities(ctx, file):
     """Load entity attributes from a CSV with columns code, name, sector."""
+    _readable(file)
     n = _engine(ctx, create=True).load_entities(file)
-    out.print(f"loaded {n} entities")
+    out.print(f"loaded {plural(n, 'entity')}")
 
 
 @main.command("load-formulas")
@@ -232,6 +241,7 @@ def load_formulas(ctx, file):
     """Load formulas from CSV (name, expression, description) or YAML; all or nothing."""
     from tracecalc.storage.files import read_formulas
 
+    _readable(file)
     rows = read_formulas(file)
     res = _engine(ctx, create=True).set_formulas(rows)
     created = sum(r.created for r in res)
