@@ -104,8 +104,9 @@ def test_records_load_back_unchanged_on_servers(kind, tmp_path_factory, points):
 
     tmp = tmp_path_factory.mktemp("rt")
     made = [make_database(kind, tmp) for _ in range(3)]
+    engines = []
     try:
-        engines = [Engine(url) for url, _ in made]
+        engines.extend(Engine(url) for url, _ in made)
         check_round_trips(*engines, points)
     finally:
         for eng in engines:

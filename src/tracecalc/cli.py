@@ -29,10 +29,17 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from tracecalc.errors import BusyError, DataError, TracecalcError, plural
+from tracecalc.errors import (
+    BusyError,
+    DataError,
+    NotFoundError,
+    TracecalcError,
+    close_matches,
+    plural,
+)
 from tracecalc.model import VerifyReport
 from tracecalc.storage import DEFAULT_URL
-from tracecalc.storage.checks import driver_message
+from tracecalc.storage.checks import describe, is_driver_error
 
 EXIT_BUSY = 3  # another recalculation holds the lock
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
@@ -40,8 +47,9 @@ SHOWN = 20  # lines of each kind of verify finding printed
 
 # A terminal's own width; piped or redirected output gets COLUMNS, else 160 (rather than
 # rich's 80-column default), so that files and pipes keep whole lines.
+_COLUMNS = os.environ.get("COLUMNS", "")
 _WIDTH = (None if sys.stdout.isatty() else
-          int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 160)
+          int(_COLUMNS) if _COLUMNS.isdigit() and int(_COLUMNS) >= 40 else 160)
 out = Console(highlight=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, width=_WIDTH)
 
@@ -52,6 +60,9 @@ def _engine(ctx: click.Context, create: bool = False):
     from tracecalc.engine import Engine
 
     obj = ctx.find_root().ensure_object(dict)
+    if not obj["db"].strip():
+        raise TracecalcError("--db (or TRACECALC_DB) is empty; give a database URL such as "
+                             "sqlite:///finance.db")
     if "engine" not in obj:
         obj["engine"] = Engine(obj["db"], user=obj.get("user"), create=create)
         ctx.call_on_close(obj["engine"].close)
@@ -84,9 +95,8 @@ def handle_errors(fn):
             _fail("interrupted; what was committed stays (a recalculation resumes with the "
                   "next run)", EXIT_INTERRUPTED)
         except Exception as e:
-            msg = driver_message(e)  # a driver error outside what the store translates
-            if msg is not None:
-                _fail(msg, 1)
+            if is_driver_error(e):  # a driver error outside what the store translates
+                _fail(describe(e, "the database"), 1)
             if os.environ.get("TRACECALC_DEBUG"):
                 raise
             _fail(f"unexpected {type(e).__name__}: {' '.join(str(e).split())[:300]} (a bug: "
@@ -246,8 +256,11 @@ def load_formulas(ctx, file):
     res = _engine(ctx, create=True).set_formulas(rows)
     created = sum(r.created for r in res)
     changed = sum(bool(r.marked_stale) and not r.created for r in res)
+    described = sum(r.described for r in res)
     out.print(f"saved {plural(len(res), 'formula')} ({created} new, {changed} changed, "
-              f"{len(res) - created - changed} unchanged)", markup=False)
+              f"{len(res) - created - changed} unchanged"
+              + (f", {described} with a new description" if described else "") + ")",
+              markup=False)
 
 
 class _ExpressionCommand(click.Command):
@@ -285,7 +298,8 @@ def set_(ctx, name, expression, description):
 
     EXPRESSION may start with '-' ("-cogs + revenue")."""
     res = _engine(ctx, create=True).set_formula(name, expression, description)
-    what = "created" if res.created else ("unchanged" if not res.marked_stale else "updated")
+    what = ("created" if res.created else "updated" if res.marked_stale else
+            "unchanged, description updated" if res.described else "unchanged")
     out.print(f"{name} {what} (version {res.version})", markup=False)
     if res.equivalent_to_previous and res.marked_stale:
         out.print("note: the new text is equivalent to the previous one; it will be "
@@ -407,7 +421,11 @@ def show(ctx, name):
         say(f"periods:      {i.first or '-'} to {i.last or '-'}")
         say(f"used by:      {', '.join(i.used_by) or '-'}")
         return
-    f = eng.formula(name)
+    try:
+        f = eng.formula(name)
+    except NotFoundError:  # suggest items too
+        names = [*eng.items(), *eng.formulas()["name"]]
+        raise NotFoundError("formula or item", name, close_matches(name, names)) from None
     out.print(Text.assemble((f.name, "bold"), f" = {f.expression}"))
     if f.description:
         say(f"  {f.description}")
@@ -581,7 +599,7 @@ def export(ctx, names, output, spreadsheet_safe):
         m = w.message
         if isinstance(m, StaleWarning):
             err.print(f"[yellow]warning:[/] {_escape(m.formula)} is {m.state} ({m.scope}); "
-                      "its records may be out of date: run tracecalc recalc")
+                      "its records may be out of date: run tracecalc recalc", soft_wrap=True)
         else:
             warnings.warn_explicit(m, w.category, w.filename, w.lineno)
     if output:

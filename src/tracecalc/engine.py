@@ -8,7 +8,6 @@ save or a bad data file changes nothing.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import getpass
 import os
@@ -247,7 +246,7 @@ class Engine:
         path = data if isinstance(data, (str, os.PathLike)) else "data"
         tell(0, 0, f"reading {label or path}")
         batch = files.read_data(data, label)
-        declared = {k: Frequency(v) for k, v in (frequencies or {}).items()}
+        declared = {k: _frequency(v, k) for k, v in (frequencies or {}).items()}
         declared.update(batch.frequencies)
         with self.store.transaction() as conn:
             tell(0, 0, "checking against the catalog")
@@ -342,7 +341,7 @@ class Engine:
             DataError: a period that is not a date.
         """
         codes = _listed(entity)
-        days = [_day(p, item) for p in _listed(period)]
+        days = [files.to_day(p, "period", item) for p in _listed(period)]
         with self.store.transaction() as conn:
             self.store.lock_catalog(conn)
             cat = self._catalog(conn)
@@ -410,7 +409,7 @@ class Engine:
 
     def entities(self):
         """A DataFrame of entities: code, name, sector."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             rows = self.store.entities_table(conn)
         return files.frame(rows, ["code", "name", "sector"])
 
@@ -432,7 +431,7 @@ class Engine:
 
     def items(self) -> dict[str, str]:
         """Data items and their frequencies."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             return {k: v[1] for k, v in sorted(self.store.items(conn).items())}
 
     # -- formulas -----------------------------------------------------------------------------
@@ -461,8 +460,10 @@ class Engine:
                 problems.append((name, e))
         known = cat.names | {f["name"] for f in batch}
         for name, p in parsed.items():
+            unknown: set[str] = set()  # each unknown name once, at its first place
             for node in walk(p.tree):
-                if isinstance(node, Ref) and node.name not in known:
+                if isinstance(node, Ref) and node.name not in known | unknown:
+                    unknown.add(node.name)
                     every = cat.all_names() | {f["name"] for f in batch}
                     problems.append((name, UnknownReferenceError(
                         node.name, close_matches(node.name, every), formula=name, text=p.text,
@@ -583,7 +584,7 @@ class Engine:
                 affected = {r.name: tuple(graph.topological_order(
                     {r.name} | (graph.descendants(r.name) & set(order)))) for r in results}
         return [SaveResult(r.name, r.version, r.created, r.equivalent_to_previous,
-                           affected[r.name] if r.marked_stale else ())
+                           affected[r.name] if r.marked_stale else (), r.described)
                 for r in results]
 
     def _save(self, conn, cat: _Catalog, c: _Checked, ids: dict[str, int]) -> SaveResult:
@@ -605,9 +606,10 @@ class Engine:
                                    changed_by=self.user)
             return SaveResult(c.name, 1, True, False, (c.name,))
         if normalise(old.expression) == text:
-            if c.description is not None and c.description != old.description:
+            described = c.description is not None and c.description != old.description
+            if described:
                 self.store.update_formula(conn, old.id, description=c.description)
-            return SaveResult(c.name, old.version, False, True, ())
+            return SaveResult(c.name, old.version, False, True, (), described)
         version = old.version + 1
         values = dict(expression=text, canonical=c.parsed.canonical, frequency=c.frequency,
                       version=version, state=str(FormulaState.STALE), updated_by=self.user,
@@ -685,7 +687,7 @@ class Engine:
 
     def formula(self, name: str) -> FormulaInfo:
         """One formula as stored."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             cat = self._catalog(conn)
             r = self._row(cat, name)
             refs = tuple(sorted(cat.graph.predecessors(name)))
@@ -697,13 +699,13 @@ class Engine:
         version, state, canonical."""
         cols = ["name", "expression", "description", "frequency", "version", "state",
                 "canonical"]
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             rows = [{c: getattr(r, c) for c in cols} for r in self.store.formula_rows(conn)]
         return files.frame(rows, cols)
 
     def dependencies(self, name: str, transitive: bool = False) -> list[str]:
         """What ``name`` references (all the way up with ``transitive``)."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             cat = self._catalog(conn)
             self._row(cat, name)
             if transitive:
@@ -713,7 +715,7 @@ class Engine:
     def dependents(self, name: str, transitive: bool = False) -> list[str]:
         """Formulas that use ``name`` (all the way down, in recalculation order, with
         ``transitive``)."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             cat = self._catalog(conn)
             if name not in cat.names:
                 raise NotFoundError("formula or item", name, close_matches(name, cat.names))
@@ -723,7 +725,7 @@ class Engine:
 
     def history(self, name: str) -> list[dict]:
         """Every saved version of a formula: version, action, old and new text, who, when."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             return self.store.history(conn, name)
 
     # -- recalculation ------------------------------------------------------------------------
@@ -900,7 +902,7 @@ class Engine:
         """Counts (formulas, items, entities, data points, records) and what is stale:
         ``stale`` lists every formula that is not fresh, in recalculation order;
         ``states`` gives their state, ``stale_entities`` the entity marks of partial ones."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False, snapshot=True) as conn:
             cat = self._catalog(conn)
             states = {n: str(r.state) for n, r in cat.formulas.items()
                       if r.state != FormulaState.FRESH}
@@ -913,13 +915,13 @@ class Engine:
 
     def runs(self, limit: int = 20) -> list[dict]:
         """The latest runs, newest first."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             return self.store.runs(conn, limit)
 
     def run_log(self, run_id: int) -> list[dict]:
         """One run, per formula: version, entities recomputed (0: skipped, nothing upstream
         changed), records written and unchanged, seconds."""
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False) as conn:
             return self.store.run_formulas(conn, run_id)
 
     def verify(self, wait: float = 0.0, progress: Progress | None = None,
@@ -976,7 +978,7 @@ class Engine:
         Raises:
             NotFoundError: no such formula, entity or period.
         """
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False, snapshot=True) as conn:
             cat = self._catalog(conn)
             row = self._row(cat, name)
             codes = self.store.entity_ids(conn)
@@ -989,7 +991,7 @@ class Engine:
             raise NotFoundError(f"{row.frequency} period", str(period),
                                 [str(d) for d in calendar[-3:]])
         eid = codes[entity]
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False, snapshot=True) as conn:
             universe = self.store.entity_universe(conn)
             ids = universe if parsed.has_cross_sectional else explain.one(eid)
 
@@ -1033,7 +1035,7 @@ class Engine:
             files.to_day(start, "start", source)  # refused before any reading
         if end is not None:
             files.to_day(end, "end", source)
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False, snapshot=True) as conn:
             cat = self._catalog(conn)
             df = self._records(conn, cat, name)
             stale = self._staleness(conn, cat, [name])
@@ -1050,7 +1052,7 @@ class Engine:
         Raises:
             NotFoundError: a name is neither a formula nor an item.
         """
-        with self.store.transaction() as conn:
+        with self.store.transaction(write=False, snapshot=True) as conn:
             cat = self._catalog(conn)
             names = list(names) if names else sorted(cat.formulas)
             frames = [(n, self._records(conn, cat, n)) for n in names]
@@ -1141,6 +1143,14 @@ def _entries(batch) -> list[dict]:
     return entries
 
 
+def _frequency(value: str, item: str) -> Frequency:
+    try:
+        return Frequency(str(value).strip().lower())
+    except ValueError:
+        raise DataError(f"bad frequency {clip(str(value))} for item '{item}' (one of "
+                        f"{', '.join(f.value for f in Frequency)})") from None
+
+
 def _listed(value) -> list:
     """None, one value or several -> a list without repeats (in the given order)."""
     if value is None:
@@ -1148,17 +1158,6 @@ def _listed(value) -> list:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         value = [value]
     return list(dict.fromkeys(value))
-
-
-def _day(value, item: str) -> np.datetime64:
-    """A period given as a date or ISO text (YYYY-MM-DD)."""
-    if isinstance(value, (dt.date, np.datetime64)):
-        return np.datetime64(value, "D")
-    try:
-        return np.datetime64(dt.date.fromisoformat(str(value).strip()[:10]), "D")
-    except ValueError:
-        raise DataError(f"bad period {str(value)!r} (expected a date YYYY-MM-DD)",
-                        source=item) from None
 
 
 def _nearest(calendar: np.ndarray, day: np.datetime64, n: int = 2) -> list[str]:

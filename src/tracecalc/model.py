@@ -228,6 +228,7 @@ class SaveResult:
     created: bool
     equivalent_to_previous: bool
     marked_stale: tuple[str, ...]
+    described: bool = False  # only the description changed (the text is as it was)
 
 
 @dataclass(frozen=True)

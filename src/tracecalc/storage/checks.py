@@ -21,7 +21,7 @@ from tracecalc.storage.schema import metadata
 # What the drivers say when the database's files are damaged (SQLite "database disk image
 # is malformed", "file is not a database"; PostgreSQL "invalid page in block", "could not
 # read block"; MariaDB "Index for table ... is corrupt", "... marked as crashed").
-_CORRUPT = re.compile(r"malformed|corrupt|not a database|invalid page|could not read block|"
+_CORRUPT = re.compile(r"malformed|corrupt|invalid page|could not read block|"
                       r"crashed|checksum", re.I)
 MAX_PROBLEMS = 100  # lines of the database's own report kept
 
@@ -41,16 +41,40 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(orig).__name__
 
 
-def driver_message(e: BaseException) -> str | None:
-    """A one-line message for a driver or SQLAlchemy error (None for anything else)."""
-    if isinstance(e, DBAPIError) or type(e).__module__.split(".")[0] in (
-            "sqlite3", "psycopg", "pymysql"):
-        msg = one_line(e)
-        if is_corrupt(msg):
-            return (f"the database is damaged ({msg}); run `tracecalc verify` to see what "
-                    "is affected, and see docs/operations.md")
-        return f"the database failed: {msg}"
-    return None
+def is_driver_error(e: BaseException) -> bool:
+    return isinstance(e, DBAPIError) or type(e).__module__.split(".")[0] in (
+        "sqlite3", "psycopg", "pymysql")
+
+
+def describe(e: BaseException, where: str) -> str:
+    """One line for a database failure (SQLAlchemy's, or the driver's own from a bulk path):
+    what happened at ``where``, and what to do about it."""
+    msg = one_line(e)
+    orig = getattr(e, "orig", None) or e
+    low = msg.lower()
+    if "disk is full" in low or "no space left" in low or "disk full" in low:
+        return (f"the disk is full (or the database reached its size limit) at {where}; "
+                "nothing of this change was saved; free space and run the command again")
+    if "readonly database" in low or "read-only" in low or "read only" in low:
+        return (f"the database {where} is read-only ({msg}); check the file's permissions "
+                "or use a copy you may write")
+    if "file is not a database" in low:
+        return (f"{where} is not a SQLite database, or its first page is damaged ({msg}); "
+                "check --db (or TRACECALC_DB)")
+    if is_corrupt(msg):
+        return (f"the database {where} is damaged ({msg}); run `tracecalc verify` to see "
+                "what is affected, and see docs/operations.md")
+    if type(orig).__name__ == "IntegrityError" or "IntegrityError" in type(e).__name__:
+        return f"the database {where} refused a row ({msg}); nothing of this change was saved"
+    if getattr(e, "connection_invalidated", False):
+        return (f"lost the connection to the database {where} ({msg}); nothing after the "
+                "last commit was saved; run the command again")
+    return f"database error at {where}: {msg}"
+
+
+def database_error(e: BaseException, where: str) -> DatabaseError:
+    """The one-line ``DatabaseError`` for a driver or SQLAlchemy error."""
+    return DatabaseError(describe(e, where), corrupt=is_corrupt(one_line(e)))
 
 
 def is_corrupt(message: str) -> bool:
@@ -64,8 +88,9 @@ def driver_errors(engine: Engine) -> Iterator[None]:
     try:
         yield
     except (DBAPIError, dbapi_error) as e:
-        msg = one_line(e)
-        raise DatabaseError(msg, corrupt=is_corrupt(msg)) from None
+        url = engine.url
+        where = url.database if url.get_backend_name() == "sqlite" else url.render_as_string()
+        raise database_error(e, where or "the database") from None
 
 
 def tables() -> list[str]:
@@ -81,13 +106,17 @@ def integrity_check(engine: Engine) -> DatabaseCheck:
     return _mariadb(engine)
 
 
-def _run(engine: Engine, fn) -> list[str]:
-    """``fn(conn)``'s problems, or the failure itself as the one problem."""
+def _run(engine: Engine, fn, notes: list[str]) -> list[str]:
+    """``fn(conn)``'s problems. A failure that says the files are damaged is a problem;
+    any other (no permission, a timeout, a lost connection) is a note: not checked."""
     try:
         with driver_errors(engine), engine.connect() as conn:
             return fn(conn)
     except DatabaseError as e:
-        return [str(e)]
+        if e.corrupt:
+            return [str(e)]
+        notes.append(f"not checked: {e}")
+        return []
 
 
 def _sqlite(engine: Engine) -> DatabaseCheck:
@@ -111,12 +140,15 @@ def _sqlite(engine: Engine) -> DatabaseCheck:
                 found.append(t)
         return rows
 
-    problems = _run(engine, check)
-    return DatabaseCheck("PRAGMA integrity_check", tuple(problems), tables=tuple(found))
+    notes: list[str] = []
+    problems = _run(engine, check, notes)
+    return DatabaseCheck("PRAGMA integrity_check", tuple(problems), tuple(notes),
+                         tables=tuple(found))
 
 
 def _postgresql(engine: Engine) -> DatabaseCheck:
     problems: list[str] = []
+    notes: list[str] = []
     for t in tables():
         def scan(conn, t=t) -> list[str]:
             # A sequential scan that deforms every row: each page is read and checked
@@ -125,7 +157,7 @@ def _postgresql(engine: Engine) -> DatabaseCheck:
                 conn.exec_driver_sql(f"SET LOCAL {opt} = off")
             conn.exec_driver_sql(f"SELECT count(*) FROM {t} AS r WHERE r IS NOT NULL").scalar()
             return []
-        problems += [f"{t}: {p}" for p in _run(engine, scan)]
+        problems += [f"{t}: {p}" for p in _run(engine, scan, notes)]
     with driver_errors(engine), engine.connect() as conn:
         schema = conn.exec_driver_sql(
             "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n "
@@ -137,7 +169,8 @@ def _postgresql(engine: Engine) -> DatabaseCheck:
         note = ("amcheck is available but not installed in this database (CREATE EXTENSION "
                 "amcheck, as a superuser, lets verify check tables and indexes page by page)"
                 if available else "the amcheck extension is not available on this server")
-        return DatabaseCheck(method, tuple(problems), (note + ": indexes were not checked",),
+        notes.append(note + ": indexes were not checked")
+        return DatabaseCheck(method, tuple(problems), tuple(dict.fromkeys(notes)),
                              tables=_named(problems))
     for t in tables():
         def amcheck(conn, t=t) -> list[str]:
@@ -150,9 +183,12 @@ def _postgresql(engine: Engine) -> DatabaseCheck:
                     "WHERE i.indrelid = %(t)s::regclass AND a.amname = 'btree'", {"t": t}):
                 conn.exec_driver_sql(f'SELECT "{schema}".bt_index_check(%(i)s)', {"i": index})
             return found
-        problems += [p if p.startswith(t) else f"{t}: {p}" for p in _run(engine, amcheck)]
+        problems += [p if p.startswith(t) else f"{t}: {p}"
+                     for p in _run(engine, amcheck, notes)]
+    # one note per kind of failure (no permission on amcheck fails every table alike)
     return DatabaseCheck(method + ", amcheck verify_heapam and bt_index_check",
-                         tuple(problems[:MAX_PROBLEMS]), tables=_named(problems))
+                         tuple(problems[:MAX_PROBLEMS]), tuple(dict.fromkeys(notes)),
+                         tables=_named(problems))
 
 
 def _mariadb(engine: Engine) -> DatabaseCheck:
@@ -164,8 +200,9 @@ def _mariadb(engine: Engine) -> DatabaseCheck:
                 out.append(f"{table.split('.')[-1]}: {text}")
         return out
 
-    problems = _run(engine, check)
-    return DatabaseCheck("CHECK TABLE", tuple(problems[:MAX_PROBLEMS]),
+    notes: list[str] = []
+    problems = _run(engine, check, notes)
+    return DatabaseCheck("CHECK TABLE", tuple(problems[:MAX_PROBLEMS]), tuple(notes),
                          tables=_named(problems))
 
 

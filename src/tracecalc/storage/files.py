@@ -6,6 +6,7 @@ Every check runs before anything is written; the first bad row is reported with 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import os
@@ -51,14 +52,40 @@ def _read_csv(source, label: str) -> pd.DataFrame:
         raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", source=label) from None
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty", source=label) from None
-    except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as e:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-        if m:
-            raise DataError(f"not a valid CSV file: {m[3]} fields where the header has {m[1]}",
-                            row=int(m[2]), source=label) from None
+        if m:  # pandas names the line for rows after the first
+            raise DataError(f"not a valid CSV file: {m[3]} fields where the header has {m[1]}"
+                            f"{_QUOTE}", row=int(m[2]), source=label) from None
+        bad = _ragged_row(source)
+        if bad is not None:
+            raise DataError(f"not a valid CSV file: {bad[1]} fields where the header has "
+                            f"{bad[2]}{_QUOTE}", row=bad[0], source=label) from None
         raise DataError(f"not a valid CSV file: {e}", source=label) from None
     except FileNotFoundError:
         raise DataError("no such file", source=label) from None
+    except OSError as e:
+        raise DataError(f"cannot read the file: {e.strerror}", source=label) from None
+
+
+_QUOTE = ' (a field with a comma in it needs double quotes: "ts_mean(x, 5)")'
+
+
+def _ragged_row(source) -> tuple[int, int, int] | None:
+    """(row, fields, header fields) of the first row whose length differs from the
+    header's, for the errors pandas gives without a line."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        with open(source, newline="", encoding="utf-8-sig") as f:
+            rows = csv.reader(f)
+            width = len(next(rows, []))
+            for i, row in enumerate(rows, start=2):
+                if row and len(row) != width:
+                    return i, len(row), width
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return None
 
 
 def _frame(data, label: str) -> tuple[pd.DataFrame, str]:
@@ -313,7 +340,7 @@ def read_formulas(path, label: str = "") -> list[dict]:
             raise DataError("expected columns name, expression (and optionally description)",
                             row=1, source=label)
         rows = [{"name": str(r["name"]).strip(), "expression": str(r["expression"]),
-                 "description": str(r.get("description") or ""), "row": i + 2}
+                 "description": _description(r), "row": i + 2}
                 for i, r in enumerate(df.to_dict("records"))]
     names: dict[str, int] = {}
     for r in rows:
@@ -326,48 +353,63 @@ def read_formulas(path, label: str = "") -> list[dict]:
     return rows
 
 
-def _yaml_lines(node) -> list[int]:
-    """The line (1-based) of each entry of a formulas document, in document order."""
+def _yaml_lines(node) -> list[tuple[str | None, int]]:
+    """(key, line) of each entry of a formulas document, in document order, repeated keys
+    included (a mapping's key; None for a list's entries). Lines are 1-based."""
     import yaml
 
     if isinstance(node, yaml.MappingNode):
         keys = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
         if "formulas" in keys and not isinstance(keys["formulas"], yaml.ScalarNode):
             return _yaml_lines(keys["formulas"])
-        return [k.start_mark.line + 1 for k, _ in node.value]
+        return [(str(k.value), k.start_mark.line + 1) for k, _ in node.value]
     if isinstance(node, yaml.SequenceNode):
-        return [v.start_mark.line + 1 for v in node.value]
+        return [(None, v.start_mark.line + 1) for v in node.value]
     return []
 
 
-def _yaml_rows(doc, lines: list[int], label: str) -> list[dict]:
+def _yaml_rows(doc, lines: list[tuple[str | None, int]], label: str) -> list[dict]:
     # Either a mapping name -> expression | {expression, description}, or a list of mappings,
     # optionally under a top-level key 'formulas'. A row is the entry's line in the file.
     rows = []
     if isinstance(doc, dict) and not isinstance(doc.get("formulas", ""), str):
         doc = doc["formulas"]
     if isinstance(doc, dict):
-        for (name, v), line in zip(doc.items(), lines):
+        # by the document's keys, not the loaded mapping's: a repeated key is an error (a
+        # loaded mapping keeps only its last value), and the rows stay right after it
+        by_text = {str(k): v for k, v in doc.items()}
+        for name, line in lines:
+            if name not in by_text:  # a key YAML reads as something else (true, 1.0, ~)
+                raise DataError(f"formula name {clip(name)} must be text", row=line,
+                                source=label)
+            v = by_text[name]
             if isinstance(v, dict):
                 if "expression" not in v:
                     raise DataError(f"formula '{name}' has no 'expression'", row=line,
                                     source=label)
                 rows.append({"name": str(name), "expression": str(v["expression"]),
-                             "description": str(v.get("description") or ""), "row": line})
+                             "description": _description(v), "row": line})
             else:
-                rows.append({"name": str(name), "expression": str(v), "description": "",
+                rows.append({"name": str(name), "expression": str(v), "description": None,
                              "row": line})
     elif isinstance(doc, list):
-        for v, line in zip(doc, lines):
+        for v, (_, line) in zip(doc, lines):
             if not isinstance(v, dict) or "name" not in v or "expression" not in v:
                 raise DataError("each entry needs 'name' and 'expression'", row=line,
                                 source=label)
             rows.append({"name": str(v["name"]), "expression": str(v["expression"]),
-                         "description": str(v.get("description") or ""), "row": line})
+                         "description": _description(v), "row": line})
     else:
         raise DataError("expected a mapping of name: expression, or a list of entries",
                         source=label)
     return rows
+
+
+def _description(entry: dict) -> str | None:
+    """An entry's description; None where it has none, so a save keeps the stored one."""
+    if "description" not in entry:
+        return None
+    return "" if entry["description"] is None else str(entry["description"])
 
 
 def records_frame(codes: np.ndarray, entity_ids: np.ndarray, periods: np.ndarray,

@@ -29,6 +29,7 @@ it still makes is its own line of the run log (failed, and why), which is no dat
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
@@ -37,7 +38,7 @@ import time
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from tracecalc.errors import BusyError, LockLostError
+from tracecalc.errors import BusyError, DatabaseError, LockLostError
 
 _CATALOG, _RECALC = "tracecalc.catalog", "tracecalc.recalc"
 _memory_locks: dict[int, threading.Lock] = {}
@@ -134,7 +135,14 @@ class RecalcLock:
         locked after it): then try again with the file that is there now."""
         assert self.path is not None
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                if e.errno == errno.EROFS:  # a read-only file system: nobody can write the
+                    return True  # database either, so there is nothing to keep out
+                raise DatabaseError(
+                    f"cannot create the recalculation lock file {self.path} ({e.strerror}); "
+                    "a recalculation or verify needs to write beside the database") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

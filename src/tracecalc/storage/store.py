@@ -27,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateColumn
@@ -86,29 +86,6 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not even parseable: mask what looks like user:password@
         return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
-
-
-def describe(e: Exception, where: str) -> str:
-    """One line for a database failure (SQLAlchemy's, or the driver's own from a bulk path):
-    what happened, and what to do about it."""
-    msg = checks.one_line(e)
-    orig = getattr(e, "orig", None) or e
-    low = msg.lower()
-    if "disk is full" in low or "no space left" in low or "disk full" in low:
-        return (f"the disk is full (or the database reached its size limit) at {where}; "
-                "nothing of this change was saved; free space and run the command again")
-    if "readonly database" in low or "read-only" in low or "read only" in low:
-        return (f"the database {where} is read-only ({msg}); check the file's permissions "
-                "or use a copy you may write")
-    if checks.is_corrupt(msg):
-        return (f"the database {where} is damaged ({msg}); run `tracecalc verify` to see "
-                "what is affected, and see docs/operations.md")
-    if isinstance(e, IntegrityError) or type(orig).__name__ == "IntegrityError":
-        return f"the database {where} refused a row ({msg}); nothing of this change was saved"
-    if getattr(e, "connection_invalidated", False):
-        return (f"lost the connection to the database {where} ({msg}); nothing after the "
-                "last commit was saved; run the command again")
-    return f"database error at {where}: {msg}"
 
 
 def now() -> dt.datetime:
@@ -198,7 +175,7 @@ class Store:
         except TracecalcError:
             raise
         except self._db_errors as e:
-            raise DatabaseError(f"cannot open database: {describe(e, self.where)}") from None
+            raise DatabaseError(f"cannot open database: {checks.describe(e, self.where)}") from None
 
     @property
     def worker_url(self) -> str:
@@ -232,8 +209,7 @@ class Store:
                         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     yield conn
         except self._db_errors as e:  # one line for the user, the cause chained
-            msg = describe(e, self.where)
-            raise DatabaseError(msg, corrupt=checks.is_corrupt(checks.one_line(e))) from e
+            raise checks.database_error(e, self.where) from e
 
     @property
     def where(self) -> str:
@@ -333,12 +309,23 @@ class Store:
     def add_periods(self, conn: Connection, frequency: str,
                     new: Iterable[np.datetime64]) -> np.ndarray:
         """Extend a frequency's calendar; returns the periods that were new (sorted)."""
+        have = self.calendar(conn, frequency)
         added = np.setdiff1d(np.asarray(list(new) if not isinstance(new, np.ndarray) else new,
-                                        dtype="datetime64[D]"), self.calendar(conn, frequency))
+                                        dtype="datetime64[D]"), have)
         if len(added):
             conn.execute(insert(periods), [{"frequency": frequency, "period": d}
                                            for d in added.tolist()])
+            if len(have) and added[0] < have[-1]:  # not only appended: rows moved
+                self.forget_digests(conn, frequency)
         return added
+
+    def forget_digests(self, conn: Connection, frequency: str) -> None:
+        """Drop the digests of a frequency's formulas after its calendar changed other than
+        at its end: each digest covers an entity's column row by row, so the stored ones
+        no longer describe the stored records (a missing digest means "compare the
+        records", see tc_digests), and ``verify`` would report them all."""
+        users = select(formulas.c.id).where(formulas.c.frequency == frequency)
+        conn.execute(delete(digests).where(digests.c.formula_id.in_(users)))
 
     def prune_periods(self, conn: Connection, frequency: str, candidates) -> np.ndarray:
         """Drop from a frequency's calendar the ``candidates`` no data point of that
@@ -350,14 +337,14 @@ class Store:
             return cands
         same = select(items.c.id).where(items.c.frequency == frequency)
         users = select(formulas.c.id).where(formulas.c.frequency == frequency)
-        kept: set = set()
-        days = cands.tolist()
-        for i in range(0, len(days), 500):
-            chunk = days[i:i + 500]
-            q = (select(data_points.c.period).distinct()
-                 .where(data_points.c.item_id.in_(same), data_points.c.period.in_(chunk)))
-            kept.update(conn.execute(q).scalars())
-        gone = [d for d in days if d not in kept]
+        # one probe per date, which stops at its first data point (the usual answer: a date
+        # rarely leaves), rather than one scan of every point of the frequency
+        gone = [d for d in cands.tolist() if conn.execute(
+            select(data_points.c.period).where(data_points.c.item_id.in_(same),
+                                               data_points.c.period == d).limit(1)).first()
+            is None]
+        if gone:
+            self.forget_digests(conn, frequency)
         for i in range(0, len(gone), 500):
             chunk = gone[i:i + 500]
             conn.execute(delete(periods).where(periods.c.frequency == frequency,
