@@ -88,7 +88,7 @@ def test_a_whole_session(run, tmp_path):
     (["set", "x", "revenu + 1"], "unknown reference 'revenu'"),
     (["set", "x", "__import__('os')"], "unknown function '__import__'"),
     (["set", "x", "x + 1"], "cycle: x -> x"),
-    (["show", "nope"], "no formula named 'nope'"),
+    (["show", "nope"], "no formula or item named 'nope'"),
     (["delete", "nope"], "no formula named 'nope'"),
     (["load-data", "/no/such/file.csv"], "no such file"),
     (["load-formulas", "/no/such/file.csv"], "no such file"),

@@ -37,7 +37,7 @@ GOOD = HEADER + "revenue,A,2024-03-31,10\nrevenue,A,2024-06-30,12\n"
     ("item,entity,period,value,extra\nrevenue,A,2024-03-31,1,2\n", 1, "unexpected ['extra']"),
     (HEADER, None, "no data rows"),
     ("", None, "empty"),
-    (HEADER + "revenue,A,2024-03-31,1,\n", None, "not a valid CSV"),
+    (HEADER + "revenue,A,2024-03-31,1,\n", 2, "not a valid CSV"),
 ])
 def test_bad_files_name_the_row(tmp_path, body, row, fragment):
     path = tmp_path / "data.csv"
@@ -132,7 +132,8 @@ def test_read_formulas_csv_and_yaml(tmp_path):
                    "  roe:\n    expression: ttm(net_income) / avg_balance(equity, 4)\n"
                    "    description: return on equity\n")
     rows = read_formulas(yml)
-    assert [(r["name"], r["description"]) for r in rows] == [("gm", ""),
+    # no description: None, so that a save keeps the stored one
+    assert [(r["name"], r["description"]) for r in rows] == [("gm", None),
                                                               ("roe", "return on equity")]
     dup = tmp_path / "d.csv"
     dup.write_text("name,expression\na,x\nb,y\na,z\n")
