@@ -142,7 +142,7 @@ def main(ctx: click.Context, db: str, user: str | None) -> None:
 def init(ctx):
     """Create the tracecalc tables in the database (if missing)."""
     eng = _engine(ctx, create=True)
-    out.print(f"tracecalc database ready: {eng.url}")
+    out.print(f"tracecalc database ready: {eng.url}", markup=False)
 
 
 @main.command("load-data")
@@ -494,7 +494,7 @@ def verify(ctx, wait, chunk_entities, quiet):
                 bar.update(task, completed=done, total=total, description=f"verifying {name}")
 
             rep = eng.verify(wait=wait, chunk_entities=chunk_entities, progress=progress)
-    out.print(f"database:  {rep.database}")
+    out.print(f"database:  {rep.database}", markup=False)
     out.print(f"integrity: {rep.integrity_method}: "
               + (f"{len(rep.integrity)} problems" if rep.integrity else "ok"))
     for line in rep.integrity[:SHOWN]:
