@@ -27,7 +27,7 @@ def task(name, expr, uses=()):
 
 
 def custom(name, inputs, fn, uses=()):
-    return Task(name, Compiled(tuple(inputs), fn, "<test>"), tuple(uses), UNIVERSE)
+    return Task(name, Compiled(tuple(inputs), fn), tuple(uses), UNIVERSE)
 
 
 def run(tasks, workers=2, write=None):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -33,9 +34,27 @@ from hypothesis import strategies as st
 
 from reference import Elementary, Reference
 from tracecalc.errors import FormulaError
-from tracecalc.evaluator import Step, compile_tree, run_steps
+from tracecalc.evaluator import Compiled, compile_tree
 from tracecalc.model import SIGNATURES, Param
 from tracecalc.parser import parse
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    compiled: Compiled
+
+
+def run_steps(steps, load, emit) -> None:
+    """Evaluate ``steps`` in order (already topological): the simplest executor of compiled
+    formulas, inputs not produced by an earlier step coming from ``load``."""
+    made: dict[str, np.ndarray] = {}
+    for step in steps:
+        out = step.compiled(*(made[n] if n in made else load(n)
+                              for n in step.compiled.inputs))
+        made[step.name] = out
+        emit(step.name, out)
+
 
 NAN = math.nan
 RTOL, ATOL = 1e-9, 1e-12

@@ -9,8 +9,7 @@ parameters, numbers become float constants, every operator and function becomes 
 from __future__ import annotations
 
 import ast
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +50,6 @@ class Compiled:
 
     inputs: tuple[str, ...]
     fn: Callable[..., np.ndarray]
-    source: str
 
     def __call__(self, *panels: np.ndarray) -> np.ndarray:
         shape = panels[0].shape
@@ -79,7 +77,7 @@ def compile_tree(tree: Node, label: str = "formula") -> Compiled:
     code = compile(module, filename=f"<tracecalc {label}>", mode="exec")
     namespace = dict(_NAMESPACE)
     exec(code, namespace)  # noqa: S102 - our own generated tree, no user text inside
-    return Compiled(inputs, namespace["_formula"], ast.unparse(module))
+    return Compiled(inputs, namespace["_formula"])
 
 
 def _call(fname: str, args: list[ast.expr]) -> ast.Call:
@@ -227,39 +225,3 @@ def diff_panels(new: np.ndarray, old: np.ndarray) -> Diff:
     update = both & ~same_bits
     return Diff(have_new & ~have_old, update, have_old & ~have_new,
                 int((both & same_bits).sum()))
-
-
-# ---------------------------------------------------------------------------------------------
-# Running a plan
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    compiled: Compiled
-
-
-def run_steps(steps: Sequence[Step], load: Callable[[str], np.ndarray],
-              emit: Callable[[str, np.ndarray], None]) -> None:
-    """Evaluate ``steps`` in order (already topological).
-
-    Inputs not produced by an earlier step come from ``load``. Invariant: a panel is freed
-    as soon as its last consumer has run, so memory follows the plan's width, not its length.
-    """
-    remaining = Counter(name for s in steps for name in s.compiled.inputs)
-    cache: dict[str, np.ndarray] = {}
-    for step in steps:
-        args = []
-        for name in step.compiled.inputs:
-            if name not in cache:
-                cache[name] = load(name)
-            args.append(cache[name])
-        out = step.compiled(*args)
-        del args
-        emit(step.name, out)
-        for name in step.compiled.inputs:
-            remaining[name] -= 1
-            if remaining[name] == 0:
-                del cache[name]
-        if remaining[step.name] > 0:
-            cache[step.name] = out

@@ -76,10 +76,6 @@ class FunctionSpec:
             return self.min_args
         return sum(1 for p in self.params if p.default is None)
 
-    @property
-    def maximum(self) -> int | None:
-        return None if self.variadic else len(self.params)
-
     def arity_text(self) -> str:
         if self.variadic:
             return f"at least {self.min_args} arguments"
