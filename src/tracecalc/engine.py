@@ -246,7 +246,7 @@ class Engine:
         path = data if isinstance(data, (str, os.PathLike)) else "data"
         tell(0, 0, f"reading {label or path}")
         batch = files.read_data(data, label)
-        declared = {k: _frequency(v, k) for k, v in (frequencies or {}).items()}
+        declared = {k: files.frequency(v, item=k) for k, v in (frequencies or {}).items()}
         declared.update(batch.frequencies)
         with self.store.transaction() as conn:
             tell(0, 0, "checking against the catalog")
@@ -462,7 +462,7 @@ class Engine:
         for name, p in parsed.items():
             unknown: set[str] = set()  # each unknown name once, at its first place
             for node in walk(p.tree):
-                if isinstance(node, Ref) and node.name not in known | unknown:
+                if isinstance(node, Ref) and node.name not in known and node.name not in unknown:
                     unknown.add(node.name)
                     every = cat.all_names() | {f["name"] for f in batch}
                     problems.append((name, UnknownReferenceError(
@@ -1141,14 +1141,6 @@ def _entries(batch) -> list[dict]:
                              f"{type(entry['expression']).__name__}, not text")
         entries.append(entry)
     return entries
-
-
-def _frequency(value: str, item: str) -> Frequency:
-    try:
-        return Frequency(str(value).strip().lower())
-    except ValueError:
-        raise DataError(f"bad frequency {clip(str(value))} for item '{item}' (one of "
-                        f"{', '.join(f.value for f in Frequency)})") from None
 
 
 def _listed(value) -> list:

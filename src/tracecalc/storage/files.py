@@ -176,12 +176,7 @@ def read_data(data, label: str = "") -> DataBatch:
         for i, (it, f) in enumerate(zip(item, ftext)):
             if not f:
                 continue
-            try:
-                fr = Frequency(f)
-            except ValueError:
-                raise DataError(f"bad frequency {clip(f)} (one of "
-                                f"{', '.join(x.value for x in Frequency)})", row=i + 2,
-                                source=label) from None
+            fr = frequency(f, row=i + 2, source=label)
             if freqs.setdefault(it, fr) is not fr:
                 raise DataError(f"item {clip(it)} declared both {freqs[it]} and {fr}", row=i + 2,
                                 source=label)
@@ -271,6 +266,18 @@ def to_day(x, what: str, source: str) -> np.datetime64:
     if not FIRST_DAY <= day <= LAST_DAY:
         raise DataError(f"bad {what} {clip(str(x))} (out of range; {_DATE_HELP})", source=source)
     return day
+
+
+def frequency(text, *, row: int | None = None, source: str | None = None,
+              item: str | None = None) -> Frequency:
+    """A frequency's name (any case) as a ``Frequency``; a ``DataError`` lists the valid ones."""
+    try:
+        return Frequency(str(text).strip().lower())
+    except ValueError:
+        what = f" for item '{item}'" if item else ""
+        raise DataError(f"bad frequency {clip(str(text))}{what} (one of "
+                        f"{', '.join(x.value for x in Frequency)})", row=row,
+                        source=source) from None
 
 
 def _good_code(s: str) -> bool:
