@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateColumn
 
-from tracecalc.errors import DatabaseError, DataError, TracecalcError
+from tracecalc.errors import DatabaseError, DataError, TracecalcError, clip, plural
 from tracecalc.model import FormulaState, Frequency
 from tracecalc.storage import bulk, checks
 from tracecalc.storage.files import DataBatch, infer_frequency
@@ -397,7 +397,7 @@ class Store:
             code = str(uniq_codes[inv[first]])
             listed = ", ".join(new_codes[:3]) + (", ..." if len(new_codes) > 3 else "")
             raise DataError(
-                f"unknown entity {code!r} ({_count(len(new_codes), 'new entity')} in the file: "
+                f"unknown entity {clip(code)} ({plural(len(new_codes), 'new entity')} in the file: "
                 f"{listed}); load them first (load-entities), or allow new entities (without "
                 "--no-new-entities)", row=first + 2, source=batch.source)
         if new_codes:
@@ -823,11 +823,6 @@ class LoadChanges:
     removed_periods: dict[str, np.ndarray] = field(default_factory=dict)  # no data left
     changed_items: list[str] = field(default_factory=list)
     changed_entities: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def _count(n: int, noun: str) -> str:
-    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
-    return f"{n} {noun if n == 1 else plural}"
 
 
 def canonical_key(canonical: str) -> str:
