@@ -1,45 +1,24 @@
 """The composition root and the one public facade: ``Engine``.
 
-``Engine`` wires the parser, the graph, storage and the evaluator together. Every public
-method runs in one database transaction (recalculation: one per formula), so a rejected
-save or a bad data file changes nothing.
+``Engine`` wires storage, the catalog, the tracer and the evaluator together and delegates
+each job to its module: ``saving`` (check and save formulas), ``loads`` (data changes),
+``planning`` and ``recalc`` (runs), ``reading`` (records, status, explain), ``integrity``
+(verify). Every public method runs in one database transaction (recalculation: one per
+formula group), so a rejected save or a bad data file changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import getpass
 import os
 import time
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 
-import numpy as np
-
-from tracecalc import explain, integrity
-from tracecalc.errors import (
-    CycleError,
-    DataError,
-    DependentsError,
-    FormulaError,
-    FrequencyError,
-    InvalidNameError,
-    NotFoundError,
-    StaleWarning,
-    TracecalcError,
-    UnknownReferenceError,
-    UsageError,
-    ValidationError,
-    clip,
-    close_matches,
-)
-from tracecalc.evaluator import compile_tree, gives_values_from_nothing, to_panel
-from tracecalc.graph import Graph
+from tracecalc import catalog, integrity, loads, planning, reading, saving
+from tracecalc.errors import NotFoundError, TracecalcError, close_matches
+from tracecalc.facts import FactsCache
 from tracecalc.model import (
-    FUNCTION_NAMES,
-    NAME_RE,
     CheckReport,
     DeleteResult,
     FormulaInfo,
@@ -47,15 +26,13 @@ from tracecalc.model import (
     Frequency,
     ItemInfo,
     LoadResult,
-    Problem,
     RunReport,
     SaveResult,
     VerifyReport,
 )
-from tracecalc.parser import ParsedFormula, Ref, normalise, parse, walk
-from tracecalc.recalc import NONE, run_plan
-from tracecalc.storage import DEFAULT_URL, Store, calendars, files
-from tracecalc.work import FormulaRef, Plan, Session
+from tracecalc.recalc import run_plan
+from tracecalc.storage import DEFAULT_URL, Store, files
+from tracecalc.work import Plan, Session
 
 Progress = Callable[[int, int, str], None]
 
@@ -79,47 +56,6 @@ def default_user() -> str:
         return os.environ.get("TRACECALC_USER") or getpass.getuser()
     except Exception:  # no login name in some containers
         return "unknown"
-
-
-@dataclass
-class _Catalog:
-    """A snapshot of the catalog read inside one transaction: all of it, or (``scope``) only
-    the part a save can touch, so that validating a save costs what it reaches."""
-
-    items: dict[str, tuple[int, str]]  # name -> (id, frequency)
-    formulas: dict[str, object]  # name -> row
-    graph: Graph[str]  # items and formulas; an edge: formula depends on reference
-    scope: Callable[[Iterable[str]], list[str]] | None = None  # downstream query, if partial
-    everything: Callable[[], set[str]] | None = None  # every name, if partial
-
-    @property
-    def names(self) -> set[str]:
-        return set(self.items) | set(self.formulas)
-
-    def all_names(self) -> set[str]:
-        """Every item and formula name (for "did you mean" suggestions)."""
-        return self.names if self.everything is None else self.everything()
-
-    def frequency(self, name: str) -> str:
-        if name in self.items:
-            return self.items[name][1]
-        return self.formulas[name].frequency
-
-    def downstream(self, names: Iterable[str]) -> list[str]:
-        """Formulas depending on ``names`` (transitively), in recalculation order."""
-        if self.scope is not None:
-            return self.scope(names)
-        desc = {n for n in self.graph.descendants(list(names)) if n in self.formulas}
-        return self.graph.topological_order(desc)
-
-
-@dataclass
-class _Checked:
-    name: str
-    parsed: ParsedFormula
-    description: str | None
-    frequency: str
-    refs: list[tuple[str, str]]  # (name, "item" | "formula")
 
 
 class Engine:
@@ -147,6 +83,7 @@ class Engine:
         """
         self.store = Store(url or os.environ.get("TRACECALC_DB") or DEFAULT_URL, create=create)
         self.user = user or default_user()
+        self.facts = FactsCache()  # what each stored formula's text says, by (id, version)
 
     @property
     def url(self) -> str:
@@ -162,56 +99,8 @@ class Engine:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- reading the catalog ------------------------------------------------------------------
-
-    def _catalog(self, conn) -> _Catalog:
-        items = self.store.items(conn)
-        rows = {r.name: r for r in self.store.formula_rows(conn)}
-        g: Graph[str] = Graph()
-        for name in items:
-            g.add_node(name)
-        for name in rows:
-            g.add_node(name)
-        for f, ref in self.store.edges(conn):
-            g.add_edge(f, ref)
-        return _Catalog(items, rows, g)
-
-    SCOPED_BATCH = 500  # larger batches read the whole catalog (one scan is cheaper)
-
-    def _catalog_for(self, conn, batch: Sequence[dict]) -> _Catalog:
-        """What validating and saving ``batch`` needs: the names it defines and references,
-        and everything upstream of the formulas it references (where a cycle would be)."""
-        if len(batch) > self.SCOPED_BATCH:
-            return self._catalog(conn)
-        names = {f["name"] for f in batch if isinstance(f["name"], str)}
-        for f in batch:
-            try:
-                names.update(parse(f["expression"]).references)
-            except FormulaError:
-                pass  # reported by _check
-        items = self.store.items_named(conn, names)
-        rows = self.store.formula_rows_named(conn, names)
-        store = self.store
-
-        def downstream(targets: Iterable[str]) -> list[str]:
-            ids = [r.id for r in store.formula_rows_named(conn, set(targets)).values()]
-            return store.downstream_names(conn, ids)
-
-        g: Graph[str] = Graph()
-        for name in items:
-            g.add_node(name)
-        for name in rows:
-            g.add_node(name)
-        for a, b in store.upstream(conn, [r.id for r in rows.values()]):
-            g.add_edge(a, b)
-        return _Catalog(items, rows, g, scope=downstream,
-                        everything=lambda: store.all_names(conn))
-
-    def _row(self, cat: _Catalog, name: str):
-        row = cat.formulas.get(name)
-        if row is None:
-            raise NotFoundError("formula", name, close_matches(name, cat.formulas))
-        return row
+    def _read(self, conn, names: Iterable[str] = (), **how) -> catalog.Catalog:
+        return catalog.read(self.store, conn, self.facts, names, **how)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -243,79 +132,8 @@ class Engine:
                 false; nothing is written.
         """
         tell = progress or (lambda done, total, what: None)
-        path = data if isinstance(data, (str, os.PathLike)) else "data"
-        tell(0, 0, f"reading {label or path}")
-        batch = files.read_data(data, label)
-        declared = {k: files.frequency(v, item=k) for k, v in (frequencies or {}).items()}
-        declared.update(batch.frequencies)
-        with self.store.transaction() as conn:
-            tell(0, 0, "checking against the catalog")
-            self.store.lock_catalog(conn)
-            cat = self._catalog(conn)
-            clash = sorted(set(batch.items.tolist()) & set(cat.formulas))
-            if clash:
-                raise DataError(f"'{clash[0]}' is a formula, not a data item",
-                                      source=batch.source)
-            changes = self.store.load_batch(conn, batch, declared,
-                                            allow_new_entities=allow_new_entities,
-                                            progress=tell)
-            tell(len(batch), len(batch), "marking dependents stale")
-            stale = self._mark_users(conn, cat, changes.changed_entities,
-                                     grown=changes.grown_calendars,
-                                     shrunk=set(changes.removed_periods),
-                                     new_entity_ids=changes.new_entity_ids)
-        notes = []
-        for freq, added in sorted(changes.added_periods.items()):
-            odd = calendars.odd_periods(freq, changes.calendars_before[freq], added)
-            if odd:
-                notes.append(calendars.warning_text(freq, odd))
-        return LoadResult(rows=len(batch), items=tuple(changes.items),
-                          new_items=tuple(changes.new_items), new_entities=changes.new_entities,
-                          marked_stale=tuple(stale),
-                          new_entity_codes=tuple(changes.new_entity_codes),
-                          new_periods={f: tuple(p.tolist())
-                                       for f, p in sorted(changes.added_periods.items())},
-                          removed_periods={f: tuple(p.tolist())
-                                           for f, p in sorted(changes.removed_periods.items())},
-                          warnings=tuple(notes))
-
-    def _mark_users(self, conn, cat: _Catalog, changed: dict[str, np.ndarray], *,
-                    grown: Iterable[str] = (), shrunk: Iterable[str] = (),
-                    new_entity_ids: np.ndarray | None = None) -> list[str]:
-        """Mark what a change of data points makes stale, then everything downstream
-        pending; returns every formula handled, in recalculation order.
-
-        ``changed`` maps an item to the entities whose points changed; ``grown`` and
-        ``shrunk`` are the frequencies whose calendar gained or lost periods."""
-        by_id = {r.id: r for r in cat.formulas.values()}
-        users: set[int] = set()
-        for item, entity_ids in changed.items():
-            # Direct users go stale for the entities whose values changed (all of them
-            # when a cross-sectional function ranks or scores across entities).
-            for fid in self.store.formulas_using_items(conn, [item]):
-                row = by_id[fid]
-                if _cross_sectional(row.expression):
-                    self.store.set_state(conn, [row.name], FormulaState.STALE)
-                else:
-                    self.store.mark_entities(conn, fid, entity_ids)
-                users.add(fid)
-        # Formulas that give values where their inputs are missing (coalesce(x, 0)) must
-        # be computed for new entities; those that also look along time (lag, ffill),
-        # for every entity when their calendar gains periods. A lost period takes every
-        # record at it along (Store.prune_periods): only windows along time then differ.
-        grown, shrunk = set(grown), set(shrunk)
-        new_ids = np.empty(0, np.int64) if new_entity_ids is None else new_entity_ids
-        for row in cat.formulas.values():
-            spontaneous, along_time = _reach(row.expression)
-            if ((row.frequency in grown and (spontaneous or along_time))
-                    or (row.frequency in shrunk and along_time)):
-                self.store.set_state(conn, [row.name], FormulaState.STALE)
-                users.add(row.id)
-            elif spontaneous and len(new_ids):
-                self.store.mark_entities(conn, row.id, new_ids)
-                users.add(row.id)
-        self.store.mark_changed(conn, sorted(users))
-        return self.store.propagate_changes(conn)
+        return loads.load(self.store, self.facts, data, frequencies, label,
+                          allow_new_entities, tell)
 
     def delete_data(self, item: str, entity: str | Sequence[str] | None = None,
                     period=None) -> DeleteResult:
@@ -340,65 +158,8 @@ class Engine:
             DependentsError: the whole item was to go while formulas use it (listed).
             DataError: a period that is not a date.
         """
-        codes = _listed(entity)
-        days = [files.to_day(p, "period", item) for p in _listed(period)]
-        with self.store.transaction() as conn:
-            self.store.lock_catalog(conn)
-            cat = self._catalog(conn)
-            if item not in cat.items:
-                e = NotFoundError("data item", item, close_matches(item, cat.items))
-                if item in cat.formulas:
-                    e.args = (f"{e}: '{item}' is a formula (delete it with delete)",)
-                raise e
-            item_id, freq = cat.items[item]
-            if not codes and not days:
-                users = sorted(cat.graph.successors(item))
-                if users:
-                    raise DependentsError(item, users)
-                eids, pers, _ = self.store.read_item(conn, item_id)
-                self.store.delete_item(conn, item_id)
-                changed: dict[str, np.ndarray] = {}
-            else:
-                eids, pers = self._matching_points(conn, item, item_id, freq, codes, days)
-                self.store.delete_data(conn, item_id, eids, pers)
-                changed = {item: np.unique(eids)}
-            removed = self.store.prune_periods(conn, freq, np.unique(pers))
-            stale = self._mark_users(conn, cat, changed, shrunk={freq} if len(removed) else ())
-            names = self.store.entity_codes(conn)
-        return DeleteResult(
-            item=item, frequency=freq, points=len(eids),
-            entities=tuple(sorted(names[np.unique(eids)].tolist())),
-            periods=tuple(np.unique(pers).tolist()), item_deleted=not codes and not days,
-            removed_periods=tuple(removed.tolist()), marked_stale=tuple(stale))
-
-    def _matching_points(self, conn, item: str, item_id: int, freq: str, codes: list[str],
-                         days: list[np.datetime64]) -> tuple[np.ndarray, np.ndarray]:
-        """The (entity ids, periods) of the item's points among ``codes`` and ``days``
-        (all when not given); every code and day given must match one."""
-        known = self.store.entity_ids(conn)
-        for code in codes:
-            if code not in known:
-                raise NotFoundError("entity", code, close_matches(code, known))
-        wanted = np.unique(np.array([known[c] for c in codes], dtype=np.int64))
-        eids, pers, _ = self.store.read_item(conn, item_id, wanted if codes else None)
-        have = self.store.entity_codes(conn)
-        for code in codes:  # an entity without any point of the item
-            if not (eids == known[code]).any():
-                raise NotFoundError(f"entity with {item} data", code,
-                                    close_matches(code, have[np.unique(
-                                        self.store.read_item(conn, item_id)[0])]))
-        sel = np.isin(pers, np.array(days, dtype="datetime64[D]")) if days else \
-            np.ones(len(pers), bool)
-        whose = f" for {', '.join(codes)}" if codes else ""
-        for day in days:
-            if not (sel & (pers == day)).any():
-                raise NotFoundError(f"{freq} period with {item} data{whose}", str(day),
-                                    _nearest(np.unique(pers), day))
-        at = f" at {', '.join(str(d) for d in days)}"
-        for code in codes:
-            if not (sel & (eids == known[code])).any():
-                raise NotFoundError(f"entity with {item} data{at}", code, ())
-        return eids[sel], pers[sel]
+        days = [files.to_day(p, "period", item) for p in loads.listed(period)]
+        return loads.delete(self.store, self.facts, item, loads.listed(entity), days)
 
     def load_entities(self, data) -> int:
         """Load entity attributes (code, name, sector); returns how many rows were read."""
@@ -421,9 +182,10 @@ class Engine:
             NotFoundError: no such item (with close matches).
         """
         with self.store.transaction(write=False) as conn:
-            cat = self._catalog(conn)
+            cat = self._read(conn, [name], up=False)
             if name not in cat.items:
-                raise NotFoundError("data item", name, close_matches(name, cat.items))
+                raise NotFoundError("data item", name,
+                                    close_matches(name, self.store.items(conn)))
             item_id, freq = cat.items[name]
             points, ents, first, last = self.store.item_summary(conn, item_id)
             users = tuple(sorted(cat.graph.successors(name)))
@@ -435,107 +197,6 @@ class Engine:
             return {k: v[1] for k, v in sorted(self.store.items(conn).items())}
 
     # -- formulas -----------------------------------------------------------------------------
-
-    def _check(self, cat: _Catalog, batch: Sequence[dict]) -> tuple[list[_Checked],
-                                                                   list[tuple[str, Exception]]]:
-        """Validate a batch against the catalog; every problem is collected, none raised."""
-        problems: list[tuple[str, Exception]] = []
-        parsed: dict[str, ParsedFormula] = {}
-        for f in batch:
-            name = f["name"]
-            if not isinstance(name, str) or not NAME_RE.match(name):
-                problems.append((clip(str(name), 40), InvalidNameError(
-                    f"{clip(str(name))} is not a valid formula name (a letter, then letters, "
-                    "digits or _; at most 64 characters)")))
-                continue
-            if name in FUNCTION_NAMES:
-                problems.append((name, InvalidNameError(f"'{name}' is a function name")))
-                continue
-            if name in cat.items:
-                problems.append((name, InvalidNameError(f"'{name}' is a data item")))
-                continue
-            try:
-                parsed[name] = parse(f["expression"], name)
-            except FormulaError as e:
-                problems.append((name, e))
-        known = cat.names | {f["name"] for f in batch}
-        for name, p in parsed.items():
-            unknown: set[str] = set()  # each unknown name once, at its first place
-            for node in walk(p.tree):
-                if isinstance(node, Ref) and node.name not in known and node.name not in unknown:
-                    unknown.add(node.name)
-                    every = cat.all_names() | {f["name"] for f in batch}
-                    problems.append((name, UnknownReferenceError(
-                        node.name, close_matches(node.name, every), formula=name, text=p.text,
-                        col=node.col)))
-        bad = {n for n, _ in problems}
-        good = {n: p for n, p in parsed.items() if n not in bad}
-        graph = cat.graph.copy()
-        for name, p in good.items():
-            graph.add_node(name, p.references)
-        cycles = graph.find_cycles()
-        for cyc in cycles:
-            member = next((n for n in cyc if n in good), cyc[0])
-            path = _rotate(cyc, member)
-            ref = next((r for r in walk(good[member].tree)
-                        if isinstance(r, Ref) and r.name == path[1]), None)
-            problems.append((member, CycleError(
-                path, formula=member, reference=path[1], text=good[member].text,
-                col=None if ref is None else ref.col)))
-            bad.update(n for n in cyc if n in good)
-        if cycles:
-            # Nothing is saved, but every other problem of the batch is still reported: the
-            # formulas outside the cycles are checked on a graph without its members.
-            good = {n: p for n, p in good.items() if n not in bad}
-            graph = cat.graph.copy()
-            for name, p in good.items():
-                graph.add_node(name, p.references)
-        freqs: dict[str, str] = {}
-        checked: list[_Checked] = []
-        descriptions = {f["name"]: f.get("description") for f in batch}
-        for name in graph.topological_order(set(good)):
-            if name not in good or name in bad:
-                continue
-            p = good[name]
-            per_ref = {}
-            for ref in p.references:
-                per_ref[ref] = freqs.get(ref) or (cat.frequency(ref) if ref in cat.names
-                                                  else None)
-            found = {f for f in per_ref.values() if f}
-            if not p.references:
-                problems.append((name, FrequencyError(
-                    "a formula must reference at least one data item or formula", formula=name)))
-                bad.add(name)
-                continue
-            if len(found) != 1:
-                if all(per_ref.values()):
-                    detail = ", ".join(f"{r} is {f}" for r, f in per_ref.items())
-                    problems.append((name, FrequencyError(
-                        f"mixes frequencies ({detail})", formula=name)))
-                bad.add(name)
-                continue
-            freq = found.pop()
-            old = cat.formulas.get(name)
-            if old is not None and old.frequency != freq:
-                users = [d for d in cat.downstream([name]) if d not in good]
-                if users:
-                    problems.append((name, FrequencyError(
-                        f"would change from {old.frequency} to {freq}, which {', '.join(users)} "
-                        "cannot follow; change those in the same batch", formula=name)))
-                    bad.add(name)
-                    continue
-            freqs[name] = freq
-            refs = [(r, "item" if r in cat.items else "formula") for r in p.references]
-            checked.append(_Checked(name, p, descriptions.get(name), freq, refs))
-        return ([] if cycles else checked), problems
-
-    def _raise(self, problems: list[tuple[str, Exception]], what: str,
-               batch: Sequence[dict]) -> None:
-        rows = {f["name"]: f.get("row") for f in batch if isinstance(f["name"], str)}
-        if len(problems) == 1 and not any(rows.values()):
-            raise problems[0][1]
-        raise ValidationError([Problem(n, str(e), rows.get(n)) for n, e in problems],
-                              what=what)
 
     def set_formula(self, name: str, expression: str, description: str | None = None
                     ) -> SaveResult:
@@ -555,7 +216,9 @@ class Engine:
         ``batch`` is a mapping ``{name: expression}`` (or ``{name: {"expression": ...,
         "description": ...}}``), or a list of mappings with ``name``, ``expression`` and
         optional ``description`` (and ``row``, where the formula stands in a file), or a
-        list of ``(name, expression[, description])`` pairs.
+        list of ``(name, expression[, description])`` pairs. Each formula is parsed once;
+        the check reads only what the batch reaches (for a batch over 500 formulas, the
+        whole catalog) and searches it for cycles once.
 
         Raises:
             ValidationError: every problem of the batch at once (each with its file row when
@@ -567,64 +230,10 @@ class Engine:
             >>> eng.set_formulas({"gm": "(revenue - cogs) / revenue", "gm2": "gm * 2"})
             ... # doctest: +SKIP
         """
-        batch = _entries(batch)
+        batch = saving.entries(batch)
         with self.store.transaction() as conn:
             self.store.lock_catalog(conn)  # before reading: the cycle check sees every save
-            cat = self._catalog_for(conn, batch)
-            checked, problems = self._check(cat, batch)
-            if problems:
-                self._raise(problems, "saving formulas", batch)
-            ids = {n: r.id for n, r in cat.formulas.items()}
-            results = [self._save(conn, cat, c, ids) for c in checked]
-            order = self.store.propagate_changes(conn)
-            if len(results) == 1:  # the usual case: everything handled is its downstream
-                affected = {results[0].name: tuple(order)}
-            else:
-                graph = self._catalog(conn).graph
-                affected = {r.name: tuple(graph.topological_order(
-                    {r.name} | (graph.descendants(r.name) & set(order)))) for r in results}
-        return [SaveResult(r.name, r.version, r.created, r.equivalent_to_previous,
-                           affected[r.name] if r.marked_stale else (), r.described)
-                for r in results]
-
-    def _save(self, conn, cat: _Catalog, c: _Checked, ids: dict[str, int]) -> SaveResult:
-        """Write one checked formula (the batch goes in dependency order, so what it
-        references is saved already); a changed text flags it for the tracer."""
-        old = cat.formulas.get(c.name)
-        text = c.parsed.text
-        formula_refs = [ids[r] for r, kind in c.refs if kind == "formula"]
-        item_refs = [cat.items[r][0] for r, kind in c.refs if kind == "item"]
-        if old is None:
-            fid = self.store.insert_formula(
-                conn, name=c.name, expression=text, canonical=c.parsed.canonical,
-                description=c.description or "", frequency=c.frequency, version=1,
-                state=str(FormulaState.STALE), updated_by=self.user, changed=True)
-            ids[c.name] = fid
-            self.store.set_references(conn, fid, formula_refs, item_refs)
-            self.store.add_history(conn, formula_name=c.name, version=1, action="create",
-                                   old_expression=None, new_expression=text,
-                                   changed_by=self.user)
-            return SaveResult(c.name, 1, True, False, (c.name,))
-        if normalise(old.expression) == text:
-            described = c.description is not None and c.description != old.description
-            if described:
-                self.store.update_formula(conn, old.id, description=c.description)
-            return SaveResult(c.name, old.version, False, True, (), described)
-        version = old.version + 1
-        values = dict(expression=text, canonical=c.parsed.canonical, frequency=c.frequency,
-                      version=version, state=str(FormulaState.STALE), updated_by=self.user,
-                      changed=True)
-        if c.description is not None:
-            values["description"] = c.description
-        self.store.update_formula(conn, old.id, **values)
-        if old.frequency != c.frequency:  # its records sit on the other calendar's dates
-            self.store.clear_records(conn, old.id)
-        self.store.set_references(conn, old.id, formula_refs, item_refs)
-        self.store.add_history(conn, formula_name=c.name, version=version, action="update",
-                               old_expression=old.expression, new_expression=text,
-                               changed_by=self.user)
-        return SaveResult(c.name, version, False, c.parsed.canonical == old.canonical,
-                          (c.name,))
+            return saving.save_batch(self.store, conn, self.facts, batch, self.user)
 
     def check_formula(self, name: str, expression: str, impact: bool = True) -> CheckReport:
         """Validate an edit and show its impact without saving anything.
@@ -635,36 +244,9 @@ class Engine:
         ``impact=False`` only the validation is done (what a save checks): its cost follows
         the part of the graph upstream of the references, not the catalog's size.
         """
-        batch = _entries([{"name": name, "expression": expression}])
+        saving.entries([{"name": name, "expression": expression}])  # the same refusals
         with self.store.transaction(write=False) as conn:
-            cat = self._catalog_for(conn, batch)
-            checked, problems = self._check(cat, batch)
-            old = cat.formulas.get(name)
-            if problems:
-                return CheckReport(name, expression, False,
-                                   tuple(Problem(n, str(e)) for n, e in problems),
-                                   is_new=old is None)
-            c = checked[0]
-            canon = c.parsed.canonical
-            if not impact:
-                return CheckReport(name, expression, True, (), is_new=old is None,
-                                   equivalent_to_current=old is not None
-                                   and old.canonical == canon, canonical=canon,
-                                   frequency=Frequency(c.frequency),
-                                   references=c.parsed.references)
-            same = tuple(n for n in self.store.formulas_with_canonical(conn, canon) if n != name)
-            down = cat.downstream([name]) if old is not None else []
-            freq = {n: r.frequency for n, r in self.store.formula_rows_named(conn, down).items()}
-            freq[name] = c.frequency
-            width = self.store.entity_count(conn)
-            cal = {f: len(self.store.calendar(conn, f)) for f in set(freq.values())}
-            affected = [name, *down]
-            return CheckReport(
-                name, expression, True, (), is_new=old is None,
-                equivalent_to_current=old is not None and old.canonical == canon,
-                equivalent_formulas=same, canonical=canon, frequency=Frequency(c.frequency),
-                references=c.parsed.references, affected=tuple(affected),
-                records_in_scope=sum(width * cal[freq[a]] for a in affected))
+            return saving.check_one(self.store, conn, self.facts, name, expression, impact)
 
     def delete_formula(self, name: str) -> None:
         """Delete a formula and its records.
@@ -675,21 +257,13 @@ class Engine:
         """
         with self.store.transaction() as conn:
             self.store.lock_catalog(conn)
-            cat = self._catalog(conn)
-            row = self._row(cat, name)
-            users = sorted(cat.graph.successors(name))
-            if users:
-                raise DependentsError(name, users)
-            self.store.delete_formula(conn, row.id)
-            self.store.add_history(conn, formula_name=name, version=row.version, action="delete",
-                                   old_expression=row.expression, new_expression=None,
-                                   changed_by=self.user)
+            saving.delete(self.store, conn, self.facts, name, self.user)
 
     def formula(self, name: str) -> FormulaInfo:
         """One formula as stored."""
         with self.store.transaction(write=False) as conn:
-            cat = self._catalog(conn)
-            r = self._row(cat, name)
+            cat = self._read(conn, [name], down=False)
+            r = cat.row(name)
             refs = tuple(sorted(cat.graph.predecessors(name)))
         return FormulaInfo(r.name, r.expression, r.canonical, Frequency(r.frequency), r.version,
                            FormulaState(r.state), r.description, refs)
@@ -706,8 +280,8 @@ class Engine:
     def dependencies(self, name: str, transitive: bool = False) -> list[str]:
         """What ``name`` references (all the way up with ``transitive``)."""
         with self.store.transaction(write=False) as conn:
-            cat = self._catalog(conn)
-            self._row(cat, name)
+            cat = self._read(conn, [name], down=False)
+            cat.row(name)
             if transitive:
                 return cat.graph.topological_order(cat.graph.ancestors(name))
             return sorted(cat.graph.predecessors(name))
@@ -716,9 +290,10 @@ class Engine:
         """Formulas that use ``name`` (all the way down, in recalculation order, with
         ``transitive``)."""
         with self.store.transaction(write=False) as conn:
-            cat = self._catalog(conn)
+            cat = self._read(conn, [name], up=False)
             if name not in cat.names:
-                raise NotFoundError("formula or item", name, close_matches(name, cat.names))
+                raise NotFoundError("formula or item", name,
+                                    close_matches(name, cat.all_names()))
             if transitive:
                 return cat.downstream([name])
             return sorted(cat.graph.successors(name))
@@ -817,37 +392,8 @@ class Engine:
 
     def _plan(self, conn, full: bool, kind: str, holder: int | None,
               verify: bool = False) -> Plan:
-        self.store.lock_for_run(conn, holder)
-        self.store.mark_interrupted_runs(conn)
-        if full:
-            self.store.set_state(conn, self.store.formula_names(conn), FormulaState.STALE)
-        cat = self._catalog(conn)
-        targets = {n for n, r in cat.formulas.items() if r.state != FormulaState.FRESH}
-        run_id = self.store.start_run(conn, kind, self.user)
-        universe = self.store.entity_universe(conn)
-        freqs = {cat.frequency(n) for n in targets}
-        freqs |= {cat.frequency(r) for n in targets for r in cat.graph.predecessors(n)}
-        own = {}
-        for n in targets:
-            state = cat.formulas[n].state
-            own[n] = (universe if state == FormulaState.STALE else
-                      self.store.stale_entities(conn, cat.formulas[n].id)
-                      if state == FormulaState.PARTIAL else NONE)
-        fs = cat.formulas
-        return Plan(
-            url=self.store.worker_url, run_id=run_id, universe=universe, items=dict(cat.items),
-            formulas={n: FormulaRef(n, r.id, r.version, r.stale_seq, r.frequency, r.expression)
-                      for n, r in fs.items()},
-            calendars={f: self.store.calendar(conn, f) for f in freqs},
-            # among formulas ready together, the smallest id first: each formula's records
-            # then append to the records' key (see recalc.Runner._flush)
-            order=cat.graph.topological_order(targets, key=lambda n: fs[n].id),
-            uses={n: tuple(p for p in cat.graph.predecessors(n) if p in targets)
-                  for n in targets},
-            own=own, cross_sectional={n: _cross_sectional(fs[n].expression) for n in targets},
-            users={n: [(d, fs[d].id, _cross_sectional(fs[d].expression))
-                       for d in sorted(cat.graph.successors(n))] for n in targets},
-            verify=verify, lock_holder=holder)
+        return planning.plan(self.store, conn, self.facts, full=full, kind=kind,
+                             user=self.user, holder=holder, verify=verify)
 
     def _recalc(self, full, progress, workers, tx, opts) -> RunReport:
         t0 = time.perf_counter()
@@ -901,17 +447,9 @@ class Engine:
     def status(self) -> dict:
         """Counts (formulas, items, entities, data points, records) and what is stale:
         ``stale`` lists every formula that is not fresh, in recalculation order;
-        ``states`` gives their state, ``stale_entities`` the entity marks of partial ones."""
-        with self.store.transaction(write=False, snapshot=True) as conn:
-            cat = self._catalog(conn)
-            states = {n: str(r.state) for n, r in cat.formulas.items()
-                      if r.state != FormulaState.FRESH}
-            return {"formulas": len(cat.formulas),
-                    "stale": cat.graph.topological_order(states),
-                    "states": states, "stale_entities": self.store.stale_counts(conn),
-                    "items": len(cat.items), "entities": self.store.entity_count(conn),
-                    "data_points": self.store.count_data(conn),
-                    "records": self.store.count_records(conn)}
+        ``states`` gives their state, ``stale_entities`` the entity marks of partial ones.
+        Reads only the formulas that are not fresh."""
+        return reading.status(self.store, self.facts)
 
     def runs(self, limit: int = 20) -> list[dict]:
         """The latest runs, newest first."""
@@ -978,38 +516,7 @@ class Engine:
         Raises:
             NotFoundError: no such formula, entity or period.
         """
-        with self.store.transaction(write=False, snapshot=True) as conn:
-            cat = self._catalog(conn)
-            row = self._row(cat, name)
-            codes = self.store.entity_ids(conn)
-            if entity not in codes:
-                raise NotFoundError("entity", entity, close_matches(entity, codes))
-            calendar = self.store.calendar(conn, row.frequency)
-        parsed = parse(row.expression, name)
-        t = explain.period_index(calendar, period)
-        if t is None:
-            raise NotFoundError(f"{row.frequency} period", str(period),
-                                [str(d) for d in calendar[-3:]])
-        eid = codes[entity]
-        with self.store.transaction(write=False, snapshot=True) as conn:
-            universe = self.store.entity_universe(conn)
-            ids = universe if parsed.has_cross_sectional else explain.one(eid)
-
-            def read(ref: str):
-                if ref in cat.items:
-                    rows = self.store.read_item(conn, cat.items[ref][0], ids)
-                else:
-                    rows = self.store.read_records(conn, cat.formulas[ref].id, ids)
-                return to_panel(*rows, calendar, ids)
-
-            panels = {ref: read(ref) for ref in parsed.references}
-            stored = read(name)
-        col = int(explain.column(ids, eid))
-        value = stored[t, col]
-        return {"formula": name, "version": row.version, "expression": row.expression,
-                "frequency": row.frequency, "entity": entity, "period": str(calendar[t]),
-                "stored": None if value != value else float(value),
-                "tree": explain.explain_tree(parsed.tree, panels, calendar, t, col, cat.items)}
+        return reading.explain_record(self.store, self.facts, name, entity, period)
 
     # -- reading results ----------------------------------------------------------------------
 
@@ -1030,17 +537,7 @@ class Engine:
             NotFoundError: no formula or item ``name``.
             DataError: ``start`` or ``end`` is not a date in the supported range.
         """
-        source = f"records of '{name}'"
-        if start is not None:
-            files.to_day(start, "start", source)  # refused before any reading
-        if end is not None:
-            files.to_day(end, "end", source)
-        with self.store.transaction(write=False, snapshot=True) as conn:
-            cat = self._catalog(conn)
-            df = self._records(conn, cat, name)
-            stale = self._staleness(conn, cat, [name])
-        df = files.filter_frame(df, entities, start, end, source)
-        return _flag_stale(df, stale)
+        return reading.records(self.store, self.facts, name, entities, start, end)
 
     def export(self, names: Iterable[str] | None = None):
         """Records of several formulas (all by default; data items by name too) as one
@@ -1052,117 +549,10 @@ class Engine:
         Raises:
             NotFoundError: a name is neither a formula nor an item.
         """
-        with self.store.transaction(write=False, snapshot=True) as conn:
-            cat = self._catalog(conn)
-            names = list(names) if names else sorted(cat.formulas)
-            frames = [(n, self._records(conn, cat, n)) for n in names]
-            stale = self._staleness(conn, cat, names)
-        return _flag_stale(files.concat_records(frames), stale)
-
-    def _records(self, conn, cat: _Catalog, name: str):
-        if name in cat.items:
-            rows = self.store.read_item(conn, cat.items[name][0])
-        elif name in cat.formulas:
-            rows = self.store.read_records(conn, cat.formulas[name].id)
-        else:
-            raise NotFoundError("formula or item", name, close_matches(name, cat.names))
-        return files.records_frame(self.store.entity_codes(conn), *rows)
-
-    def _staleness(self, conn, cat: _Catalog, names: Iterable[str]) -> list:
-        """A StaleWarning for each of ``names`` that is a formula not fresh."""
-        states = {n: cat.formulas[n].state for n in dict.fromkeys(names)
-                  if n in cat.formulas and cat.formulas[n].state != FormulaState.FRESH}
-        if not states:
-            return []
-        marks = self.store.stale_counts(conn)
-        everyone = self.store.entity_count(conn)
-        return [StaleWarning(n, str(s), everyone if s == FormulaState.STALE else
-                             marks.get(n, 0) if s == FormulaState.PARTIAL else None)
-                for n, s in states.items()]
-
-
-def _flag_stale(df, stale: list):
-    df.attrs["stale"] = {w.formula: w.state for w in stale}
-    for w in stale:
-        warnings.warn(w, stacklevel=3)
-    return df
+        return reading.export(self.store, self.facts, names)
 
 
 def _kind(full: bool, verify: bool) -> str:
     """The run log's kind of a run."""
     return ("full" if full else "incremental") if not verify else (
         "full-verify" if full else "verify")
-
-
-@functools.lru_cache(maxsize=4096)
-def _cross_sectional(expression: str) -> bool:
-    return parse(expression).has_cross_sectional
-
-
-@functools.lru_cache(maxsize=4096)
-def _reach(expression: str) -> tuple[bool, bool]:
-    """(gives values where every input is missing, looks along time): what decides
-    whether new entities or new periods reach a formula without data of its own."""
-    parsed = parse(expression)
-    along_time = parsed.has_time_series or "ffill" in parsed.functions
-    return gives_values_from_nothing(compile_tree(parsed.tree)), along_time
-
-
-_SHAPES = ("a mapping {name: expression}, a list of mappings with 'name' and 'expression' "
-           "(and optionally 'description'), or a list of (name, expression[, description]) "
-           "pairs")
-
-
-def _entries(batch) -> list[dict]:
-    """The formulas of a batch in any accepted shape, as mappings."""
-    if isinstance(batch, Mapping) and not {"name", "expression"} <= set(batch):
-        out = []
-        for name, v in batch.items():
-            if isinstance(v, Mapping):
-                out.append({"name": name, **v})
-            else:
-                out.append({"name": name, "expression": v})
-        batch = out
-    if isinstance(batch, (str, bytes, Mapping)) or not isinstance(batch, Iterable):
-        raise UsageError(f"cannot read formulas from a {type(batch).__name__}; pass {_SHAPES}")
-    entries = []
-    for i, e in enumerate(batch):
-        if isinstance(e, Mapping) and "name" in e and "expression" in e:
-            entry = dict(e)
-        elif (isinstance(e, (tuple, list)) and len(e) in (2, 3)
-              and all(isinstance(x, str) or x is None for x in e)):
-            entry = dict(zip(("name", "expression", "description"), e))
-        else:
-            raise UsageError(f"formula entry {i + 1} ({clip(e, 60)}) is not understood; pass "
-                             f"{_SHAPES}")
-        if not isinstance(entry["expression"], str):
-            raise UsageError(f"the expression of formula entry {i + 1} "
-                             f"({clip(entry['name'], 60)}) is a "
-                             f"{type(entry['expression']).__name__}, not text")
-        entries.append(entry)
-    return entries
-
-
-def _listed(value) -> list:
-    """None, one value or several -> a list without repeats (in the given order)."""
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        value = [value]
-    return list(dict.fromkeys(value))
-
-
-def _nearest(calendar: np.ndarray, day: np.datetime64, n: int = 2) -> list[str]:
-    """The periods of ``calendar`` (sorted) closest to ``day``: suggestions for a date."""
-    if len(calendar) == 0:
-        return []
-    order = np.argsort(np.abs((calendar - day).astype(np.int64)), kind="stable")[:n]
-    return [str(d) for d in np.sort(calendar[order])]
-
-
-def _rotate(cycle: list[str], start: str) -> list[str]:
-    """The same cycle, starting (and ending) at ``start``."""
-    body = cycle[:-1]
-    i = body.index(start)
-    body = body[i:] + body[:i]
-    return body + [start]

@@ -141,12 +141,46 @@ def from_panel(panel: np.ndarray, calendar: np.ndarray, columns: np.ndarray,
     return columns[cols].astype(np.int64), calendar[rows], t[keep]
 
 
-def gives_values_from_nothing(compiled: Compiled) -> bool:
+def interpret(tree: Node, panels: dict[str, np.ndarray], like: np.ndarray) -> np.ndarray:
+    """The value of a checked tree over ``panels`` (one per reference, shaped ``like``),
+    walking the tree through the same kernels as the compiled code (``compile_tree``):
+    the same result, without generating code. For small panels (analysis), not for runs."""
+
+    def value(node: Node):
+        if isinstance(node, Num):
+            return float(node.value)
+        if isinstance(node, Ref):
+            return panels[node.name]
+        if isinstance(node, Unary):
+            fn = _NAMESPACE["_op_neg" if node.op == "-" else "_op_not_"]
+            return fn(value(node.operand))
+        if isinstance(node, Binary):
+            return _NAMESPACE[f"_op_{_OPERATORS[node.op]}"](value(node.left), value(node.right))
+        assert isinstance(node, Call)
+        spec = SIGNATURES[node.func]
+        args = []
+        for i, a in enumerate(node.args):
+            if spec.params[min(i, len(spec.params) - 1)].literal:
+                args.append(int(a.value))
+            elif node.func in _PANEL_KERNELS and not references(a):
+                args.append(_constant_panel(value(a), like))
+            else:
+                args.append(value(a))
+        return F.KERNELS[node.func](*args)
+
+    out = value(tree)
+    if np.ndim(out) == 0 or np.shape(out) != like.shape:
+        out = np.broadcast_to(np.asarray(out, dtype=np.float64), like.shape).copy()
+    return out
+
+
+def gives_values_from_nothing(tree: Node) -> bool:
     """Whether a formula has values where every input is missing (``coalesce(x, 0)``,
     ``isnull(x)``, ``(x > 0) or 1``): such formulas reach entities and periods that have no
     data of their own."""
     nothing = np.full((3, 1), np.nan)
-    return bool((~np.isnan(compiled(*[nothing] * len(compiled.inputs)))).any())
+    panels = dict.fromkeys(references(tree), nothing)
+    return bool((~np.isnan(interpret(tree, panels, nothing))).any())
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracecalc.evaluator import compile_tree, from_panel, to_panel
+from tracecalc.evaluator import from_panel, to_panel
+from tracecalc.facts import FormulaFacts
 from tracecalc.model import FormulaRunStats, FormulaState
-from tracecalc.parser import parse
 from tracecalc.recalc import NONE, Outcome, Task
 from tracecalc.storage import Store
 
@@ -34,7 +34,6 @@ class FormulaRef:
     version: int
     stale_seq: int
     frequency: str
-    expression: str
 
 
 @dataclass
@@ -43,12 +42,13 @@ class Plan:
     run_id: int
     universe: np.ndarray  # every entity id, sorted
     items: dict[str, tuple[int, str]]  # name -> (id, frequency)
-    formulas: dict[str, FormulaRef]  # every formula of the catalog
+    formulas: dict[str, FormulaRef]  # the formulas it computes, reads and marks
     calendars: dict[str, np.ndarray]  # frequency -> periods
     order: list[str]  # the formulas to compute, in dependency order
     uses: dict[str, tuple[str, ...]]  # formula -> formulas of the plan it uses
     own: dict[str, np.ndarray]  # formula -> its stale entities
     cross_sectional: dict[str, bool]
+    facts: dict[str, FormulaFacts]  # of the formulas to compute (compiled on first use)
     # formula -> its users (name, id, cross-sectional): marked stale where it changed
     users: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
     verify: bool = False  # compare every recomputed entity's records cell by cell
@@ -58,8 +58,7 @@ class Plan:
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
         for n in self.order if names is None else names:
-            ref = self.formulas[n]
-            out.append(Task(n, compile_tree(parse(ref.expression, n).tree, n), self.uses[n],
+            out.append(Task(n, self.facts[n].compiled, self.uses[n],
                             self.own[n], self.cross_sectional[n], self.verify))
         return out
 

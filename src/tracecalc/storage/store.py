@@ -59,6 +59,7 @@ from tracecalc.storage.schema import (
     runs,
     stale_entities,
 )
+from tracecalc.storage.scopes import ScopedReads
 from tracecalc.storage.trace import TraceGraph
 
 DEFAULT_URL = "sqlite:///tracecalc.db"
@@ -92,7 +93,7 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
-class Store:
+class Store(ScopedReads):
     """Tables and bulk paths of one tracecalc database."""
 
     def __init__(self, url: str = DEFAULT_URL, *, create: bool = True):

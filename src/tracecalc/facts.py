@@ -1,0 +1,154 @@
+"""What we know about a formula, derived once from its text.
+
+Parsing a formula yields one immutable ``FormulaFacts``: its tree, references, the functions
+it calls, whether it works across entities or along time, whether it has values where every
+input is missing, how far back it reads each reference, its canonical form (sympy, computed
+on first use) and its compiled evaluator (generated on first use). Saves, checks, plans,
+explain and the tracer all read these facts; nobody re-parses stored text to learn one.
+
+``FactsCache`` keeps the facts of stored formulas by (formula id, version): a version changes
+with every edit of the text, so a cached entry never goes stale.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from tracecalc.evaluator import Compiled, compile_tree, gives_values_from_nothing
+from tracecalc.model import SIGNATURES, FunctionKind
+from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, canonical_form, parse, walk
+
+# How many periods before t a function reads of its argument (None: all of them, a
+# recursive state). Window functions read n - 1 earlier periods, lags k.
+_LAG_FUNCTIONS = frozenset({"lag", "diff", "growth", "avg_balance"})
+_RECURSIVE = frozenset({"ema", "wilder"})
+
+
+@dataclass(frozen=True, eq=False)
+class FormulaFacts:
+    """A parsed formula and everything derived from it (immutable; compiled lazily)."""
+
+    name: str | None
+    text: str  # normalised
+    tree: Node
+    references: tuple[str, ...]  # unique, in order of first appearance
+    functions: frozenset[str]
+    cross_sectional: bool  # a function across entities: a change anywhere moves every one
+    along_time: bool  # looks at other periods (lag, windows, ffill): the calendar matters
+    spontaneous: bool  # has values where every input is missing (coalesce(x, 0))
+    lookback: Mapping[str, int | None]  # reference -> periods before t read (None: all)
+    frequency: str | None = None  # known once checked against the catalog (or stored)
+
+    @cached_property
+    def canonical(self) -> str:
+        return canonical_form(self.tree)
+
+    @cached_property
+    def compiled(self) -> Compiled:
+        return compile_tree(self.tree, self.name or "formula")
+
+    def with_frequency(self, frequency: str) -> FormulaFacts:
+        return self if frequency == self.frequency else replace(self, frequency=frequency)
+
+    def __getstate__(self) -> dict:
+        # Generated code does not pickle (a Dask worker compiles its own copy).
+        state = dict(self.__dict__)
+        state.pop("compiled", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def facts_of(text: str, name: str | None = None, frequency: str | None = None
+             ) -> FormulaFacts:
+    """Parse ``text`` once and derive its facts; raises a ``FormulaError`` subclass."""
+    parsed = parse(text, name)
+    tree = parsed.tree
+    functions = frozenset(n.func for n in walk(tree) if isinstance(n, Call))
+    kinds = {SIGNATURES[f].kind for f in functions}
+    return FormulaFacts(
+        name=name, text=parsed.text, tree=tree, references=parsed.references,
+        functions=functions, cross_sectional=FunctionKind.CROSS_SECTIONAL in kinds,
+        along_time=FunctionKind.TIMESERIES in kinds or "ffill" in functions,
+        spontaneous=gives_values_from_nothing(tree), lookback=lookback(tree),
+        frequency=frequency)
+
+
+def lookback(tree: Node) -> dict[str, int | None]:
+    """Per reference, how many periods before t the formula reads to give its value at t:
+    the sum of the look-backs of the functions around it (the largest over its places);
+    None when a recursive function (ema, wilder) makes it all of history."""
+    out: dict[str, int | None] = {}
+    stack: list[tuple[Node, int | None]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Ref):
+            if depth is None or (node.name in out and out[node.name] is None):
+                out[node.name] = None
+            else:
+                out[node.name] = max(out.get(node.name, 0), depth)
+        elif isinstance(node, Unary):
+            stack.append((node.operand, depth))
+        elif isinstance(node, Call):
+            step = _step(node)
+            inner = None if depth is None or step is None else depth + step
+            spec = SIGNATURES[node.func]
+            for i, a in enumerate(node.args):
+                if not spec.params[min(i, len(spec.params) - 1)].literal:
+                    stack.append((a, inner))
+        elif isinstance(node, Binary):
+            stack += [(node.left, depth), (node.right, depth)]
+    return out
+
+
+def _step(call: Call) -> int | None:
+    """Periods before t that one call reads of its arguments."""
+    spec = SIGNATURES[call.func]
+    literal = {p.name: (int(a.value) if isinstance(a, Num) else p.default)
+               for p, a in zip(spec.params, call.args) if p.literal}
+    for p in spec.params:
+        if p.literal:
+            literal.setdefault(p.name, p.default)
+    if call.func in _RECURSIVE:
+        return None
+    if call.func in _LAG_FUNCTIONS:
+        return literal["k"]
+    if call.func == "ttm":
+        return 3
+    if call.func == "ffill":
+        return literal["limit"]
+    if spec.kind is FunctionKind.TIMESERIES:
+        return literal["n"] - 1
+    return 0
+
+
+class FactsCache:
+    """Facts of stored formulas by (id, version); bounded, thread-safe."""
+
+    def __init__(self, size: int = 200_000):
+        self._size = size
+        self._items: OrderedDict[tuple[int, int], FormulaFacts] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, formula_id: int, version: int, text: str, name: str,
+            frequency: str) -> FormulaFacts:
+        key = (formula_id, version)
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None and hit.name == name:
+            return hit.with_frequency(frequency)
+        facts = facts_of(text, name, frequency)
+        with self._lock:
+            self._items[key] = facts
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return facts
+
+    def put(self, formula_id: int, version: int, facts: FormulaFacts) -> None:
+        with self._lock:
+            self._items[(formula_id, version)] = facts

@@ -1,0 +1,54 @@
+"""Planning a recalculation: what is stale, in which order, over which entities.
+
+The plan reads the part of the catalog a run reaches (``catalog.read(unfresh=True)``: the
+formulas that are not fresh and their direct neighbours), so a run with nothing to do costs
+a query, not a scan of the catalog. Among formulas ready together the smallest id comes
+first: each formula's records then append to the records' key (see ``recalc``).
+"""
+
+from __future__ import annotations
+
+from tracecalc import catalog, tracer
+from tracecalc.facts import FactsCache
+from tracecalc.model import FormulaState
+from tracecalc.recalc import NONE
+from tracecalc.storage import Store
+from tracecalc.work import FormulaRef, Plan
+
+
+def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: str,
+         holder: int | None, verify: bool = False) -> Plan:
+    """Start a run (its line in the run log) and plan it, inside the caller's transaction."""
+    store.lock_for_run(conn, holder)
+    store.mark_interrupted_runs(conn)
+    if full:
+        catalog.apply(store, conn, tracer.full_run(store.formula_names(conn)), {})
+    cat = catalog.read(store, conn, cache, up=False, down=False, unfresh=True)
+    fs = cat.formulas
+    targets = {n for n, r in fs.items() if r.state != FormulaState.FRESH}
+    run_id = store.start_run(conn, kind, user)
+    universe = store.entity_universe(conn)
+    freqs = {cat.frequency(n) for n in targets}
+    freqs |= {cat.frequency(r) for n in targets for r in cat.graph.predecessors(n)}
+    own = {}
+    for n in targets:
+        state = fs[n].state
+        own[n] = (universe if state == FormulaState.STALE else
+                  store.stale_entities(conn, fs[n].id)
+                  if state == FormulaState.PARTIAL else NONE)
+    facts = {n: cat.facts(n) for n in targets}
+    users = {n: sorted(cat.graph.successors(n)) for n in targets}
+    crossing = {u: (facts[u] if u in facts else cat.facts(u)).cross_sectional
+                for us in users.values() for u in us}
+    return Plan(
+        url=store.worker_url, run_id=run_id, universe=universe, items=dict(cat.items),
+        formulas={n: FormulaRef(n, r.id, r.version, r.stale_seq, r.frequency)
+                  for n, r in fs.items()},
+        calendars={f: store.calendar(conn, f) for f in freqs},
+        order=cat.graph.topological_order(targets, key=cat.key),
+        uses={n: tuple(p for p in cat.graph.predecessors(n) if p in targets)
+              for n in targets},
+        own=own, cross_sectional={n: facts[n].cross_sectional for n in targets},
+        facts=facts,
+        users={n: [(d, fs[d].id, crossing[d]) for d in users[n]] for n in targets},
+        verify=verify, lock_holder=holder)

@@ -1,0 +1,120 @@
+"""Reading results: records, exports, status and the explanation of one record.
+
+Every read runs in one snapshot transaction, so what it returns is one state of the
+database, and says which of the formulas it read are not fresh (``StaleWarning``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+from tracecalc import catalog, explain
+from tracecalc.catalog import Catalog
+from tracecalc.errors import NotFoundError, StaleWarning, close_matches
+from tracecalc.evaluator import to_panel
+from tracecalc.model import FormulaState
+from tracecalc.storage import files
+
+
+def records(store, cache, name: str, entities, start, end):
+    """See ``Engine.records``."""
+    source = f"records of '{name}'"
+    if start is not None:
+        files.to_day(start, "start", source)  # refused before any reading
+    if end is not None:
+        files.to_day(end, "end", source)
+    with store.transaction(write=False, snapshot=True) as conn:
+        cat = catalog.read(store, conn, cache, [name], up=False, down=False)
+        df = _records(store, conn, cat, name)
+        stale = _staleness(store, conn, cat, [name])
+    df = files.filter_frame(df, entities, start, end, source)
+    return flag_stale(df, stale)
+
+
+def export(store, cache, names: Iterable[str] | None):
+    """See ``Engine.export``."""
+    with store.transaction(write=False, snapshot=True) as conn:
+        cat = catalog.read(store, conn, cache, whole=True)
+        names = list(names) if names else sorted(cat.formulas)
+        frames = [(n, _records(store, conn, cat, n)) for n in names]
+        stale = _staleness(store, conn, cat, names)
+    return flag_stale(files.concat_records(frames), stale)
+
+
+def _records(store, conn, cat: Catalog, name: str):
+    if name in cat.items:
+        rows = store.read_item(conn, cat.items[name][0])
+    elif name in cat.formulas:
+        rows = store.read_records(conn, cat.formulas[name].id)
+    else:
+        raise NotFoundError("formula or item", name, close_matches(name, cat.all_names()))
+    return files.records_frame(store.entity_codes(conn), *rows)
+
+
+def _staleness(store, conn, cat: Catalog, names: Iterable[str]) -> list:
+    """A StaleWarning for each of ``names`` that is a formula not fresh."""
+    states = {n: cat.formulas[n].state for n in dict.fromkeys(names)
+              if n in cat.formulas and cat.formulas[n].state != FormulaState.FRESH}
+    if not states:
+        return []
+    marks = store.stale_counts(conn)
+    everyone = store.entity_count(conn)
+    return [StaleWarning(n, str(s), everyone if s == FormulaState.STALE else
+                         marks.get(n, 0) if s == FormulaState.PARTIAL else None)
+            for n, s in states.items()]
+
+
+def flag_stale(df, stale: list):
+    df.attrs["stale"] = {w.formula: w.state for w in stale}
+    for w in stale:
+        warnings.warn(w, stacklevel=4)
+    return df
+
+
+def status(store, cache) -> dict:
+    """See ``Engine.status``."""
+    with store.transaction(write=False, snapshot=True) as conn:
+        cat = catalog.read(store, conn, cache, up=False, down=False, unfresh=True)
+        states = {n: str(r.state) for n, r in cat.formulas.items()
+                  if r.state != FormulaState.FRESH}
+        return {"formulas": store.count_formulas(conn),
+                "stale": cat.graph.topological_order(states, key=cat.key),
+                "states": states, "stale_entities": store.stale_counts(conn),
+                "items": store.count_items(conn), "entities": store.entity_count(conn),
+                "data_points": store.count_data(conn),
+                "records": store.count_records(conn)}
+
+
+def explain_record(store, cache, name: str, entity: str, period) -> dict:
+    """See ``Engine.explain``."""
+    with store.transaction(write=False, snapshot=True) as conn:
+        cat = catalog.read(store, conn, cache, [name], down=False)
+        row = cat.row(name)
+        codes = store.entity_ids(conn)
+        if entity not in codes:
+            raise NotFoundError("entity", entity, close_matches(entity, codes))
+        calendar = store.calendar(conn, row.frequency)
+        facts = cat.facts(name)
+        t = explain.period_index(calendar, period)
+        if t is None:
+            raise NotFoundError(f"{row.frequency} period", str(period),
+                                [str(d) for d in calendar[-3:]])
+        eid = codes[entity]
+        ids = store.entity_universe(conn) if facts.cross_sectional else explain.one(eid)
+
+        def read(ref: str):
+            if ref in cat.items:
+                rows = store.read_item(conn, cat.items[ref][0], ids)
+            else:
+                rows = store.read_records(conn, cat.formulas[ref].id, ids)
+            return to_panel(*rows, calendar, ids)
+
+        panels = {ref: read(ref) for ref in facts.references}
+        stored = read(name)
+    col = int(explain.column(ids, eid))
+    value = stored[t, col]
+    return {"formula": name, "version": row.version, "expression": row.expression,
+            "frequency": row.frequency, "entity": entity, "period": str(calendar[t]),
+            "stored": None if value != value else float(value),
+            "tree": explain.explain_tree(facts.tree, panels, calendar, t, col, cat.items)}

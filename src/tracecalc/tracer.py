@@ -1,0 +1,148 @@
+"""Every staleness rule of tracecalc, in one place.
+
+A change (a data load or delete, a formula save, a formula's new values in a run, a full
+run) becomes ``Marks``: the formulas to recompute for every entity (``stale``) and those to
+recompute for some entities (``partial``). ``propagate`` then makes everything downstream of
+a mark that is still fresh ``pending``: it is recomputed only where an input actually
+changes in the run. ``entities_to_compute`` says, during a run, which entities a formula is
+recomputed for. The rules are a table in docs/architecture.md.
+
+Pure functions over names, formula traits and entity ids: no database (storage writes the
+marks; ``tests/test_tracer.py`` checks the rules directly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from tracecalc.graph import Graph
+from tracecalc.model import FormulaState
+
+NONE = np.empty(0, dtype=np.int64)
+
+
+class Traits(Protocol):
+    """What the rules need to know of a formula (``facts.FormulaFacts`` has it)."""
+
+    cross_sectional: bool  # ranks or scores across entities
+    along_time: bool  # reads other periods (lag, windows, ffill)
+    spontaneous: bool  # has values where every input is missing (coalesce(x, 0))
+    frequency: str | None
+
+
+@dataclass
+class Marks:
+    """What a change makes stale. ``bump`` is false for a run's own marks (a run that
+    planned before a user's mark must still see that mark; see ``Store.set_state``)."""
+
+    stale: dict[str, None] = field(default_factory=dict)  # an ordered set
+    partial: dict[str, np.ndarray] = field(default_factory=dict)  # name -> entity ids
+    bump: bool = True
+
+    def everything(self, name: str) -> None:
+        self.stale[name] = None
+        self.partial.pop(name, None)
+
+    def some(self, name: str, entity_ids: np.ndarray) -> None:
+        if name in self.stale or len(entity_ids) == 0:
+            return
+        have = self.partial.get(name)
+        self.partial[name] = entity_ids if have is None else np.union1d(have, entity_ids)
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.stale, *(n for n in self.partial if n not in self.stale)]
+
+    def __bool__(self) -> bool:
+        return bool(self.stale or self.partial)
+
+
+def data_changed(changed: Mapping[str, np.ndarray], users: Mapping[str, Iterable[str]],
+                 formulas: Mapping[str, Traits], *, grown: Iterable[str] = (),
+                 shrunk: Iterable[str] = (), new_entities: np.ndarray = NONE) -> Marks:
+    """Data points changed (loaded, corrected, deleted).
+
+    ``changed`` maps an item to the entities whose points changed, ``users`` an item to
+    the formulas that reference it directly; ``formulas`` gives the traits of every formula
+    the calendar and new-entity rules can reach (all of them when ``grown``, ``shrunk`` or
+    ``new_entities`` is given); ``grown`` and ``shrunk`` are the frequencies whose calendar
+    gained or lost periods.
+    """
+    marks = Marks()
+    for item, entity_ids in changed.items():
+        for name in users.get(item, ()):
+            if formulas[name].cross_sectional:  # a change anywhere moves every rank
+                marks.everything(name)
+            else:
+                marks.some(name, entity_ids)
+    # A formula with values where its inputs are missing (coalesce(x, 0)) has values for new
+    # entities; one that also looks along time (lag, ffill), for every entity when its
+    # calendar gains periods. A lost period takes every record at it along
+    # (Store.prune_periods): only windows along time then differ.
+    grown, shrunk = set(grown), set(shrunk)
+    for name, f in formulas.items():
+        if ((f.frequency in grown and (f.spontaneous or f.along_time))
+                or (f.frequency in shrunk and f.along_time)):
+            marks.everything(name)
+        elif f.spontaneous:
+            marks.some(name, new_entities)
+    return marks
+
+
+def formulas_saved(names: Iterable[str]) -> Marks:
+    """Formulas created or whose text changed: every entity (an edit that only changes a
+    description, or the same text again, is no change and is not passed here)."""
+    marks = Marks()
+    for n in names:
+        marks.everything(n)
+    return marks
+
+
+def full_run(names: Iterable[str]) -> Marks:
+    """``recalc --full``: everything, then the incremental machinery runs as usual."""
+    return formulas_saved(names)
+
+
+def result_written(users: Sequence[tuple[str, bool]], changed: np.ndarray) -> Marks:
+    """A formula's new values differ from the stored ones at entities ``changed``: each of
+    its ``users`` (name, cross-sectional) is marked there (everywhere if it works across
+    entities). Early cutoff: an unchanged result marks nothing."""
+    marks = Marks(bump=False)
+    if len(changed):
+        for name, cross_sectional in users:
+            if cross_sectional:
+                marks.everything(name)
+            else:
+                marks.some(name, changed)
+    return marks
+
+
+def propagate(graph: Graph[str], marked: Iterable[str], states: Mapping[str, FormulaState],
+              key: Callable[[str], object]) -> tuple[list[str], list[str]]:
+    """(everything handled in recalculation order, the formulas that become pending).
+
+    Handled are the marked formulas and every formula downstream of them (``graph`` holds
+    at least that closure; an edge is a formula depending on what it references). Those
+    downstream that are fresh become pending; the others keep their own state. ``key``
+    orders formulas ready together (the formula id: see ``recalc``)."""
+    marked = set(marked)
+    reach = {n for n in graph.descendants(marked) if n in states} | marked
+    handled = graph.topological_order(reach, key=key)
+    pending = [n for n in handled if n not in marked and states[n] == FormulaState.FRESH]
+    return handled, pending
+
+
+def entities_to_compute(own: np.ndarray, upstream: Sequence[np.ndarray],
+                        cross_sectional: bool, universe: np.ndarray) -> np.ndarray:
+    """During a run: a formula is recomputed for its own marks plus the entities where a
+    formula it uses changed in this run; for every entity when it works across entities
+    and anything changed (cross-sectional widening)."""
+    parts = [own, *upstream]
+    ids = np.unique(np.concatenate(parts)) if any(len(p) for p in parts) else NONE
+    if cross_sectional and len(ids):
+        return universe
+    return ids
