@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -41,9 +42,9 @@ class Catalog:
     whole: bool
     _everything: set[str] | None = field(default=None, repr=False)
 
-    @property
-    def names(self) -> set[str]:
-        return set(self.items) | set(self.formulas)
+    @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.items) | frozenset(self.formulas)
 
     def all_names(self) -> set[str]:
         """Every item and formula name of the database (for "did you mean")."""

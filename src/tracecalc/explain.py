@@ -1,16 +1,18 @@
 """Explaining one record: every sub-expression of a formula with its value at one entity and
 period, and the window of inputs behind each time-series function.
 
-Each sub-tree is compiled and run exactly as in a recalculation (over the entity's whole
-series, or every entity when a cross-sectional function needs them), so the values shown
-are the values the engine computes.
+Each sub-tree is evaluated through the same kernels as a recalculation
+(``evaluator.interpret``, over the entity's whole series, or every entity when a
+cross-sectional function needs them), so the values shown are the values the engine
+computes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tracecalc.evaluator import compile_tree
+from tracecalc.evaluator import interpret
+from tracecalc.facts import window
 from tracecalc.model import SIGNATURES, FunctionKind
 from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references, to_text
 
@@ -32,33 +34,15 @@ def column(ids: np.ndarray, entity_id: int) -> int:
     return int(np.searchsorted(ids, entity_id))
 
 
-def _window(call: Call) -> int:
-    """How many periods of its arguments a time-series call looks at."""
-    spec = SIGNATURES[call.func]
-    lits = [int(a.value) for a, p in zip(call.args, spec.params) if p.literal]
-    if call.func in ("lag", "diff", "growth", "avg_balance"):
-        return lits[0] + 1
-    if call.func == "ttm":
-        return 4
-    if call.func == "ffill":
-        return lits[0] + 1
-    return lits[0]
-
-
 def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray, t: int,
                  col: int, items) -> dict:
     """The explanation of ``tree`` at period index ``t`` and panel column ``col``."""
 
-    shape = next(iter(panels.values())).shape  # a formula references at least one input
+    like = next(iter(panels.values()))  # a formula references at least one input
 
     def value(node: Node) -> np.ndarray:
-        if isinstance(node, Num):
-            return np.full(shape, node.value)
-        compiled = compile_tree(node, "explain")
-        refs = references(node)
-        if not refs:  # a constant sub-tree (sqrt(252), abs(-2)): its value in every cell
-            return np.broadcast_to(np.asarray(compiled.fn(), dtype=np.float64), shape)
-        return compiled(*(panels[r] for r in refs))
+        # a constant sub-tree (sqrt(252), abs(-2)) has its value in every cell
+        return interpret(node, {r: panels[r] for r in references(node)}, like)
 
     def at(x: float) -> float | None:
         return None if x != x else float(x)
@@ -79,7 +63,7 @@ def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray
         if isinstance(node, Call) and SIGNATURES[node.func].kind in (
                 FunctionKind.TIMESERIES, FunctionKind.MISSING) and node.func not in (
                 "coalesce", "isnull", "div"):
-            lo = max(0, t - _window(node) + 1)
+            lo = max(0, t - window(node) + 1)
             out["window"] = [
                 {"text": to_text(k),
                  "values": [(str(calendar[i]), at(value(k)[i, col])) for i in range(lo, t + 1)]}

@@ -127,6 +127,16 @@ def _step(call: Call) -> int | None:
     return 0
 
 
+def window(call: Call) -> int:
+    """How many periods of its arguments a time-series call looks at, today's included
+    (a recursive one: its n; what ``explain`` shows)."""
+    step = _step(call)
+    if step is None:
+        spec = SIGNATURES[call.func]
+        return next(int(a.value) for a, p in zip(call.args, spec.params) if p.literal)
+    return step + 1
+
+
 class FactsCache:
     """Facts of stored formulas by (id, version); bounded, thread-safe."""
 

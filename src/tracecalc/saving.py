@@ -191,7 +191,7 @@ def save_batch(store, conn, cache, batch: Sequence[dict], user: str) -> list[Sav
     if problems:
         refuse(problems, "saving formulas", batch)
     ids = {n: r.id for n, r in cat.formulas.items()}
-    results = [_save(store, conn, cat, c, ids, user) for c in checked]
+    results = _write(store, conn, cat, checked, ids, user)
     changed = [r.name for r in results if r.marked_stale]
     marks = tracer.formulas_saved(changed)
     catalog.apply(store, conn, marks, ids)
@@ -228,48 +228,66 @@ def _affected(graph, handled: list[str], names: list[str]) -> dict[str, tuple[st
         bits, i = reach[n], pos[n]
         if bits == everything ^ ((1 << i) - 1):
             out[n] = tuple(handled[i:])
-        else:
-            out[n] = tuple(handled[j] for j in range(i, len(handled)) if bits >> j & 1)
+            continue
+        marks, found = format(bits, "b")[::-1], []  # marks[j] == "1": handled[j] reached
+        j = marks.find("1", i)
+        while j != -1:
+            found.append(handled[j])
+            j = marks.find("1", j + 1)
+        out[n] = tuple(found)
     return out
 
 
-def _save(store, conn, cat: Catalog, c: Checked, ids: dict[str, int], user: str
-          ) -> SaveResult:
-    """Write one checked formula (the batch goes in dependency order, so what it
-    references is saved already)."""
-    old = cat.formulas.get(c.name)
-    f = c.facts
-    formula_refs = [ids[r] for r, kind in c.refs if kind == "formula"]
-    item_refs = [cat.items[r][0] for r, kind in c.refs if kind == "item"]
-    if old is None:
-        fid = store.insert_formula(
-            conn, name=c.name, expression=f.text, canonical=f.canonical,
-            description=c.description or "", frequency=f.frequency, version=1,
-            state=str(FormulaState.STALE), updated_by=user, changed=False)
-        ids[c.name] = fid
-        cat.cache.put(fid, 1, f)
-        store.write_references(conn, fid, formula_refs, item_refs)
-        store.add_history(conn, formula_name=c.name, version=1, action="create",
-                          old_expression=None, new_expression=f.text, changed_by=user)
-        return SaveResult(c.name, 1, True, False, (c.name,))
-    if normalise(old.expression) == f.text:
-        described = c.description is not None and c.description != old.description
-        if described:
-            store.update_formula(conn, old.id, description=c.description)
-        return SaveResult(c.name, old.version, False, True, (), described)
-    version = old.version + 1
-    values = dict(expression=f.text, canonical=f.canonical, frequency=f.frequency,
-                  version=version, state=str(FormulaState.STALE), updated_by=user)
-    if c.description is not None:
-        values["description"] = c.description
-    store.update_formula(conn, old.id, **values)
-    cat.cache.put(old.id, version, f)
-    if old.frequency != f.frequency:  # its records sit on the other calendar's dates
-        store.clear_records(conn, old.id)
-    store.write_references(conn, old.id, formula_refs, item_refs)
-    store.add_history(conn, formula_name=c.name, version=version, action="update",
-                      old_expression=old.expression, new_expression=f.text, changed_by=user)
-    return SaveResult(c.name, version, False, f.canonical == old.canonical, (c.name,))
+def _write(store, conn, cat: Catalog, checked: list[Checked], ids: dict[str, int],
+           user: str) -> list[SaveResult]:
+    """Write the checked formulas (in dependency order: ids follow it) with a few bulk
+    statements: new rows, updates, edges, history. A changed text is a new version."""
+    new, updates, history, results = [], [], [], []
+    refs: dict[str, list[tuple[str, str]]] = {}
+    for c in checked:
+        old, f = cat.formulas.get(c.name), c.facts
+        if old is None:
+            new.append(dict(name=c.name, expression=f.text, canonical=f.canonical,
+                            description=c.description or "", frequency=f.frequency,
+                            version=1, state=str(FormulaState.STALE), updated_by=user,
+                            changed=False))
+            history.append(dict(formula_name=c.name, version=1, action="create",
+                                old_expression=None, new_expression=f.text, changed_by=user))
+            refs[c.name] = c.refs
+            results.append(SaveResult(c.name, 1, True, False, (c.name,)))
+            continue
+        if normalise(old.expression) == f.text:
+            described = c.description is not None and c.description != old.description
+            if described:
+                updates.append((old.id, {"description": c.description}))
+            results.append(SaveResult(c.name, old.version, False, True, (), described))
+            continue
+        version = old.version + 1
+        values = dict(expression=f.text, canonical=f.canonical, frequency=f.frequency,
+                      version=version, state=str(FormulaState.STALE), updated_by=user)
+        if c.description is not None:
+            values["description"] = c.description
+        updates.append((old.id, values))
+        cat.cache.put(old.id, version, f)
+        if old.frequency != f.frequency:  # its records sit on the other calendar's dates
+            store.clear_records(conn, old.id)
+        history.append(dict(formula_name=c.name, version=version, action="update",
+                            old_expression=old.expression, new_expression=f.text,
+                            changed_by=user))
+        refs[c.name] = c.refs
+        results.append(SaveResult(c.name, version, False, f.canonical == old.canonical,
+                                  (c.name,)))
+    ids.update(store.insert_formulas(conn, new))
+    facts = {c.name: c.facts for c in checked}
+    for row in new:
+        cat.cache.put(ids[row["name"]], 1, facts[row["name"]])
+    store.update_formulas(conn, updates)
+    store.replace_references(conn, {
+        ids[n]: ([ids[r] for r, kind in rs if kind == "formula"],
+                 [cat.items[r][0] for r, kind in rs if kind == "item"])
+        for n, rs in refs.items()})
+    store.add_history_rows(conn, history)
+    return results
 
 
 def _rotate(cycle: list[str], start: str) -> list[str]:

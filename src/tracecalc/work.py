@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tracecalc import catalog, tracer
 from tracecalc.evaluator import from_panel, to_panel
 from tracecalc.facts import FormulaFacts
 from tracecalc.model import FormulaRunStats, FormulaState
@@ -166,10 +167,7 @@ class Session:
                     conn, ref.id, from_panel(out.new, calendar, ids, diff.insert | diff.update),
                     from_panel(out.new, calendar, ids, diff.update | diff.delete)[:2], None,
                     replace=False)
-            changed = out.changed
-            for name, fid, cross_sectional in self.plan.users.get(ref.name, ()):
-                if cross_sectional:
-                    self.store.set_state(conn, [name], FormulaState.STALE, bump=False)
-                else:
-                    self.store.mark_entities(conn, fid, changed, bump=False)
+            users = self.plan.users.get(ref.name, ())
+            marks = tracer.result_written([(n, cs) for n, _, cs in users], out.changed)
+            catalog.apply(self.store, conn, marks, {n: fid for n, fid, _ in users})
         self.store.write_digests(conn, ref.id, ids, out.digests, everything)

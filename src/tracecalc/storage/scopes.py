@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, delete, func, insert, or_, select
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from tracecalc.model import FormulaState
-from tracecalc.storage.schema import formula_items, formula_links, formulas, items
+from tracecalc.storage.columns import canonical_key, now
+from tracecalc.storage.schema import (
+    formula_history,
+    formula_items,
+    formula_links,
+    formulas,
+    items,
+)
 from tracecalc.storage.trace import _closure_sql
 
 _CHUNK = 500
@@ -78,20 +85,58 @@ class ScopedReads:
             out += list(conn.execute(q).scalars())
         return out
 
-    def write_references(self, conn: Connection, formula_id: int, formula_ids: list[int],
-                         item_ids: list[int]) -> None:
-        """Replace a formula's stored edges. The save has checked the graph for cycles
-        (one search over what it reaches, ``saving.check``)."""
-        conn.execute(delete(formula_links).where(formula_links.c.node_id == formula_id))
-        deps = list(dict.fromkeys(formula_ids))
-        if deps:
-            conn.execute(insert(formula_links), [
-                {"node_id": formula_id, "depends_on_id": d} for d in deps])
-        conn.execute(delete(formula_items).where(formula_items.c.formula_id == formula_id))
-        refs = list(dict.fromkeys(item_ids))
-        if refs:
-            conn.execute(insert(formula_items), [
-                {"formula_id": formula_id, "item_id": i} for i in refs])
+    def insert_formulas(self, conn: Connection, rows: list[dict]) -> dict[str, int]:
+        """Insert new formulas (in the given order: ids follow it) -> name -> id."""
+        if not rows:
+            return {}
+        at = now()
+        conn.execute(insert(formulas), [
+            {**r, "canonical_key": canonical_key(r["canonical"]), "updated_at": at}
+            for r in rows])
+        out: dict[str, int] = {}
+        names = [r["name"] for r in rows]
+        for i in range(0, len(names), _CHUNK):
+            q = select(formulas.c.name, formulas.c.id).where(
+                formulas.c.name.in_(names[i:i + _CHUNK]))
+            out.update((n, fid) for n, fid in conn.execute(q))
+        return out
+
+    def update_formulas(self, conn: Connection, changes: list[tuple[int, dict]]) -> None:
+        """Update formulas: (id, new column values); one statement per set of columns."""
+        at = now()
+        groups: dict[tuple[str, ...], list[dict]] = {}
+        for fid, values in changes:
+            values = dict(values, updated_at=at)
+            if "canonical" in values:
+                values["canonical_key"] = canonical_key(values["canonical"])
+            groups.setdefault(tuple(sorted(values)), []).append({"_id": fid, **values})
+        for cols, params in groups.items():
+            stmt = (update(formulas).where(formulas.c.id == bindparam("_id"))
+                    .values({c: bindparam(c) for c in cols}))
+            conn.execute(stmt, params)
+
+    def replace_references(self, conn: Connection,
+                           refs: dict[int, tuple[list[int], list[int]]]) -> None:
+        """Replace the stored edges of formulas: id -> (formula ids, item ids) it references.
+        The save has checked the graph for cycles (one search over what it reaches,
+        ``saving.check``)."""
+        fids = list(refs)
+        for chunk in _chunks(fids):
+            conn.execute(delete(formula_links).where(formula_links.c.node_id.in_(chunk)))
+            conn.execute(delete(formula_items).where(formula_items.c.formula_id.in_(chunk)))
+        links = [{"node_id": f, "depends_on_id": d}
+                 for f, (fs, _) in refs.items() for d in dict.fromkeys(fs)]
+        uses = [{"formula_id": f, "item_id": i}
+                for f, (_, its) in refs.items() for i in dict.fromkeys(its)]
+        if links:
+            conn.execute(insert(formula_links), links)
+        if uses:
+            conn.execute(insert(formula_items), uses)
+
+    def add_history_rows(self, conn: Connection, rows: list[dict]) -> None:
+        if rows:
+            at = now()
+            conn.execute(insert(formula_history), [dict(r, changed_at=at) for r in rows])
 
     def count_items(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(items)).scalar())
