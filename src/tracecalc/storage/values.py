@@ -1,0 +1,202 @@
+"""The stored numbers: calendars, data points, formula records, their digests, and
+the counts and clean-ups over them (every bulk row goes through ``bulk``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from sqlalchemy import Connection, delete, func, insert, select
+
+from tracecalc.storage import bulk, checks
+from tracecalc.storage.columns import _date
+from tracecalc.storage.schema import (
+    data_points,
+    digests,
+    entities,
+    formulas,
+    items,
+    periods,
+    records,
+)
+
+
+class ValuesMixin:
+    """Calendars, data points, records, digests, strays, counts (``Store``)."""
+
+    def calendar(self, conn: Connection, frequency: str) -> np.ndarray:
+        q = (select(periods.c.period).where(periods.c.frequency == frequency)
+             .order_by(periods.c.period))
+        vals = conn.execute(q).scalars().all()
+        return np.array(vals, dtype="datetime64[D]")
+
+    def add_periods(self, conn: Connection, frequency: str,
+                    new: Iterable[np.datetime64]) -> np.ndarray:
+        """Extend a frequency's calendar; returns the periods that were new (sorted)."""
+        have = self.calendar(conn, frequency)
+        added = np.setdiff1d(np.asarray(list(new) if not isinstance(new, np.ndarray) else new,
+                                        dtype="datetime64[D]"), have)
+        if len(added):
+            conn.execute(insert(periods), [{"frequency": frequency, "period": d}
+                                           for d in added.tolist()])
+            if len(have) and added[0] < have[-1]:  # not only appended: rows moved
+                self.forget_digests(conn, frequency)
+        return added
+
+    def forget_digests(self, conn: Connection, frequency: str) -> None:
+        """Drop the digests of a frequency's formulas after its calendar changed other than
+        at its end: each digest covers an entity's column row by row, so the stored ones
+        no longer describe the stored records (a missing digest means "compare the
+        records", see tc_digests), and ``verify`` would report them all."""
+        users = select(formulas.c.id).where(formulas.c.frequency == frequency)
+        conn.execute(delete(digests).where(digests.c.formula_id.in_(users)))
+
+    def prune_periods(self, conn: Connection, frequency: str, candidates) -> np.ndarray:
+        """Drop from a frequency's calendar the ``candidates`` no data point of that
+        frequency is at any more, and the formula records at them (no panel has a row there
+        now, so no run would ever delete them). Returns the periods removed (sorted)."""
+        cands = np.intersect1d(np.asarray(candidates, dtype="datetime64[D]"),
+                               self.calendar(conn, frequency))
+        if len(cands) == 0:
+            return cands
+        same = select(items.c.id).where(items.c.frequency == frequency)
+        users = select(formulas.c.id).where(formulas.c.frequency == frequency)
+        # one probe per date, which stops at its first data point (the usual answer: a date
+        # rarely leaves), rather than one scan of every point of the frequency
+        gone = [d for d in cands.tolist() if conn.execute(
+            select(data_points.c.period).where(data_points.c.item_id.in_(same),
+                                               data_points.c.period == d).limit(1)).first()
+            is None]
+        if gone:
+            self.forget_digests(conn, frequency)
+        for i in range(0, len(gone), 500):
+            chunk = gone[i:i + 500]
+            conn.execute(delete(periods).where(periods.c.frequency == frequency,
+                                               periods.c.period.in_(chunk)))
+            conn.execute(delete(records).where(records.c.formula_id.in_(users),
+                                               records.c.period.in_(chunk)))
+        return np.array(gone, dtype="datetime64[D]")
+
+    def read_item(self, conn: Connection, item_id: int, entity_ids=None) -> bulk.Rows:
+        return bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids)
+
+    def insert_data(self, conn, item_id, entity_ids, pers, values) -> int:
+        return bulk.insert_rows(conn, data_points, "item_id", item_id, entity_ids, pers, values)
+
+    def update_data(self, conn, item_id: int, entity_ids, pers, values) -> None:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        p = bulk.period_params(conn, pers)
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(
+                f"UPDATE {data_points.name} SET value = {mark} WHERE item_id = {mark} "
+                f"AND entity_id = {mark} AND period = {mark}",
+                list(zip(values.tolist(), [int(item_id)] * len(p), entity_ids.tolist(), p)))
+        finally:
+            cur.close()
+
+    def delete_data(self, conn, item_id: int, entity_ids, pers) -> int:
+        return bulk.delete_keys(conn, data_points, "item_id", item_id, entity_ids, pers)
+
+    def delete_item(self, conn: Connection, item_id: int) -> None:
+        """Delete an item and all its points (no formula may reference it)."""
+        bulk.delete_entities(conn, data_points, "item_id", item_id, None)
+        conn.execute(delete(items).where(items.c.id == item_id))
+
+    def count_data(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(data_points)).scalar())
+
+    def item_summary(self, conn: Connection, item_id: int) -> tuple:
+        """(points, entities, first period, last period) of a data item."""
+        c = data_points.c
+        q = (select(func.count(), func.count(c.entity_id.distinct()), func.min(c.period),
+                    func.max(c.period)).where(c.item_id == item_id))
+        n, ents, lo, hi = conn.execute(q).one()
+        return int(n), int(ents), _date(lo), _date(hi)
+
+    def read_records(self, conn: Connection, formula_id: int, entity_ids=None) -> bulk.Rows:
+        return bulk.read_rows(conn, records, "formula_id", formula_id, entity_ids)
+
+    def write_diff(self, conn: Connection, formula_id: int, new_rows: bulk.Rows,
+                   gone_rows: tuple[np.ndarray, np.ndarray], replace_entities,
+                   replace: bool) -> None:
+        """Apply a formula's changed cells. ``new_rows`` are inserted; ``gone_rows`` (entity,
+        period) are deleted first. With ``replace``, every stored row of
+        ``replace_entities`` (None: of the formula) is deleted instead: when most cells
+        changed, one range delete and a bulk insert beat row-by-row rewrites."""
+        if replace:
+            bulk.delete_entities(conn, records, "formula_id", formula_id, replace_entities)
+        elif len(gone_rows[0]):
+            bulk.delete_keys(conn, records, "formula_id", formula_id, *gone_rows)
+        bulk.insert_rows(conn, records, "formula_id", formula_id, *new_rows)
+
+    def read_digests(self, conn: Connection, formula_id: int, entity_ids) -> np.ndarray:
+        """Stored digests of a formula at ``entity_ids`` (sorted), 0 where there is none."""
+        eids, got = bulk.read_pairs(conn, digests, "formula_id", formula_id, "digest",
+                                    entity_ids)
+        out = np.zeros(len(entity_ids), dtype=np.int64)
+        if len(eids):
+            pos = np.searchsorted(entity_ids, eids)
+            out[pos] = got
+        return out
+
+    def write_digests(self, conn: Connection, formula_id: int, entity_ids: np.ndarray,
+                      values: np.ndarray, everything: bool) -> None:
+        """Replace a formula's digests at ``entity_ids`` (every stored one with
+        ``everything``)."""
+        bulk.delete_entities(conn, digests, "formula_id", formula_id,
+                             None if everything else entity_ids)
+        bulk.insert_pairs(conn, digests, ("formula_id", "entity_id", "digest"), formula_id,
+                          entity_ids, values)
+
+    def read_records_range(self, conn: Connection, formula_id: int, lo: int,
+                           hi: int) -> bulk.Rows:
+        """A formula's records of the entity ids in [lo, hi], existing entities or not."""
+        return bulk.read_range(conn, records, "formula_id", formula_id, lo, hi)
+
+    def read_digests_range(self, conn: Connection, formula_id: int, lo: int,
+                           hi: int) -> tuple[np.ndarray, np.ndarray]:
+        return bulk.read_pairs_range(conn, digests, "formula_id", formula_id, "digest", lo, hi)
+
+    def stored_formula_ids(self, conn: Connection) -> tuple[list[int], list[int]]:
+        """The formula ids that have records, and those that have digests."""
+        return (checks.key_ids(conn, records.name, "formula_id"),
+                checks.key_ids(conn, digests.name, "formula_id"))
+
+    def count_stored(self, conn: Connection, formula_id: int) -> tuple[int, int]:
+        """(records, digests) of one formula id."""
+        return (checks.count_key(conn, records.name, "formula_id", formula_id),
+                checks.count_key(conn, digests.name, "formula_id", formula_id))
+
+    def delete_strays(self, conn: Connection) -> int:
+        """Delete records and digests no formula, entity or calendar period accounts for
+        (left by a damaged or hand-edited database; tracecalc never writes them). Returns
+        the records deleted. Scans every record once."""
+        known = {r.id: r.frequency for r in conn.execute(select(formulas.c.id,
+                                                                formulas.c.frequency))}
+        rec_ids, dig_ids = self.stored_formula_ids(conn)
+        gone = 0
+        for fid in sorted(set(rec_ids) | set(dig_ids)):
+            if fid not in known:
+                gone += conn.execute(delete(records).where(records.c.formula_id == fid)
+                                     ).rowcount
+                conn.execute(delete(digests).where(digests.c.formula_id == fid))
+                continue
+            in_calendar = select(periods.c.period).where(periods.c.frequency == known[fid])
+            gone += conn.execute(delete(records).where(
+                records.c.formula_id == fid,
+                records.c.entity_id.not_in(select(entities.c.id))
+                | records.c.period.not_in(in_calendar))).rowcount
+        conn.execute(delete(digests).where(digests.c.entity_id.not_in(select(entities.c.id))))
+        return int(gone)
+
+    def count_records(self, conn: Connection, formula_id: int | None = None) -> int:
+        q = select(func.count()).select_from(records)
+        if formula_id is not None:
+            q = q.where(records.c.formula_id == formula_id)
+        return int(conn.execute(q).scalar())
+
+    def clear_records(self, conn: Connection, formula_id: int) -> None:
+        """Delete a formula's records and their digests."""
+        conn.execute(delete(records).where(records.c.formula_id == formula_id))
+        conn.execute(delete(digests).where(digests.c.formula_id == formula_id))
