@@ -422,7 +422,7 @@ EVERY = {
     "delete": ("gross_margin_or_zero",), "recalc": ("--full",),
     "load-data": (str(SAMPLE / "data.csv"),), "load-entities": (str(SAMPLE / "entities.csv"),),
     "load-formulas": (str(SAMPLE / "formulas.csv"),), "demo": ("--data", str(SAMPLE)),
-    "verify": (), "delete-data": ("revenue", "--entity", "ACME"),
+    "verify": (), "delete-data": ("revenue", "--entity", "ACME"), "db": ("current",),
 }
 WRITERS = {"init", "set", "delete", "recalc", "load-data", "load-entities", "load-formulas",
            "delete-data"}

@@ -228,7 +228,6 @@ def test_a_lock_taken_on_a_removed_lock_file_does_not_count(tmp_path, monkeypatc
     import fcntl
 
     from tracecalc.errors import BusyError
-    from tracecalc.storage import locks
 
     with Engine(f"sqlite:///{tmp_path / 'race.db'}") as eng:
         a, b, c = (eng.store.recalc_lock() for _ in range(3))
@@ -243,7 +242,7 @@ def test_a_lock_taken_on_a_removed_lock_file_does_not_count(tmp_path, monkeypatc
                 c.acquire()
             return real(fd, op)
 
-        monkeypatch.setattr(locks.fcntl, "flock", flock)
+        monkeypatch.setattr(fcntl, "flock", flock)
         with pytest.raises(BusyError):
             b.acquire()
         assert not armed[0] and c._fd is not None and b._fd is None

@@ -7,7 +7,8 @@ transaction starts that way, see ``Store``).
 
 A recalculation holds a session-level lock for its whole run on a connection of its own, so
 a killed process releases it: PostgreSQL ``pg_try_advisory_lock``, MariaDB ``GET_LOCK``,
-SQLite an exclusive ``flock`` on a file beside the database (removed when the run ends).
+SQLite an exclusive lock (``filelock``: ``flock`` on Unix, ``msvcrt.locking`` on Windows) on a
+file beside the database (removed when the run ends).
 
 That connection can die while the run goes on (a DBA's ``pg_terminate_backend`` or ``KILL``,
 an idle timeout): the server frees the lock and a second run may take it. So no commit of a
@@ -30,11 +31,11 @@ it still makes is its own line of the run log (failed, and why), which is no dat
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import threading
 import time
 
+from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
@@ -82,7 +83,8 @@ class RecalcLock:
         self.engine = engine
         self.path = None if not sqlite_path else f"{sqlite_path}.recalc.lock"
         self._conn: Connection | None = None
-        self._fd: int | None = None
+        self._file: FileLock | None = None
+        self._fd: int | None = None  # the lock file's descriptor while held
         self._mem: threading.Lock | None = None
         self.holder: int | None = None  # the lock connection's backend pid / connection id
         self._busy = ""  # why acquire gave up
@@ -130,13 +132,19 @@ class RecalcLock:
         return True
 
     def _try_file(self) -> bool:
-        """An exclusive flock on the lock file. The holder removes the file when it lets go,
+        """An exclusive lock on the lock file. The holder removes the file when it lets go,
         so the file locked may no longer be the one at the path (opened before the unlink,
-        locked after it): then try again with the file that is there now."""
+        locked after it): then it does not count (filelock skips a file already unlinked;
+        the inode check here covers one replaced), and the next try takes the file there
+        now."""
         assert self.path is not None
         while True:
+            lock = FileLock(self.path, mode=0o644, thread_local=False, fallback_to_soft=False,
+                            on_acquired=self._held)
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                lock.acquire(timeout=0)
+            except Timeout:
+                return False
             except OSError as e:
                 if e.errno == errno.EROFS:  # a read-only file system: nobody can write the
                     return True  # database either, so there is nothing to keep out
@@ -144,30 +152,29 @@ class RecalcLock:
                     f"cannot create the recalculation lock file {self.path} ({e.strerror}); "
                     "a recalculation or verify needs to write beside the database") from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            try:
                 now = os.stat(self.path)
             except FileNotFoundError:
                 now = None
-            held = os.fstat(fd)
-            if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
-                self._fd = fd
+            assert self._fd is not None
+            if now is not None and os.path.samestat(now, os.fstat(self._fd)):
+                self._file = lock
                 return True
-            os.close(fd)  # an orphaned file: its lock guards nothing
+            self._fd = None
+            lock.release()  # an orphaned file: its lock guards nothing
+
+    def _held(self, fd: int) -> None:
+        self._fd = fd
 
     def release(self) -> None:
         """Let go of the lock; quiet when its connection is gone already (the server freed
         the lock with it)."""
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
+        if self._file is not None:
+            lock, self._file, self._fd = self._file, None, None
             try:
                 os.unlink(self.path)  # while still locked: see _try_file
-            except FileNotFoundError:
+            except (FileNotFoundError, PermissionError):  # Windows: filelock removes it after
                 pass
-            os.close(fd)  # closing drops the flock
+            lock.release()
         if self._mem is not None:
             self._mem.release()
             self._mem = None

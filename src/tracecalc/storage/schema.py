@@ -165,9 +165,6 @@ NAME_COLUMNS = (("tc_meta", "key"), ("tc_items", "name"), ("tc_entities", "code"
                 ("tc_formulas", "name"), ("tc_formula_history", "formula_name"),
                 ("tc_run_formulas", "formula_name"))
 
-# The tables whose rows a bulk path moves (rebuilt WITHOUT ROWID on SQLite by schema 7).
-BULK_TABLES = ("tc_data", "tc_records", "tc_digests")
-
 runs = Table(
     "tc_runs",
     metadata,

@@ -11,26 +11,18 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, create_engine, event, insert, inspect, select, update
+from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.schema import CreateColumn
 
-from tracecalc.errors import DatabaseError, TracecalcError
-from tracecalc.storage import checks
+from tracecalc.errors import DatabaseError
+from tracecalc.storage import checks, migrations
 from tracecalc.storage.catalog import CatalogMixin
 from tracecalc.storage.columns import canonical_key, now
 from tracecalc.storage.loading import LoadChanges, LoadingMixin
 from tracecalc.storage.locks import RecalcLock, lock_catalog, verify
 from tracecalc.storage.runs import RunsMixin
-from tracecalc.storage.schema import (
-    BULK_TABLES,
-    NAME_COLUMNS,
-    SCHEMA_VERSION,
-    meta,
-    metadata,
-)
 from tracecalc.storage.values import ValuesMixin
 
 # what callers imported from here before the store was split along its seams
@@ -67,9 +59,10 @@ def mask_url(url: str) -> str:
 class Store(CatalogMixin, ValuesMixin, RunsMixin, LoadingMixin):
     """Tables and bulk paths of one tracecalc database."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, create: bool = True):
+    def __init__(self, url: str = DEFAULT_URL, *, create: bool = True, check: bool = True):
         """Open a tracecalc database; ``create`` makes it (and its tables) when missing,
-        else a missing database is an error and nothing is written on opening."""
+        else a missing database is an error and nothing is written on opening.
+        ``check=False`` leaves the tables unread (``tracecalc db`` reads them itself)."""
         self.url = normalise_url(url)
         u = make_url(self.url)
         kwargs: dict = {}
@@ -105,49 +98,13 @@ class Store(CatalogMixin, ValuesMixin, RunsMixin, LoadingMixin):
                     raise DatabaseError(
                         f"no tracecalc database at {self.sqlite_path}; check --db (or "
                         "TRACECALC_DB), or create one with tracecalc init")
-        self.open_schema(create)
+        if check:
+            self.open_schema(create)
 
     def open_schema(self, create: bool) -> None:
         """Check the tables (a read, so read-only databases open); create or upgrade them
-        only when they are missing or older."""
-        try:
-            with self.transaction(write=False) as conn:
-                have = (conn.execute(select(meta.c.value).where(meta.c.key == "schema"))
-                        .scalar() if inspect(conn).has_table(meta.name) else None)
-        except DatabaseError as e:
-            raise DatabaseError(f"cannot open database: {e}") from None
-        if have == SCHEMA_VERSION:
-            return
-        if have is None and not create:
-            raise DatabaseError(f"no tracecalc tables in the database {self.safe_url}; check "
-                                "--db (or TRACECALC_DB), or create them with tracecalc init")
-        self.create_schema()
-
-    def create_schema(self) -> None:
-        try:
-            with self.engine.begin() as conn:
-                metadata.create_all(conn)
-                have = conn.execute(select(meta.c.value).where(meta.c.key == "schema")).scalar()
-                if have is None:
-                    conn.execute(insert(meta), [{"key": "schema", "value": SCHEMA_VERSION},
-                                                {"key": "catalog", "value": "lock row"}])
-                elif have in ("5", "6", "7"):
-                    # 6 added tc_digests (created above); a missing digest only means
-                    # "compare with the stored records". 7 keeps the bulk tables WITHOUT
-                    # ROWID on SQLite. 8 makes names and codes binary on MariaDB.
-                    if conn.dialect.name == "sqlite" and have != "7":
-                        _rebuild_without_rowid(conn)
-                    if conn.dialect.name in ("mysql", "mariadb"):
-                        _binary_names(conn)
-                    conn.execute(update(meta).where(meta.c.key == "schema")
-                                 .values(value=SCHEMA_VERSION))
-                elif have != SCHEMA_VERSION:
-                    raise TracecalcError(
-                        f"database schema version {have} is not {SCHEMA_VERSION}")
-        except TracecalcError:
-            raise
-        except self._db_errors as e:
-            raise DatabaseError(f"cannot open database: {checks.describe(e, self.where)}") from None
+        only with ``create`` (see ``tracecalc.storage.migrations``)."""
+        migrations.open_schema(self, create)
 
     @property
     def worker_url(self) -> str:
@@ -214,36 +171,6 @@ class Store(CatalogMixin, ValuesMixin, RunsMixin, LoadingMixin):
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def _rebuild_without_rowid(conn: Connection) -> None:
-    """Copy each bulk table of an older SQLite database into its WITHOUT ROWID form (this
-    also drops the foreign keys schema 5 had on them)."""
-    for name in BULK_TABLES:
-        sql = conn.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).scalar()
-        if sql is None or "WITHOUT ROWID" in sql.upper():
-            continue
-        table = metadata.tables[name]
-        cols = ", ".join(c.name for c in table.columns)
-        key = ", ".join(c.name for c in table.primary_key.columns)
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}_v6")
-        conn.exec_driver_sql(f"ALTER TABLE {name} RENAME TO {name}_v6")
-        table.create(conn)
-        # in key order: each row appends to the new b-tree instead of landing in its middle
-        conn.exec_driver_sql(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {name}_v6 "
-                             f"ORDER BY {key}")
-        conn.exec_driver_sql(f"DROP TABLE {name}_v6")
-
-
-def _binary_names(conn: Connection) -> None:
-    """Names and codes of an older MariaDB database in their binary collation (no two
-    stored names differ only in case there: the old collation refused them). Each ALTER
-    commits on its own; the schema version is bumped last, so an upgrade cut short is
-    simply done again."""
-    for table, column in NAME_COLUMNS:
-        spec = CreateColumn(metadata.tables[table].c[column]).compile(dialect=conn.dialect)
-        conn.exec_driver_sql(f"ALTER TABLE {table} MODIFY {spec}")
 
 
 def _sqlite_connect(dbapi_conn, _record) -> None:
