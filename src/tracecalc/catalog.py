@@ -86,11 +86,12 @@ class Catalog:
 
 def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
          whole: bool = False, up: bool = True, down: bool = True,
-         unfresh: bool = False) -> Catalog:
+         items_down: bool = False, unfresh: bool = False) -> Catalog:
     """The catalog, or the part of it around ``names`` (items and formulas):
 
     - ``up``: everything upstream of the formulas named (where a cycle would run);
-    - ``down``: everything downstream of them (what a change reaches);
+    - ``down``: everything downstream of them (what a change reaches); with
+      ``items_down`` of the items named too (their users and all below);
     - ``unfresh``: also every formula that is not fresh, with its direct neighbours (what
       a run reads and marks).
     """
@@ -110,8 +111,8 @@ def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
     links: set[tuple[int, int]] = set()
     if up:
         links |= set(store.links(conn, seeds, "up"))
-    if down:  # what uses the items named is downstream of them too
-        users = store.item_users(conn, [i for i, _ in items.values()])
+    if down:
+        users = store.item_users(conn, [i for i, _ in items.values()]) if items_down else []
         links |= set(store.links(conn, [*seeds, *users], "down"))
         seeds += users
     if unfresh:

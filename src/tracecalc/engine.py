@@ -182,7 +182,7 @@ class Engine:
             NotFoundError: no such item (with close matches).
         """
         with self.store.transaction(write=False) as conn:
-            cat = self._read(conn, [name], up=False)
+            cat = self._read(conn, [name], up=False, items_down=True)
             if name not in cat.items:
                 raise NotFoundError("data item", name,
                                     close_matches(name, self.store.items(conn)))
@@ -290,7 +290,7 @@ class Engine:
         """Formulas that use ``name`` (all the way down, in recalculation order, with
         ``transitive``)."""
         with self.store.transaction(write=False) as conn:
-            cat = self._read(conn, [name], up=False)
+            cat = self._read(conn, [name], up=False, items_down=True)
             if name not in cat.names:
                 raise NotFoundError("formula or item", name,
                                     close_matches(name, cat.all_names()))

@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from tracecalc.model import FormulaState
+from tracecalc.storage.closure import closure_sql
 from tracecalc.storage.columns import _utc, canonical_key, now
 from tracecalc.storage.schema import (
     entities,
@@ -19,7 +20,6 @@ from tracecalc.storage.schema import (
     items,
     stale_entities,
 )
-from tracecalc.storage.trace import _closure_sql
 
 _CHUNK = 500  # ids per IN (...) list
 
@@ -224,7 +224,7 @@ class CatalogMixin:
         if not ids:
             return []
         if how in ("up", "down"):
-            q = _closure_sql(formula_links.name, how == "up")
+            q = closure_sql(formula_links.name, how == "up")
             return [(a, b) for a, b in conn.execute(q, {"start": ids})]
         lk = formula_links.c
         out: list[tuple[int, int]] = []

@@ -7,10 +7,9 @@ A missing value is never stored: no row means NaN.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -23,9 +22,6 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from tracecalc.storage.trace import TraceLink, TraceNode
 
 SCHEMA_VERSION = "8"
 
@@ -91,37 +87,36 @@ def _values_table(name: str, key: str) -> Table:
 
 data_points = _values_table("tc_data", "item_id")
 
-class Base(DeclarativeBase):
-    metadata = metadata
-
-
-class Formula(TraceNode, Base):
-    """A formula is a node of the stored graph (tracecalc runs on its own toolkit)."""
-
-    __tablename__ = "tc_formulas"
-    name: Mapped[str] = mapped_column(Name(), unique=True)
-    expression: Mapped[str] = mapped_column(Text)
-    canonical: Mapped[str] = mapped_column(Text)
-    canonical_key: Mapped[str] = mapped_column(String(40), index=True)  # sha1 of canonical
-    description: Mapped[str] = mapped_column(Text, default="")
-    frequency: Mapped[str] = mapped_column(String(16))
-    version: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(8))
+# The formula graph's nodes and links (the shape of storage.trace's TraceNode/TraceLink, as
+# plain tables: the engine reads and writes them through Core, never the ORM).
+formulas = Table(
+    "tc_formulas",
+    metadata,
+    Column("name", Name(), nullable=False, unique=True),
+    Column("expression", Text, nullable=False),
+    Column("canonical", Text, nullable=False),
+    Column("canonical_key", String(40), nullable=False, index=True),  # sha1 of canonical
+    Column("description", Text, nullable=False, default=""),
+    Column("frequency", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(8), nullable=False),
     # Bumped whenever the formula is marked stale from outside a run (see Engine.recalc).
-    stale_seq: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
-    updated_by: Mapped[str] = mapped_column(String(128))
+    Column("stale_seq", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("changed", Boolean, nullable=False, default=True, index=True),  # (unused since 12)
+)
 
-
-class FormulaLink(TraceLink, Base):
-    """A formula (``node_id``) references another formula (``depends_on_id``)."""
-
-    __tablename__ = "tc_formula_links"
-    __trace_node__ = "tc_formulas"
-
-
-formulas = Formula.__table__
-formula_links = FormulaLink.__table__
+# A formula (node_id) references another formula (depends_on_id).
+formula_links = Table(
+    "tc_formula_links",
+    metadata,
+    Column("node_id", Integer, ForeignKey("tc_formulas.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("depends_on_id", Integer, ForeignKey("tc_formulas.id", ondelete="CASCADE"),
+           primary_key=True, index=True),
+)
 
 # References from formulas to data items (the leaves of the graph).
 formula_items = Table(

@@ -24,15 +24,15 @@ MariaDB. The algorithms are ``tracecalc.graph``'s; this module only loads and st
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Boolean, ForeignKey, Integer, bindparam, delete, select, text, update
+from sqlalchemy import Boolean, ForeignKey, Integer, delete, select, update
 from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column
 
 from tracecalc.errors import CycleError
 from tracecalc.graph import Graph
+from tracecalc.storage.closure import closure_sql
 
 T = TypeVar("T", bound="TraceNode")
 
@@ -110,7 +110,7 @@ class TraceGraph(Generic[T]):
             g.add_node(i)
         if not start:
             return g
-        q = _closure_sql(self.link_model.__table__.name, upstream)
+        q = closure_sql(self.link_model.__table__.name, upstream)
         for a, b in self.session.connection().execute(q, {"start": start}):
             g.add_edge(a, b)
         return g
@@ -213,18 +213,3 @@ class TraceGraph(Generic[T]):
         g = self.graph()
         ids = g.descendants(node.id) if transitive else g.successors(node.id)
         return self.order(g, ids)
-
-
-@functools.lru_cache(maxsize=64)
-def _closure_sql(table: str, upstream: bool):
-    """The links reachable from ``:start`` (node ids), one direction: a recursive query,
-    written once per table (building it with the expression language costs more than
-    running it on small closures). Table and column names are the models', never input."""
-    src, dst = ("node_id", "depends_on_id") if upstream else ("depends_on_id", "node_id")
-    return text(
-        f"WITH RECURSIVE reach(id) AS ("
-        f" SELECT {dst} FROM {table} WHERE {src} IN :start"
-        f" UNION SELECT l.{dst} FROM {table} l JOIN reach r ON l.{src} = r.id) "
-        f"SELECT node_id, depends_on_id FROM {table} WHERE {src} IN :start "
-        f"UNION SELECT l.node_id, l.depends_on_id FROM {table} l JOIN reach r "
-        f"ON l.{src} = r.id").bindparams(bindparam("start", expanding=True))
