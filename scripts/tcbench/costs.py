@@ -134,12 +134,16 @@ class Costs:
         sec = self.cli(url, *args, profile=out)
         buf = io.StringIO()
         st = pstats.Stats(str(out), stream=buf)
-        st.sort_stats("cumulative").print_stats(PROFILE_FILTER, PROFILE_LINES)
+        st.sort_stats("cumulative").print_stats(PROFILE_FILTER, 10 * PROFILE_LINES)
         text = re.sub(r"/\S*?/(site-packages|src)/", "", buf.getvalue())
         lines = [ln for ln in text.splitlines() if ln.strip()]
         start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
+        # imports (<module>) and click's dispatch sit on top of every profile and say
+        # nothing of the command: startup is timed on its own (tracecalc --version)
+        body = [ln for ln in lines[start + 1:]
+                if "(<module>)" not in ln and "click/" not in ln][:PROFILE_LINES]
         self.profiles.append((f"{label}: tracecalc {' '.join(args)} ({sec:.1f} s under "
-                              "cProfile)", "\n".join(lines[start:])))
+                              "cProfile)", "\n".join([lines[start], *body])))
 
     def build(self, url: str) -> None:
         """The catalog, saved with Engine.set_formulas in batches (in process: the
