@@ -1,0 +1,1 @@
+"""tracecalc benchmarks; scripts/bench.py is the entry point (see its docstring)."""
