@@ -12,7 +12,6 @@ Cells are literal text: stored names, texts and users are never markup.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from collections.abc import Iterable
 
@@ -72,10 +71,13 @@ class Table:
         avail = width - extra
         pads = [1] * (n - 1) + [0]  # one space right of each cell but the last
         header = tuple(self.columns)
-        widths = []
-        for i in range(n):
-            widest = max((_widest_line(r[i]) for r in self.rows), default=0)
-            widest = max(widest, _widest_line(header[i]))
+        columns = list(zip(*self.rows)) if self.rows else [()] * n
+        # one C-level test per column: printable ASCII throughout means len() is the width
+        plain = [_plain("".join(col)) for col in columns]
+        widths, longest = [], []
+        for i, col in enumerate(columns):
+            longest.append(max(map(len if plain[i] else _widest_line, col), default=0))
+            widest = max(longest[i], _widest_line(header[i]))
             widths.append(max(min(widest + pads[i], avail), 1) if avail >= 1 else 1)
         natural = widths[:]
         if sum(widths) > avail:
@@ -85,66 +87,77 @@ class Table:
             widths = [0 if w < 1 else w if w - p < 1 else min(nat, w)
                       for w, p, nat in zip(widths, pads, natural)]
         table_width = sum(widths) + extra
-        # per column: whether a cell is one plain line that fits, and how to justify it
-        inner = [max(w - p, 0) for w, p in zip(widths, pads)]
-        fits = [functools.partial(_fits, width=i if w >= p else -1)  # -1: no room for pad
-                for i, w, p in zip(inner, widths, pads)]
-        justify = [functools.partial(_justify, width=w, pad=" " * p, right=r)
-                   for w, p, r in zip(inner, pads, self.right)]
+
+        # Each column's cells: a string where the cell is one line, else a list of lines.
+        cells = [self._column(i, col, plain[i] and longest[i] + pads[i] <= widths[i], widths[i],
+                              pads[i]) for i, col in enumerate(columns)]
+        tall = {r for col in cells for r, c in enumerate(col) if type(c) is list}
         lines: list[str] = []
         if self.title is not None:
             lines += [_fit(t.rstrip(), table_width) for t in _wrap(self.title, table_width)]
         lines.append(" " * table_width)
-        self._add_row(lines, header, widths, pads, header=True)
+        _join(lines, [self._lines(i, h, widths[i], pads[i]) for i, h in enumerate(header)],
+              widths, bottom=True)
         lines.append(" " + _RULE * (table_width - 2) + " ")
-        for row in self.rows:
-            if all(f(text) for f, text in zip(fits, row)):
-                # the common case, one line per cell: justified in place
-                lines.append(" " + " ".join([j(text) for j, text in zip(justify, row)]) + " ")
+        for r, row in enumerate(zip(*cells)):
+            if r in tall:
+                _join(lines, [c if type(c) is list else [c] for c in row], widths)
             else:
-                self._add_row(lines, row, widths, pads)
+                lines.append(" " + " ".join(row) + " ")
         lines.append(" " * table_width)
         if table_width > width:  # columns that cannot shrink any further: cropped, as rich does
             lines = [_fit(line, width) for line in lines]
         lines.append("")
         return "\n".join(lines)
 
-    def _add_row(self, lines: list[str], row: tuple[str, ...], widths: list[int],
-                 pads: list[int], header: bool = False) -> None:
-        cells = []
-        for i, text in enumerate(row):
-            w = widths[i]
-            inner = max(w - pads[i], 0)
-            if inner < 1:
-                parts = [""]  # no room at all: rich draws the cell empty
-            elif "\n" not in text and "\t" not in text and _len(text) <= inner:
-                parts = [text.rstrip()]  # what nearly every cell is: one line that fits
-            else:
-                parts = []
-                for line in text.split("\n"):
-                    line = _expand_tabs(line)
-                    parts += [line] if not self.wrap[i] else _wrap(line, inner)
-                parts = [_crop(p.rstrip(), inner, self.ellipsis[i]) for p in parts]
-            pad = " " * pads[i]
+    def _column(self, i: int, col: tuple[str, ...], fits: bool, w: int,
+                pad: int) -> list:
+        """A column's cells laid out at width ``w``; ``fits``: every cell is one plain line
+        no wider than the column, so each is only justified."""
+        inner, space = max(w - pad, 0), " " * pad
+        if fits and w >= pad:
             if self.right[i]:
-                cells.append([_fit(" " * (inner - _len(p)) + p + pad, w) for p in parts])
+                return [s.rstrip().rjust(inner) + space for s in col]
+            return [s.rstrip().ljust(inner) + space for s in col]
+        out: list = []
+        for s in col:
+            if w >= pad and len(s) <= inner and _plain(s):
+                s = s.rstrip()
+                out.append((s.rjust(inner) if self.right[i] else s.ljust(inner)) + space)
             else:
-                cells.append([_fit(p + " " * (inner - _len(p)) + pad, w) for p in parts])
-        height = max(len(c) for c in cells)
-        if header:  # rich sets a wrapped header on the rule below it
-            cells = [[" " * widths[i]] * (height - len(c)) + c for i, c in enumerate(cells)]
-        for k in range(height):
-            lines.append(" " + " ".join(c[k] if k < len(c) else " " * widths[i]
-                                        for i, c in enumerate(cells)) + " ")
+                out.append(self._lines(i, s, w, pad))
+        return out
+
+    def _lines(self, i: int, text: str, w: int, pad: int) -> list[str]:
+        """One cell of column ``i`` as lines exactly ``w`` cells wide."""
+        inner = max(w - pad, 0)
+        if inner < 1:
+            parts = [""]  # no room at all: rich draws the cell empty
+        elif "\n" not in text and "\t" not in text and _len(text) <= inner:
+            parts = [text.rstrip()]
+        else:
+            parts = []
+            for line in text.split("\n"):
+                line = _expand_tabs(line)
+                parts += [line] if not self.wrap[i] else _wrap(line, inner)
+            parts = [_crop(p.rstrip(), inner, self.ellipsis[i]) for p in parts]
+        space = " " * pad
+        if self.right[i]:
+            return [_fit(" " * (inner - _len(p)) + p + space, w) for p in parts]
+        return [_fit(p + " " * (inner - _len(p)) + space, w) for p in parts]
 
 
-def _fits(text: str, width: int) -> bool:
-    return len(text) <= width and _plain(text)
+def _join(lines: list[str], cells: list[list[str]], widths: list[int],
+          bottom: bool = False) -> None:
+    """A row whose cells may take several lines; ``bottom`` aligns them on the last line, as
+    rich sets a wrapped header on the rule below it."""
+    height = max(len(c) for c in cells)
+    if bottom:
+        cells = [[" " * widths[i]] * (height - len(c)) + c for i, c in enumerate(cells)]
+    for k in range(height):
+        lines.append(" " + " ".join(c[k] if k < len(c) else " " * widths[i]
+                                    for i, c in enumerate(cells)) + " ")
 
-
-def _justify(text: str, width: int, pad: str, right: bool) -> str:
-    text = text.rstrip()
-    return (text.rjust(width) if right else text.ljust(width)) + pad
 
 
 def _expand_tabs(line: str, size: int = 8) -> str:
