@@ -138,7 +138,7 @@ def export(ctx, names, output, spreadsheet_safe):
         m = w.message
         if isinstance(m, StaleWarning):
             cli.err.print(f"[yellow]warning:[/] {_escape(m.formula)} is {m.state} ({m.scope}); "
-                      "its records may be out of date: run tracecalc recalc", soft_wrap=True)
+                          "its records may be out of date: run tracecalc recalc", soft_wrap=True)
         else:
             warnings.warn_explicit(m, w.category, w.filename, w.lineno)
     if output:

@@ -30,9 +30,9 @@ def load_formulas(ctx, file):
     changed = sum(bool(r.marked_stale) and not r.created for r in res)
     described = sum(r.described for r in res)
     cli.out.print(f"saved {plural(len(res), 'formula')} ({created} new, {changed} changed, "
-              f"{len(res) - created - changed} unchanged"
-              + (f", {described} with a new description" if described else "") + ")",
-              markup=False)
+                  f"{len(res) - created - changed} unchanged"
+                  + (f", {described} with a new description" if described else "") + ")",
+                  markup=False)
 
 
 class _ExpressionCommand(click.Command):
@@ -75,7 +75,7 @@ def set_(ctx, name, expression, description):
     cli.out.print(f"{name} {what} (version {res.version})", markup=False)
     if res.equivalent_to_previous and res.marked_stale:
         cli.out.print("note: the new text is equivalent to the previous one; it will be "
-                  "recomputed once")
+                      "recomputed once")
     if res.marked_stale:
         cli.out.print(f"stale now: {', '.join(res.marked_stale)}", markup=False)
 
@@ -127,7 +127,7 @@ def list_(ctx):
     """List formulas."""
     df = _engine(ctx).formulas()
     t = table("name", "expression", "frequency", "version", "state", numeric=["version"],
-               whole=["frequency", "state"])
+              whole=["frequency", "state"])
     for r in df.itertuples():
         row(t, r.name, r.expression, r.frequency, int(r.version), r.state)
     _show(t)
@@ -163,10 +163,10 @@ def show(ctx, name):
     say(f"depends on:   {', '.join(f.references) or '-'}")
     say(f"used by:      {', '.join(eng.dependents(name)) or '-'}")
     t = table("version", "action", "when (UTC)", "who", "text", title="history",
-               numeric=["version"], whole=["when (UTC)"])
+              numeric=["version"], whole=["when (UTC)"])
     for h in eng.history(name):
         row(t, h["version"], h["action"], h["changed_at"], h["changed_by"],
-             h["new_expression"])
+            h["new_expression"])
     _show(t)
 
 
@@ -177,8 +177,8 @@ def show(ctx, name):
 def history(ctx, name):
     """Every saved version of a formula."""
     t = table("version", "action", "when (UTC)", "who", "old", "new", numeric=["version"],
-               whole=["when (UTC)"])
+              whole=["when (UTC)"])
     for h in _engine(ctx).history(name):
         row(t, h["version"], h["action"], h["changed_at"], h["changed_by"],
-             h["old_expression"], h["new_expression"])
+            h["old_expression"], h["new_expression"])
     _show(t)

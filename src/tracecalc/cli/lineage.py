@@ -17,7 +17,7 @@ def impact(ctx, name):
     """What depends on formula or item NAME, in recalculation order."""
     down = _engine(ctx).dependents(name, transitive=True)
     cli.out.print(f"{plural(len(down), 'formula')} depend{'s' if len(down) == 1 else ''} on "
-              f"{name}" + (":" if down else ""), markup=False)
+                  f"{name}" + (":" if down else ""), markup=False)
     for n in down:
         cli.out.print(f"  {n}", markup=False)
 
@@ -32,7 +32,7 @@ def deps(ctx, name):
     up = eng.dependencies(name, transitive=True)
     items = eng.items()
     cli.out.print(f"{name} depends on {plural(len(up), 'formula or item', 'formulas and items')}"
-              + (":" if up else ""), markup=False)
+                  + (":" if up else ""), markup=False)
     for n in up:
         cli.out.print(f"  {n}  ({'item, ' + items[n] if n in items else 'formula'})", markup=False)
 
@@ -49,9 +49,9 @@ def explain(ctx, name, entity, period):
 
     e = _engine(ctx).explain(name, entity, period)
     cli.out.print(f"[bold]{e['formula']}[/] (version {e['version']}, {e['frequency']}) = "
-              f"{_escape(e['expression'])}")
+                  f"{_escape(e['expression'])}")
     cli.out.print(f"entity {_escape(e['entity'])}, period {e['period']}: stored value "
-              f"{_num(e['stored'])}")
+                  f"{_num(e['stored'])}")
 
     def add(branch, node):
         label = f"{_escape(node['text'])} = [bold]{_num(node['value'])}[/]"

@@ -40,13 +40,13 @@ def recalc(ctx, full, wait, atomic, workers, chunk_entities, dask, verify, quiet
                       chunk_entities=chunk_entities, dask=dask, verify=verify)
     skipped = len(rep.formulas) - rep.formulas_computed
     cli.out.print(f"run {rep.run_id}: {plural(rep.formulas_computed, 'formula')} recomputed"
-              + (f" ({skipped:,} skipped: nothing upstream changed)" if skipped else "")
-              + f", {plural(rep.records_written, 'record')} written, "
-              f"{rep.records_unchanged:,} unchanged, in {rep.seconds:.2f}s", markup=False)
+                  + (f" ({skipped:,} skipped: nothing upstream changed)" if skipped else "")
+                  + f", {plural(rep.records_written, 'record')} written, "
+                  f"{rep.records_unchanged:,} unchanged, in {rep.seconds:.2f}s", markup=False)
 
     if rep.verify:
         cli.out.print("verified: every recomputed record compared with the stored one"
-                  + (f"; {rep.strays_removed:,} stray records removed (of formulas, entities"
+                      + (f"; {rep.strays_removed:,} stray records removed (of formulas, entities"
                      " or periods that no longer exist)" if rep.strays_removed else ""))
 
 
@@ -71,7 +71,7 @@ def verify(ctx, wait, chunk_entities, quiet):
             rep = eng.verify(wait=wait, chunk_entities=chunk_entities, progress=progress)
     cli.out.print(f"database:  {rep.database}", markup=False)
     cli.out.print(f"integrity: {rep.integrity_method}: "
-              + (f"{len(rep.integrity)} problems" if rep.integrity else "ok"))
+                  + (f"{len(rep.integrity)} problems" if rep.integrity else "ok"))
     for line in rep.integrity[:SHOWN]:
         cli.out.print(f"  {_escape(line)}")
     if len(rep.integrity) > SHOWN:
@@ -81,10 +81,10 @@ def verify(ctx, wait, chunk_entities, quiet):
     for note in rep.notes:
         cli.out.print(f"note: {_escape(note)}")
     cli.out.print(f"records:   {rep.records:,} records and {rep.digests:,} digests of "
-              f"{rep.formulas} formulas and {rep.entities:,} entities, in {rep.seconds:.2f}s")
+                  f"{rep.formulas} formulas and {rep.entities:,} entities, in {rep.seconds:.2f}s")
     if rep.outdated_digests:
         cli.out.print(f"note: {rep.outdated_digests:,} digests predate periods added since "
-                  "(fine: the next run compares those entities cell by cell)")
+                      "(fine: the next run compares those entities cell by cell)")
     for kind, n in rep.counts:
         cli.out.print(f"{kind}: {n:,}")
     listed: dict[str, int] = {}
@@ -96,7 +96,7 @@ def verify(ctx, wait, chunk_entities, quiet):
     for kind, n in listed.items():
         if n > SHOWN:
             cli.out.print(f"  ... and {n - SHOWN:,} more {kind} findings (Engine.verify lists "
-                      f"{VerifyReport.MAX_LISTED:,} of each kind)")
+                          f"{VerifyReport.MAX_LISTED:,} of each kind)")
     if rep.ok:
         cli.out.print("verified: no problems found")
         return
@@ -133,7 +133,7 @@ def status(ctx):
     say(f"records:     {s['records']:,}")
     if s["stale"]:
         t = table("formula", "state", "entities to recompute",
-                   title="waiting for recalc (in order)", numeric=["entities to recompute"])
+                  title="waiting for recalc (in order)", numeric=["entities to recompute"])
         for name in s["stale"]:
             state = s["states"][name]
             scope = {"stale": "all", "pending": "where inputs change"}.get(
@@ -152,20 +152,20 @@ def runs(ctx, limit, run_id):
     eng = _engine(ctx)
     if run_id is not None:
         t = table("formula", "version", "entities", "written", "unchanged", "seconds",
-                   title=f"run {run_id}", whole=["entities"],
-                   numeric=["version", "entities", "written", "unchanged", "seconds"])
+                  title=f"run {run_id}", whole=["entities"],
+                  numeric=["version", "entities", "written", "unchanged", "seconds"])
         for r in eng.run_log(run_id):
             row(t, r["formula_name"], r["version"], r["entities"] or "skipped",
-                 r["records_written"], r["records_unchanged"], float(r["seconds"]))
+                r["records_written"], r["records_unchanged"], float(r["seconds"]))
         _show(t)
         return
     t = table("id", "kind", "started (UTC)", "status", "formulas", "written", "unchanged",
-               "by", numeric=["id", "formulas", "written", "unchanged"],
-               whole=["kind", "started (UTC)", "status"])
+              "by", numeric=["id", "formulas", "written", "unchanged"],
+              whole=["kind", "started (UTC)", "status"])
     notes = []
     for r in eng.runs(limit):
         row(t, r["id"], r["kind"], when(r["started_at"])[:-4] + "Z", r["status"],
-             r["formulas_computed"], r["records_written"], r["records_unchanged"], r["run_by"])
+            r["formulas_computed"], r["records_written"], r["records_unchanged"], r["run_by"])
         if r["message"]:
             notes.append(f"run {r['id']}: {r['message']}")
     _show(t)
