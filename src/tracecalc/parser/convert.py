@@ -1,12 +1,9 @@
-"""Formula text -> checked expression tree, its references, and a canonical form.
+"""Formula text -> checked expression tree: the whitelist converter and its limits.
 
 The text goes through Python's ``ast`` parser only; the resulting tree is walked with a
 whitelist and converted into our own frozen nodes. Nothing here ever evaluates user text:
 constant sub-expressions are range-checked from their operands' magnitudes *before* any
 arithmetic, so ``9**9**9**9`` is refused in microseconds.
-
-The parser knows the function signatures (``model.SIGNATURES``) but nothing of the graph,
-the database or the kernels.
 """
 
 from __future__ import annotations
@@ -14,8 +11,6 @@ from __future__ import annotations
 import ast
 import math
 import warnings
-from dataclasses import dataclass
-from functools import cached_property
 
 from tracecalc.errors import (
     ArityError,
@@ -23,110 +18,25 @@ from tracecalc.errors import (
     UnknownFunctionError,
     close_matches,
 )
-from tracecalc.model import FUNCTION_NAMES, NAME_RE, SIGNATURES, FunctionKind
+from tracecalc.model import FUNCTION_NAMES, NAME_RE, SIGNATURES
+from tracecalc.parser.nodes import (
+    ARITHMETIC,
+    BOOLEAN,
+    COMPARISON,
+    Binary,
+    Call,
+    Node,
+    Num,
+    ParsedFormula,
+    Ref,
+    Unary,
+)
 
 MAX_LENGTH = 2_000
 MAX_NODES = 400
 MAX_DEPTH = 40
 MAX_LITERAL = 1e15
 MAX_POWER = 16
-
-# ---------------------------------------------------------------------------------------------
-# The tree
-
-
-@dataclass(frozen=True)
-class Node:
-    col: int  # 0-based column in the normalised text, for carets in error messages
-
-
-@dataclass(frozen=True)
-class Num(Node):
-    value: float
-
-
-@dataclass(frozen=True)
-class Ref(Node):
-    name: str
-
-
-@dataclass(frozen=True)
-class Unary(Node):
-    op: str  # "-", "not"
-    operand: Node
-
-
-@dataclass(frozen=True)
-class Binary(Node):
-    op: str  # + - * / ** < <= > >= == != and or
-    left: Node
-    right: Node
-
-
-@dataclass(frozen=True)
-class Call(Node):
-    func: str
-    args: tuple[Node, ...]  # literal parameters are Num nodes holding integers
-
-
-ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
-COMPARISON = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
-BOOLEAN = {ast.And: "and", ast.Or: "or"}
-
-
-@dataclass(frozen=True)
-class ParsedFormula:
-    """A checked formula: normalised text, tree and what it references."""
-
-    text: str
-    tree: Node
-
-    @cached_property
-    def references(self) -> tuple[str, ...]:
-        return references(self.tree)
-
-    @cached_property
-    def functions(self) -> frozenset[str]:
-        return frozenset(n.func for n in walk(self.tree) if isinstance(n, Call))
-
-    @property
-    def has_cross_sectional(self) -> bool:
-        return any(SIGNATURES[f].kind is FunctionKind.CROSS_SECTIONAL for f in self.functions)
-
-    @property
-    def has_time_series(self) -> bool:
-        return any(SIGNATURES[f].kind is FunctionKind.TIMESERIES for f in self.functions)
-
-    @cached_property
-    def canonical(self) -> str:
-        return canonical_form(self.tree)
-
-
-def walk(node: Node):
-    """Every node of a tree, parents before children."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        yield n
-        if isinstance(n, Unary):
-            stack.append(n.operand)
-        elif isinstance(n, Binary):
-            stack += [n.right, n.left]
-        elif isinstance(n, Call):
-            stack += reversed(n.args)
-
-
-def references(tree: Node) -> tuple[str, ...]:
-    """Names a tree refers to, unique, in order of first appearance."""
-    seen: dict[str, None] = {}
-    for n in walk(tree):
-        if isinstance(n, Ref):
-            seen.setdefault(n.name, None)
-    return tuple(seen)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing
 
 
 def normalise(text: str) -> str:
@@ -450,86 +360,3 @@ def _describe(node: ast.AST) -> str:
         ast.NamedExpr: "':='", ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield",
         ast.JoinedStr: "an f-string", ast.Starred: "'*'", ast.Slice: "a slice",
     }.get(type(node), type(node).__name__)
-
-
-# ---------------------------------------------------------------------------------------------
-# Canonical form (sympy, for analysis only: never for values)
-
-
-def canonical_form(tree: Node) -> str:
-    """A text that equal formulas share: sympy's automatic normal form of the tree.
-
-    Built from the tree (never from text). Only sympy's cheap automatic rewriting is used
-    (ordering, collecting like terms, ``x/x -> 1``); no ``expand``/``simplify``, whose cost
-    can explode. Functions, comparisons and logic become opaque sympy functions.
-    """
-    import sympy
-
-    def number(v: float):
-        return sympy.Integer(int(v)) if v == int(v) else sympy.Rational(repr(v))
-
-    def build(n: Node):
-        folded = _constant_value(n)
-        if folded is not None and folded == folded:
-            # Constant sub-trees become the float the engine computes (2 ** 10 -> 1024):
-            # handing sympy an exact 0.5 ** 3000000 takes minutes.
-            return number(folded)
-        if isinstance(n, Num):
-            return number(n.value)
-        if isinstance(n, Ref):
-            return sympy.Symbol(n.name)
-        if isinstance(n, Unary):
-            x = build(n.operand)
-            return -x if n.op == "-" else sympy.Function("not_")(x)
-        if isinstance(n, Binary):
-            a, b = build(n.left), build(n.right)
-            if n.op == "+":
-                return a + b
-            if n.op == "-":
-                return a - b
-            if n.op == "*":
-                return a * b
-            if n.op == "/":
-                return a / b
-            if n.op == "**":
-                return a**b
-            name = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne",
-                    "and": "and_", "or": "or_"}[n.op]
-            if name in ("gt", "ge"):  # a > b is b < a
-                name, a, b = ("lt" if name == "gt" else "le"), b, a
-            return sympy.Function(name)(a, b)
-        assert isinstance(n, Call)
-        return sympy.Function(n.func)(*(build(a) for a in n.args))
-
-    try:
-        return sympy.sstr(build(tree), order="lex")
-    except (ArithmeticError, TypeError, ValueError, RecursionError):
-        # Analysis only: a form sympy cannot build falls back to "equal to nothing else".
-        return f"<not normalised> {tree!r}"
-
-
-def to_text(node: Node) -> str:
-    """The formula text of a (sub)tree, with only the parentheses it needs."""
-
-    def py(n: Node) -> ast.expr:
-        if isinstance(n, Num):
-            v = n.value
-            return ast.Constant(int(v) if v == int(v) and abs(v) < 1e15 else v)
-        if isinstance(n, Ref):
-            return ast.Name(n.name, ast.Load())
-        if isinstance(n, Unary):
-            op = ast.USub() if n.op == "-" else ast.Not()
-            return ast.UnaryOp(op, py(n.operand))
-        if isinstance(n, Binary):
-            if n.op in ("and", "or"):
-                return ast.BoolOp(ast.And() if n.op == "and" else ast.Or(),
-                                  [py(n.left), py(n.right)])
-            cmp = {v: k for k, v in COMPARISON.items()}.get(n.op)
-            if cmp is not None:
-                return ast.Compare(py(n.left), [cmp()], [py(n.right)])
-            arith = {v: k for k, v in ARITHMETIC.items()}[n.op]
-            return ast.BinOp(py(n.left), arith(), py(n.right))
-        assert isinstance(n, Call)
-        return ast.Call(ast.Name(n.func, ast.Load()), [py(a) for a in n.args], [])
-
-    return ast.unparse(py(node))
