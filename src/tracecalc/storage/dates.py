@@ -10,10 +10,10 @@ import datetime as dt
 import re
 
 import numpy as np
-import pandas as pd
 
 from tracecalc.errors import DataError, clip
 from tracecalc.model import Frequency
+from tracecalc.storage.lazy import pandas as pd
 
 # Dates are kept as days; the range is that of four-digit ISO years (and datetime.date), which
 # SQLite, PostgreSQL and MariaDB all store and return exactly.

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from tracecalc.errors import DataError, clip
 from tracecalc.model import FUNCTION_NAMES, NAME_RE, Frequency
@@ -27,6 +26,7 @@ from tracecalc.storage.dates import (  # noqa: F401 (callers get the dates from 
     read_periods,
     to_day,
 )
+from tracecalc.storage.lazy import pandas as pd
 
 DATA_COLUMNS = ("item", "entity", "period", "value")
 MAX_ENTITY_CODE = 64
