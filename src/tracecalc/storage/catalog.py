@@ -22,6 +22,7 @@ from tracecalc.storage.schema import (
 )
 
 _CHUNK = 500  # ids per IN (...) list
+_SCAN = 5_000  # more ids than this: one scan of the table beats many IN (...) lists
 
 
 def _chunks(ids: Iterable[int]):
@@ -202,6 +203,9 @@ class CatalogMixin:
     # -- the catalog by parts (tracecalc.catalog reads what a job reaches) -------------------
 
     def formula_rows_by_id(self, conn: Connection, ids: Iterable[int]) -> dict[int, object]:
+        ids = set(ids)
+        if len(ids) > _SCAN:
+            return {r.id: r for r in conn.execute(select(formulas)) if r.id in ids}
         out = {}
         for chunk in _chunks(ids):
             out.update((r.id, r) for r in conn.execute(
@@ -227,6 +231,10 @@ class CatalogMixin:
             q = closure_sql(formula_links.name, how == "up")
             return [(a, b) for a, b in conn.execute(q, {"start": ids})]
         lk = formula_links.c
+        if len(ids) > _SCAN:
+            wanted = set(ids)
+            return [(a, b) for a, b in conn.execute(select(lk.node_id, lk.depends_on_id))
+                    if a in wanted or b in wanted]
         out: list[tuple[int, int]] = []
         for chunk in _chunks(ids):
             q = select(lk.node_id, lk.depends_on_id).where(
@@ -236,6 +244,11 @@ class CatalogMixin:
 
     def item_links(self, conn: Connection, formula_ids: Iterable[int]) -> list[tuple[int, str]]:
         """(formula id, item name) of every item the formulas reference."""
+        formula_ids = set(formula_ids)
+        if len(formula_ids) > _SCAN:
+            q = (select(formula_items.c.formula_id, items.c.name)
+                 .join(items, items.c.id == formula_items.c.item_id))
+            return [(a, b) for a, b in conn.execute(q) if a in formula_ids]
         out: list[tuple[int, str]] = []
         for chunk in _chunks(formula_ids):
             q = (select(formula_items.c.formula_id, items.c.name)
