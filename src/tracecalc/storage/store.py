@@ -18,7 +18,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateColumn
 
 from tracecalc.errors import DatabaseError, TracecalcError
-from tracecalc.storage import checks
+from tracecalc.storage import bulk, checks
 from tracecalc.storage.catalog import CatalogMixin, canonical_key
 from tracecalc.storage.dates import now
 from tracecalc.storage.loading import LoadChanges, LoadingMixin
@@ -88,6 +88,7 @@ class Store(CatalogMixin, ValuesMixin, RunsMixin, LoadingMixin):
             raise DatabaseError(f"cannot open database '{mask_url(url)}': "
                                 f"{' '.join(str(e).split())}") from None
         self.dialect = self.engine.dialect.name
+        self.bulk = bulk.for_dialect(self.engine.dialect)
         # what a failing statement raises: SQLAlchemy's wrapper, or (bulk paths work on the
         # driver's cursor) the driver's own exception
         self._db_errors = (DBAPIError, self.engine.dialect.loaded_dbapi.Error)
