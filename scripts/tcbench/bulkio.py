@@ -18,5 +18,6 @@ def write_rows(conn: Connection, table: str, key_col: str, keys: np.ndarray,
     """Insert (key, entity id, period, value) rows into ``table`` inside the caller's
     transaction, on the dialect's fastest path (SQLite multi-row VALUES, PostgreSQL binary
     COPY, MariaDB LOAD DATA LOCAL INFILE). ``periods`` are datetime64[D]."""
-    return bulk.insert_rows(conn, Table(table, MetaData()), key_col, keys, entity_ids,
-                            periods, values)
+    writer = bulk.for_dialect(conn.dialect)  # one writer per database, as Store holds
+    return writer.insert_rows(conn, Table(table, MetaData()), key_col, keys, entity_ids,
+                              periods, values)

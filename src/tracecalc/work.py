@@ -89,10 +89,9 @@ class Session:
             yield
             return
         with self.store.transaction() as conn:
-            if conn.dialect.name == "postgresql":
-                # Records are derived data: if the server crashes, the last commits may be
-                # lost, never torn (their formulas stay stale and the next run redoes them).
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            # Records are derived data: if the server crashes, the last commits may be
+            # lost, never torn (their formulas stay stale and the next run redoes them).
+            self.store.bulk.relaxed_commit(conn)
             self._local.conn = conn
             try:
                 yield

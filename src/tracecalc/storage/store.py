@@ -17,7 +17,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from tracecalc.errors import DatabaseError
-from tracecalc.storage import checks, migrations
+from tracecalc.storage import bulk, checks, migrations
 from tracecalc.storage.catalog import CatalogMixin
 from tracecalc.storage.columns import canonical_key, now
 from tracecalc.storage.loading import LoadChanges, LoadingMixin
@@ -81,6 +81,7 @@ class Store(CatalogMixin, ValuesMixin, RunsMixin, LoadingMixin):
             raise DatabaseError(f"cannot open database '{mask_url(url)}': "
                                 f"{' '.join(str(e).split())}") from None
         self.dialect = self.engine.dialect.name
+        self.bulk = bulk.for_dialect(self.engine.dialect)
         # what a failing statement raises: SQLAlchemy's wrapper, or (bulk paths work on the
         # driver's cursor) the driver's own exception
         self._db_errors = (DBAPIError, self.engine.dialect.loaded_dbapi.Error)

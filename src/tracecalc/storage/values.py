@@ -24,6 +24,8 @@ from tracecalc.storage.schema import (
 class ValuesMixin:
     """Calendars, data points, records, digests, strays, counts (``Store``)."""
 
+    bulk: bulk.BulkWriter  # the database's, chosen once by Store
+
     def calendar(self, conn: Connection, frequency: str) -> np.ndarray:
         q = (select(periods.c.period).where(periods.c.frequency == frequency)
              .order_by(periods.c.period))
@@ -78,29 +80,21 @@ class ValuesMixin:
         return np.array(gone, dtype="datetime64[D]")
 
     def read_item(self, conn: Connection, item_id: int, entity_ids=None) -> bulk.Rows:
-        return bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids)
+        return self.bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids)
 
     def insert_data(self, conn, item_id, entity_ids, pers, values) -> int:
-        return bulk.insert_rows(conn, data_points, "item_id", item_id, entity_ids, pers, values)
+        return self.bulk.insert_rows(conn, data_points, "item_id", item_id, entity_ids, pers,
+                                     values)
 
     def update_data(self, conn, item_id: int, entity_ids, pers, values) -> None:
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        p = bulk.period_params(conn, pers)
-        cur = conn.connection.cursor()
-        try:
-            cur.executemany(
-                f"UPDATE {data_points.name} SET value = {mark} WHERE item_id = {mark} "
-                f"AND entity_id = {mark} AND period = {mark}",
-                list(zip(values.tolist(), [int(item_id)] * len(p), entity_ids.tolist(), p)))
-        finally:
-            cur.close()
+        self.bulk.update_values(conn, data_points, "item_id", item_id, entity_ids, pers, values)
 
     def delete_data(self, conn, item_id: int, entity_ids, pers) -> int:
-        return bulk.delete_keys(conn, data_points, "item_id", item_id, entity_ids, pers)
+        return self.bulk.delete_keys(conn, data_points, "item_id", item_id, entity_ids, pers)
 
     def delete_item(self, conn: Connection, item_id: int) -> None:
         """Delete an item and all its points (no formula may reference it)."""
-        bulk.delete_entities(conn, data_points, "item_id", item_id, None)
+        self.bulk.delete_entities(conn, data_points, "item_id", item_id, None)
         conn.execute(delete(items).where(items.c.id == item_id))
 
     def count_data(self, conn: Connection) -> int:
@@ -115,7 +109,7 @@ class ValuesMixin:
         return int(n), int(ents), _date(lo), _date(hi)
 
     def read_records(self, conn: Connection, formula_id: int, entity_ids=None) -> bulk.Rows:
-        return bulk.read_rows(conn, records, "formula_id", formula_id, entity_ids)
+        return self.bulk.read_rows(conn, records, "formula_id", formula_id, entity_ids)
 
     def write_diff(self, conn: Connection, formula_id: int, new_rows: bulk.Rows,
                    gone_rows: tuple[np.ndarray, np.ndarray], replace_entities,
@@ -125,15 +119,15 @@ class ValuesMixin:
         ``replace_entities`` (None: of the formula) is deleted instead: when most cells
         changed, one range delete and a bulk insert beat row-by-row rewrites."""
         if replace:
-            bulk.delete_entities(conn, records, "formula_id", formula_id, replace_entities)
+            self.bulk.delete_entities(conn, records, "formula_id", formula_id, replace_entities)
         elif len(gone_rows[0]):
-            bulk.delete_keys(conn, records, "formula_id", formula_id, *gone_rows)
-        bulk.insert_rows(conn, records, "formula_id", formula_id, *new_rows)
+            self.bulk.delete_keys(conn, records, "formula_id", formula_id, *gone_rows)
+        self.bulk.insert_rows(conn, records, "formula_id", formula_id, *new_rows)
 
     def read_digests(self, conn: Connection, formula_id: int, entity_ids) -> np.ndarray:
         """Stored digests of a formula at ``entity_ids`` (sorted), 0 where there is none."""
-        eids, got = bulk.read_pairs(conn, digests, "formula_id", formula_id, "digest",
-                                    entity_ids)
+        eids, got = self.bulk.read_pairs(conn, digests, "formula_id", formula_id, "digest",
+                                         entity_ids)
         out = np.zeros(len(entity_ids), dtype=np.int64)
         if len(eids):
             pos = np.searchsorted(entity_ids, eids)
@@ -144,19 +138,20 @@ class ValuesMixin:
                       values: np.ndarray, everything: bool) -> None:
         """Replace a formula's digests at ``entity_ids`` (every stored one with
         ``everything``)."""
-        bulk.delete_entities(conn, digests, "formula_id", formula_id,
-                             None if everything else entity_ids)
-        bulk.insert_pairs(conn, digests, ("formula_id", "entity_id", "digest"), formula_id,
-                          entity_ids, values)
+        self.bulk.delete_entities(conn, digests, "formula_id", formula_id,
+                                  None if everything else entity_ids)
+        self.bulk.insert_pairs(conn, digests, ("formula_id", "entity_id", "digest"), formula_id,
+                               entity_ids, values)
 
     def read_records_range(self, conn: Connection, formula_id: int, lo: int,
                            hi: int) -> bulk.Rows:
         """A formula's records of the entity ids in [lo, hi], existing entities or not."""
-        return bulk.read_range(conn, records, "formula_id", formula_id, lo, hi)
+        return self.bulk.read_range(conn, records, "formula_id", formula_id, lo, hi)
 
     def read_digests_range(self, conn: Connection, formula_id: int, lo: int,
                            hi: int) -> tuple[np.ndarray, np.ndarray]:
-        return bulk.read_pairs_range(conn, digests, "formula_id", formula_id, "digest", lo, hi)
+        return self.bulk.read_pairs_range(conn, digests, "formula_id", formula_id, "digest",
+                                          lo, hi)
 
     def stored_formula_ids(self, conn: Connection) -> tuple[list[int], list[int]]:
         """The formula ids that have records, and those that have digests."""
