@@ -1,8 +1,9 @@
 """Scale-out on a Dask cluster (``dask.distributed``): entity partitions as tasks.
 
-The plan is cut into stages at its cross-sectional formulas (``recalc.stages``). For each
-stage, this process (the client) first runs the stage's cross-sectional formulas over every
-entity, exactly as a local run does; then every worker gets one partition of the entities
+The plan runs through the stage loop of a local run (``recalc.run_stages``): it is cut into
+stages at its cross-sectional formulas, and for each stage this process (the client) first
+runs the stage's cross-sectional formulas over every entity, exactly as a local run does;
+then every worker gets one partition of the entities
 and evaluates all of the stage's other formulas for it, reading its inputs from the
 database. Against PostgreSQL and MariaDB the workers write their records and digests
 directly (their own connections, the same per-formula transactions as a local run); against
