@@ -13,8 +13,10 @@ from tracecalc.errors import TracecalcError
 from tracecalc.evaluator import Compiled, compile_tree
 from tracecalc.model import FormulaState
 from tracecalc.parser import parse
-from tracecalc.recalc import Runner, Task, chunks, stages
+from tracecalc.recalc import chunks, stages
+from tracecalc.runner import Runner
 from tracecalc.storage.files import read_formulas
+from tracecalc.task import Task
 
 PANEL = np.arange(6.0).reshape(3, 2)
 UNIVERSE = np.array([1, 2])

@@ -18,7 +18,7 @@ from conftest import ROOT, SAMPLE
 from tracecalc.cli import main
 from tracecalc.engine import Engine
 from tracecalc.evaluator import column_digests, prefix_digests
-from tracecalc.recalc import compare
+from tracecalc.task import compare
 
 QUARTERS = ["2023-03-31", "2023-06-30", "2023-09-30", "2023-12-31", "2024-03-31",
             "2024-06-30"]

@@ -30,9 +30,9 @@ from tracecalc.model import (
     SaveResult,
     VerifyReport,
 )
-from tracecalc.recalc import run_plan
+from tracecalc.recalc import RunOptions, run_plan
 from tracecalc.storage import DEFAULT_URL, Store, files
-from tracecalc.work import Plan, Session
+from tracecalc.work import Plan, Session, run_transaction
 
 Progress = Callable[[int, int, str], None]
 
@@ -369,20 +369,22 @@ class Engine:
         """
         if dask is not None and atomic:
             raise TracecalcError("an atomic run cannot be spread over a Dask cluster")
-        opts = {"dask": dask, "chunk_entities": chunk_entities or default_chunk_entities(),
-                "verify": verify,
-                # a second connection may read while the writer writes (not in one shared
-                # transaction, nor in an in-memory SQLite database: one connection)
-                "concurrent_reads": not atomic and self.store.shareable}
         with self.store.recalc_lock() as lock:
             lock.acquire(wait)
-            opts["holder"] = lock.holder  # every commit of the run checks the lock is ours
+            options = RunOptions(
+                workers=workers or default_workers(),
+                chunk_entities=chunk_entities or default_chunk_entities(),
+                # a second connection may read while the writer writes (not in one shared
+                # transaction, nor in an in-memory SQLite database: one connection)
+                concurrent_reads=not atomic and self.store.shareable,
+                verify=verify, dask=dask,
+                lock_holder=lock.holder,  # every commit of the run checks the lock is ours
+                atomic=atomic)
             if not atomic:
-                return self._recalc(full, progress, workers, self.store.transaction, opts)
+                return self._recalc(full, progress, options)
             try:
                 with self.store.transaction() as shared:
-                    return self._recalc(full, progress, workers,
-                                        lambda write=True: contextlib.nullcontext(shared), opts)
+                    return self._recalc(full, progress, options, shared)
             except TracecalcError as e:  # rolled back, run log included: log the failure
                 with contextlib.suppress(Exception), self.store.transaction() as conn:
                     rid = self.store.start_run(conn, _kind(full, verify), self.user)
@@ -395,11 +397,13 @@ class Engine:
         return planning.plan(self.store, conn, self.facts, full=full, kind=kind,
                              user=self.user, holder=holder, verify=verify)
 
-    def _recalc(self, full, progress, workers, tx, opts) -> RunReport:
+    def _recalc(self, full: bool, progress: Progress | None, options: RunOptions,
+                shared=None) -> RunReport:
+        """One run under the lock; ``shared``: the connection of an atomic run's one
+        transaction."""
         t0 = time.perf_counter()
-        kind, verify = _kind(full, opts["verify"]), opts["verify"]
-        holder = opts["holder"]
-        with tx() as conn:
+        kind, verify, holder = _kind(full, options.verify), options.verify, options.lock_holder
+        with run_transaction(self.store, shared) as conn:
             plan = self._plan(conn, full, kind, holder, verify)  # checks the lock first
             strays = self.store.delete_strays(conn) if verify else 0
         report = RunReport(run_id=plan.run_id, kind=kind, verify=verify,
@@ -407,38 +411,33 @@ class Engine:
         if progress is not None:  # planned: the count of formulas is known now
             progress(0, len(plan.order), "")
         try:
-            session = Session(plan, self.store, tx)
-            if opts["dask"] is not None:
+            session = Session(plan, self.store, shared)
+            if options.dask is not None:
                 from tracecalc import cluster
 
-                report.formulas = cluster.run(plan, session, opts["dask"],
-                                              opts["chunk_entities"], progress)
+                done = cluster.run(plan, session, options, progress)
             else:
-                done = run_plan(
-                    plan.tasks(), plan.universe, session.read, session.write,
-                    digests=session.digests, workers=workers or default_workers(),
-                    progress=progress, chunk_entities=opts["chunk_entities"],
-                    periods=plan.periods, concurrent_reads=opts["concurrent_reads"],
-                    group=session.group)
-                report.formulas, report.io_seconds = done.stats, done.io_seconds
+                done = run_plan(plan.tasks(), plan.universe, session, options,
+                                periods=plan.periods, progress=progress)
+            report.formulas, report.io_seconds = done.stats, done.io_seconds
             report.status = "ok"
-            self._finish(report, t0, None, tx, holder)
+            self._finish(report, t0, None, shared, holder)
         except BaseException as e:
             report.status = "failed"
             # The run's own log line says why, even after a lost lock (it is no data; the
             # next run would mark it interrupted). Best effort: the error itself matters more.
             with contextlib.suppress(Exception):
-                self._finish(report, t0, f"{type(e).__name__}: {e}", tx, None)
+                self._finish(report, t0, f"{type(e).__name__}: {e}", shared, None)
             if isinstance(e, (TracecalcError, KeyboardInterrupt)):
                 raise
             raise TracecalcError(f"recalculation failed: {type(e).__name__}: "
                                  f"{' '.join(str(e).split())}") from e
         return report
 
-    def _finish(self, report: RunReport, t0: float, message: str | None, tx,
+    def _finish(self, report: RunReport, t0: float, message: str | None, shared,
                 holder: int | None) -> None:
         report.seconds = time.perf_counter() - t0
-        with tx() as conn:
+        with run_transaction(self.store, shared) as conn:
             if message is None:  # an "ok" is a commit of the run like any other
                 self.store.lock_for_run(conn, holder)
             self.store.finish_run(conn, report.run_id, report.status, report.formulas_computed,

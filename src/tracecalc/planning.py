@@ -11,8 +11,8 @@ from __future__ import annotations
 from tracecalc import catalog, tracer
 from tracecalc.facts import FactsCache
 from tracecalc.model import FormulaState
-from tracecalc.recalc import NONE
 from tracecalc.storage import Store
+from tracecalc.tracer import NONE
 from tracecalc.work import FormulaRef, Plan
 
 

@@ -12,7 +12,7 @@ formulas' writes share one when the writer has a group of them ready).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
@@ -22,8 +22,8 @@ from tracecalc import catalog, tracer
 from tracecalc.evaluator import from_panel, to_panel
 from tracecalc.facts import FormulaFacts
 from tracecalc.model import FormulaRunStats, FormulaState
-from tracecalc.recalc import NONE, Outcome, Task
 from tracecalc.storage import Store
+from tracecalc.task import NONE, Outcome, Task
 
 
 @dataclass(frozen=True)
@@ -69,23 +69,28 @@ class Plan:
         return max((len(c) for c in self.calendars.values()), default=1)
 
 
-Tx = Callable[..., AbstractContextManager]
+def run_transaction(store: Store, shared=None, write: bool = True) -> AbstractContextManager:
+    """A transaction of a run: inside an atomic run's one ``shared`` transaction (its
+    connection), else a transaction of its own."""
+    return nullcontext(shared) if shared is not None else store.transaction(write=write)
 
 
 class Session:
-    """A plan's reads and writes through one store."""
+    """A plan's reads and writes through one store (inside ``shared``, the connection of
+    an atomic run's one transaction, when given)."""
 
-    def __init__(self, plan: Plan, store: Store, tx: Tx | None = None):
-        self.plan, self.store = plan, store
-        self.tx = tx or store.transaction
-        # a caller's own transaction (an atomic run) already holds everything
-        self._grouped = tx is not None and tx != store.transaction
+    def __init__(self, plan: Plan, store: Store, shared=None):
+        self.plan, self.store, self.shared = plan, store, shared
         self._local = threading.local()  # the writer thread's group transaction
+
+    def tx(self, write: bool = True) -> AbstractContextManager:
+        return run_transaction(self.store, self.shared, write)
 
     @contextmanager
     def group(self) -> Iterator[None]:
         """Writes on this thread inside the block share one transaction (one commit)."""
-        if self._grouped or getattr(self._local, "conn", None) is not None:
+        # an atomic run's own transaction already holds everything
+        if self.shared is not None or getattr(self._local, "conn", None) is not None:
             yield
             return
         with self.store.transaction() as conn:

@@ -1,0 +1,289 @@
+"""One batch of a recalculation (a whole plan, or a stage's formulas over one chunk of
+entities): evaluation on a thread pool, database I/O on one thread, early cutoff entity by
+entity.
+
+One loop on the calling thread (``Runner.run``) owns the batch's state. It takes the
+formulas a ``graphlib.TopologicalSorter`` says are ready, hands the one that comes first in
+the plan to a free evaluation thread, and gives each evaluated formula to the writer; only
+then may the formulas that use it start. ``concurrent.futures.wait`` wakes it at whichever
+comes first: an evaluation done, a panel written, a group committed. Evaluation threads get
+what they read from as arguments and return their result (numpy releases the GIL, so
+independent formulas run at the same time). All database work goes through one I/O thread,
+reads before writes: evaluation overlaps the writes of earlier formulas, SQLite keeps its
+one writer, and an in-memory database sees one connection. Reads run on a second thread
+(and connection) when the database allows it.
+
+Each formula is computed only for the entities that need it: its own stale marks plus the
+entities where a formula it uses actually changed in this run (every entity when it has a
+cross-sectional function). Its result is compared with what is stored (``task.compare``);
+only the cells that differ are written, and only the entities that changed reach its users.
+
+Invariants: a panel is kept only while a formula that uses it has not run; at most
+``MAX_PENDING_WRITES`` evaluated panels are being evaluated or wait for the writer
+(back-pressure bounds memory); a formula's write touches only entities it recomputed, so
+reading its other entities from the database is safe while that write is pending.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
+from graphlib import TopologicalSorter
+from typing import NamedTuple
+
+import numpy as np
+
+from tracecalc import tracer
+from tracecalc.iothread import IOThread, short_switch_interval
+from tracecalc.model import FormulaRunStats
+from tracecalc.task import (
+    NONE,
+    Digests,
+    Outcome,
+    Read,
+    Task,
+    Write,
+    compare,
+    merge_stats,
+    no_digests,
+)
+
+MAX_PENDING_WRITES = 8
+
+# where an evaluation takes an input from: this batch's (ids, panel), a read of every
+# entity (shared while consumers remain), or None (a read of the entities it needs)
+Source = tuple[np.ndarray, np.ndarray] | Future | None
+
+
+class Evaluated(NamedTuple):
+    stats: FormulaRunStats
+    outcome: Outcome | None  # None: nothing upstream changed (early cutoff)
+    ids: np.ndarray  # the entities computed
+    new: np.ndarray | None  # their panel, periods x ids
+
+
+class _Waits:
+    """Seconds an evaluation spent waiting for reads (not counted as its own time)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self, fut: Future):
+        t0 = time.perf_counter()
+        try:
+            return fut.result()
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+class Runner:
+    """Evaluates ``tasks`` (in dependency order) over ``universe`` (the entity ids in play).
+
+    ``changed`` gives, for formulas that ran earlier in this recalculation (an earlier stage
+    or chunk), the entities where they changed; ``prior`` their stats so far, merged into
+    what a ``final`` write logs. ``finished(name)`` is called as each formula is committed.
+    """
+
+    def __init__(self, tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Write,
+                 workers: int = 2, *, digests: Digests = no_digests,
+                 changed: dict[str, np.ndarray] | None = None,
+                 prior: dict[str, FormulaRunStats] | None = None, final: bool = True,
+                 finished: Callable[[str], None] | None = None, concurrent_reads: bool = False,
+                 group: Callable[[], AbstractContextManager] = nullcontext):
+        self.tasks = {t.name: t for t in tasks}
+        self.order = [t.name for t in tasks]
+        self._position = {n: i for i, n in enumerate(self.order)}
+        for t in tasks:  # _flush writes a batch in plan order: it must be topological
+            for u in t.uses:
+                if u in self._position and self._position[u] >= self._position[t.name]:
+                    raise ValueError(f"plan order puts {t.name} before {u}, which it uses")
+        self.universe = np.asarray(universe, dtype=np.int64)
+        self.read, self.write, self.digests = read, write, digests
+        self.final, self.prior, self.finished = final, prior or {}, finished
+        self.workers = max(1, workers)
+        self.concurrent_reads, self.group = concurrent_reads, group
+        self._earlier = dict(changed or {})  # changed entities of formulas run before
+        self.changed: dict[str, np.ndarray] = {}  # name -> entity ids changed in this run
+        self.stats: list[FormulaRunStats] = []  # as committed
+        self.io_seconds = 0.0  # the I/O thread's busy time
+        # The loop's own; evaluation threads only get what they need as arguments.
+        self._remaining = Counter(n for t in tasks for n in t.compiled.inputs)
+        self._full: dict[str, Future] = {}  # inputs read for every entity
+        self._computed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (ids, panel)
+        # evaluated, for the writer: (stats, outcome, set once written); deque: thread-safe
+        self._queue: deque[tuple[FormulaRunStats, Outcome | None, Future]] = deque()
+        self._stopped = False  # the run is over (failed): queued writes are dropped
+
+    def run(self) -> list[FormulaRunStats]:
+        if not self.tasks:
+            return []
+        with short_switch_interval():
+            self._io = IOThread()
+            # Reads on their own thread (and connection) while the writer writes, when the
+            # database allows it; else they overtake writes on the one I/O thread.
+            self._reader = IOThread() if self.concurrent_reads else self._io
+            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tracecalc-eval")
+            try:
+                self._loop(pool)
+            finally:  # also after a failure: nothing is left running
+                self._stopped = True
+                pool.shutdown(wait=True, cancel_futures=True)
+                self._io.close()
+                self.io_seconds = self._io.busy
+                if self._reader is not self._io:
+                    self._reader.close()
+        return self.stats
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        """Until every formula is committed. The first error raised (an evaluation's, a
+        write's) ends the run."""
+        sorter = TopologicalSorter({n: [u for u in self.tasks[n].uses if u in self.tasks]
+                                    for n in self.order})
+        sorter.prepare()
+        ready: list[tuple[int, str]] = []  # heap of (plan position, formula)
+        evaluating: dict[Future, str] = {}
+        unwritten: set[Future] = set()  # panels with the writer, not yet written
+        commits: set[Future] = set()
+        while sorter.is_active() or commits:
+            for name in sorter.get_ready():
+                heapq.heappush(ready, (self._position[name], name))
+            # Free threads take the ready formula that comes first in the plan, so results
+            # reach the writer close to plan order (see _flush).
+            while (ready and len(evaluating) < self.workers
+                   and len(evaluating) + len(unwritten) < MAX_PENDING_WRITES):
+                name = heapq.heappop(ready)[1]
+                evaluating[pool.submit(self._evaluate, *self._start(name))] = name
+            done, _ = wait([*evaluating, *unwritten, *commits], return_when=FIRST_COMPLETED)
+            for fut in done:
+                if fut in unwritten:
+                    unwritten.discard(fut)
+                elif fut in commits:
+                    commits.discard(fut)
+                    self._committed(fut.result())
+                else:
+                    name = evaluating.pop(fut)
+                    unwritten.add(self._evaluated(name, fut.result()))
+                    commits.add(self._io.submit(IOThread.WRITE, self._flush))
+                    # Only now may its users run: queued after it, they are written after it
+                    # (a write marks users stale where it changed; a user written earlier
+                    # would stay stale).
+                    sorter.done(name)
+
+    def _start(self, name: str) -> tuple[Task, np.ndarray, list[Source], int]:
+        """An evaluation's arguments: the entities to compute and where each input comes
+        from. An input needed for every entity is read once, shared by its consumers."""
+        task, position = self.tasks[name], self._position[name]
+        upstream = [self.changed[u] if u in self.changed else self._earlier.get(u, NONE)
+                    for u in task.uses]
+        ids = tracer.entities_to_compute(task.own, upstream, task.cross_sectional,
+                                         self.universe)
+        sources: list[Source] = []
+        for n in task.compiled.inputs if len(ids) else ():
+            computed = self._computed.get(n)
+            if computed is None and len(ids) == len(self.universe) and n not in self._full:
+                self._full[n] = self._reader.submit(
+                    IOThread.READ, partial(self.read, n, self.universe), position)
+            sources.append(computed if computed is not None else self._full.get(n))
+        return task, ids, sources, position
+
+    def _evaluate(self, task: Task, ids: np.ndarray, sources: list[Source],
+                  position: int) -> Evaluated:
+        """On an evaluation thread. Its reads overtake those of later formulas (``position``),
+        so results reach the writer near plan order."""
+        waits = _Waits()
+        t0 = time.perf_counter()
+
+        def read(name: str, sub: np.ndarray) -> np.ndarray:
+            return waits(self._reader.submit(IOThread.READ, partial(self.read, name, sub),
+                                             position))
+
+        new = outcome = None
+        unchanged, changed = 0, NONE
+        if len(ids):  # else nothing upstream changed: early cutoff
+            new = task.compiled(*(self._input(n, src, ids, read, waits)
+                                  for n, src in zip(task.compiled.inputs, sources)))
+            stored = waits(self._reader.submit(
+                IOThread.READ, partial(self.digests, task.name, ids), position))
+            outcome, unchanged = compare(new, ids, stored, partial(read, task.name),
+                                         task.verify)
+            changed = outcome.changed
+        seconds = time.perf_counter() - t0 - waits.seconds
+        return Evaluated(FormulaRunStats(task.name, len(ids),
+                                         0 if outcome is None else outcome.diff.written,
+                                         unchanged, seconds, len(changed)), outcome, ids, new)
+
+    def _input(self, name: str, source: Source, ids: np.ndarray,
+               read: Callable[[str, np.ndarray], np.ndarray], waits: _Waits) -> np.ndarray:
+        """Input ``name`` at entities ``ids``: this batch's values where it was recomputed,
+        stored values elsewhere (unchanged by this run)."""
+        if isinstance(source, Future):
+            if len(ids) == len(self.universe):
+                return waits(source)
+            if source.done():
+                return source.result()[:, np.searchsorted(self.universe, ids)]
+            source = None
+        if source is None:
+            return read(name, ids)
+        cols, panel = source
+        pos = np.minimum(np.searchsorted(cols, ids), len(cols) - 1)
+        hit = cols[pos] == ids
+        if hit.all():
+            return panel[:, pos]
+        out = np.empty((panel.shape[0], len(ids)))
+        out[:, hit] = panel[:, pos[hit]]
+        out[:, ~hit] = read(name, ids[~hit])
+        return out
+
+    def _evaluated(self, name: str, ev: Evaluated) -> Future:
+        """Record an evaluation, free the panels it was the last consumer of, and queue it
+        for the writer. Returns the future set once it is written."""
+        self.changed[name] = NONE if ev.outcome is None else ev.outcome.changed
+        for n in self.tasks[name].compiled.inputs:
+            self._remaining[n] -= 1
+            if self._remaining[n] == 0:  # its last consumer has run
+                self._full.pop(n, None)
+                self._computed.pop(n, None)
+        if ev.new is not None and self._remaining[name] > 0:
+            self._computed[name] = (ev.ids, ev.new)
+        written: Future = Future()
+        self._queue.append((ev.stats, ev.outcome, written))
+        return written
+
+    def _flush(self) -> list[FormulaRunStats]:
+        """On the I/O thread: write every evaluated formula waiting for the writer, in one
+        group (one transaction when the caller's ``group`` gives one: fewer commits).
+        Returns the stats of what it committed."""
+        batch = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if self._stopped or not batch:
+            return []
+        # In plan order, which follows the formula ids where dependencies allow: each
+        # formula's rows then land after the previous one's in the records' key. Appending
+        # to a b-tree is far cheaper than inserting in its middle (SQLite: 8.2 s against
+        # 13.5 s for 8M rows of 100 formulas written in id order or shuffled). A formula
+        # still comes after every formula it uses: those were queued before it ran.
+        batch.sort(key=lambda w: self._position[w[0].name])
+        stats = [s for s, _, _ in batch]
+        with self.group():
+            for i, (st, outcome, written) in enumerate(batch):
+                t0 = time.perf_counter()
+                logged = merge_stats(self.prior.get(st.name), st) if self.final else st
+                self.write(logged, outcome, self.final)
+                st.write_seconds = time.perf_counter() - t0
+                # The panel is in the transaction now: let it go, so evaluation refills
+                # the queue while the rest of the group is written.
+                batch[i] = outcome = None
+                written.set_result(None)
+        return stats
+
+    def _committed(self, stats: list[FormulaRunStats]) -> None:
+        for st in stats:
+            self.stats.append(st)
+            if self.finished:
+                self.finished(st.name)
