@@ -49,6 +49,32 @@ class _Findings:
 
 def verify(store: Store, chunk_entities: int | None = None,
            progress: Callable[[int, int, str], None] | None = None) -> VerifyReport:
+    """``Engine.verify``: check that the database and its stored records can be trusted.
+
+    Two checks, both read-only:
+
+    1. The database's own integrity check: SQLite ``PRAGMA integrity_check`` (every
+       page, b-tree and index of the file; slower than ``quick_check`` only by the
+       index checks, and tracecalc's big tables have none); MariaDB ``CHECK TABLE`` on
+       the tracecalc tables; PostgreSQL has no built-in check, so every row of every
+       tracecalc table is read by a sequential scan (a damaged page fails the read),
+       and where the ``amcheck`` extension is installed its ``verify_heapam`` and
+       ``bt_index_check`` check the tables and indexes (else a note says so).
+    2. Every stored digest recomputed from the stored records: each formula's records
+       are read into panels on its calendar exactly as a run reads them, in chunks of
+       ``chunk_entities`` entities (default: about 400,000 cells; memory stays bounded),
+       digested and compared with ``tc_digests``. A run compares digests first and
+       reads records only where they differ, so this is what finds records changed
+       behind an intact digest. Found are: mismatches (formula, entity), records
+       without a digest (harmless: the next run compares them cell by cell), and
+       records or digests of formulas, entities or periods that no longer exist.
+
+    A failure of the database while reading (a damaged file: "database disk image is
+    malformed") becomes a finding of the report (``unreadable``, ``corrupt`` set), not
+    an exception. It reads the whole database once: minutes for tens of millions of
+    records. It holds the recalculation lock (a run meanwhile would change records
+    under it): with another recalculation running it waits up to ``wait`` seconds.
+    """
     t0 = time.perf_counter()
     check = store.integrity_check()
     found = _Findings()
