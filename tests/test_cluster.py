@@ -14,7 +14,7 @@ from tracecalc.engine import Engine
 from tracecalc.errors import TracecalcError
 from tracecalc.model import FormulaState
 from tracecalc.storage.files import read_formulas
-from tracecalc.work import Session
+from tracecalc.work import RunIO as Session
 
 distributed = pytest.importorskip("distributed")
 

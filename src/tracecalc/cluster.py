@@ -25,7 +25,7 @@ from tracecalc.model import FormulaRunStats
 from tracecalc.recalc import Here, PlanRun, Progress, RunOptions, Tally, chunks, run_stages
 from tracecalc.runner import Runner
 from tracecalc.storage import Store
-from tracecalc.work import Plan, Session
+from tracecalc.work import RunIO, RunPlan
 
 CONNECT_TIMEOUT = "10s"
 WORKER_TIMEOUT = 60  # seconds to wait for a first worker
@@ -39,7 +39,7 @@ def _store(url: str) -> Store:
     return store
 
 
-def _partitions(client, plan_future, session: Session, names: list[str],
+def _partitions(client, plan_future, session: RunIO, names: list[str],
                 parts: list[np.ndarray], tally: Tally, direct: bool) -> None:
     """One stage's entity-wise formulas, one task per partition; adds what the partitions
     report to ``tally``."""
@@ -64,12 +64,12 @@ def _partitions(client, plan_future, session: Session, names: list[str],
         raise TracecalcError(f"a Dask worker failed: {type(e).__name__}: {e}") from e
 
 
-def run_partition(plan: Plan, names: list[str], ids: np.ndarray,
+def run_partition(plan: RunPlan, names: list[str], ids: np.ndarray,
                   changed: dict[str, np.ndarray], direct: bool, threads: int = 1):
     """Runs on a worker: the formulas ``names`` (one stage, no cross-sectional formula)
     over the entities ``ids``. Returns (stats, changed entities per formula, results the
     client must write: empty when ``direct``)."""
-    session = Session(plan, _store(plan.url))
+    session = RunIO(plan, _store(plan.url))
     results: list = []
 
     def keep(stats, outcome, final) -> None:
@@ -83,7 +83,7 @@ def run_partition(plan: Plan, names: list[str], ids: np.ndarray,
     return stats, runner.changed, results
 
 
-def run(plan: Plan, session: Session, options: RunOptions,
+def run(plan: RunPlan, session: RunIO, options: RunOptions,
         progress: Progress | None = None) -> PlanRun:
     """The plan on the cluster at ``options.dask`` (an address or a ``distributed.Client``)."""
     try:
@@ -109,7 +109,7 @@ def run(plan: Plan, session: Session, options: RunOptions,
             client.close()
 
 
-def _run(plan: Plan, session: Session, client, chunk_entities: int | None,
+def _run(plan: RunPlan, session: RunIO, client, chunk_entities: int | None,
          progress: Progress | None) -> PlanRun:
     direct = session.store.dialect != "sqlite"
     try:

@@ -28,7 +28,7 @@ from tracecalc.model import (
     VerifyReport,
 )
 from tracecalc.storage import DEFAULT_URL, Store, files
-from tracecalc.work import Plan
+from tracecalc.work import RunPlan
 
 Progress = Callable[[int, int, str], None]
 
@@ -307,7 +307,7 @@ class Engine:
                               chunk_entities, verify)
 
     def _plan(self, conn, full: bool, kind: str, holder: int | None,
-              verify: bool = False) -> Plan:
+              verify: bool = False) -> RunPlan:
         return planning.plan(self.store, conn, self.facts, full=full, kind=kind,
                              user=self.user, holder=holder, verify=verify)
 

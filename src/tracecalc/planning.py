@@ -13,11 +13,11 @@ from tracecalc.facts import FactsCache
 from tracecalc.model import FormulaState
 from tracecalc.storage import Store
 from tracecalc.tracer import NONE
-from tracecalc.work import FormulaRef, Plan
+from tracecalc.work import FormulaRef, RunPlan
 
 
 def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: str,
-         holder: int | None, verify: bool = False) -> Plan:
+         holder: int | None, verify: bool = False) -> RunPlan:
     """Start a run (its line in the run log) and plan it, inside the caller's transaction."""
     store.lock_for_run(conn, holder)
     store.mark_interrupted_runs(conn)
@@ -40,7 +40,7 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
     users = {n: sorted(cat.graph.successors(n)) for n in targets}
     crossing = {u: (facts[u] if u in facts else cat.facts(u)).cross_sectional
                 for us in users.values() for u in us}
-    return Plan(
+    return RunPlan(
         url=store.worker_url, run_id=run_id, universe=universe, items=dict(cat.items),
         formulas={n: FormulaRef(n, r.id, r.version, r.stale_seq, r.frequency)
                   for n, r in fs.items()},

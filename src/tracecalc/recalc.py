@@ -47,7 +47,7 @@ class RunOptions:
 
 
 class Storage(Protocol):
-    """Where a run reads and writes (``work.Session``)."""
+    """Where a run reads and writes (``work.RunIO``)."""
 
     def read(self, name: str, ids: np.ndarray) -> np.ndarray: ...
 

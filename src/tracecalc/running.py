@@ -18,7 +18,7 @@ from tracecalc.errors import TracecalcError
 from tracecalc.model import RunReport
 from tracecalc.recalc import RunOptions, run_plan
 from tracecalc.storage import Store
-from tracecalc.work import Session, run_transaction
+from tracecalc.work import RunIO, run_transaction
 
 Progress = Callable[[int, int, str], None]
 
@@ -137,7 +137,7 @@ def _run(eng, full: bool, progress: Progress | None, options: RunOptions,
     if progress is not None:  # planned: the count of formulas is known now
         progress(0, len(plan.order), "")
     try:
-        session = Session(plan, eng.store, shared)
+        session = RunIO(plan, eng.store, shared)
         if options.dask is not None:
             from tracecalc import cluster
 

@@ -1,9 +1,9 @@
 """One recalculation's plan and its database side.
 
-``Plan`` is what the engine decided to compute: the formulas in dependency order, each
+``RunPlan`` is what the engine decided to compute: the formulas in dependency order, each
 one's stale entities, the calendars and the ids everything has in the database. It is plain
 data (picklable), so a Dask worker can take a part of it and run that part on its own
-connection. ``Session`` is the plan bound to a ``Store``: it reads panels and digests, and
+connection. ``RunIO`` is the plan bound to a ``Store``: it reads panels and digests, and
 writes a formula's changed cells, its digests, its users' stale marks and (with its last
 part) its fresh state and its line of the run log, all in one transaction (several
 formulas' writes share one when the writer has a group of them ready).
@@ -38,7 +38,7 @@ class FormulaRef:
 
 
 @dataclass
-class Plan:
+class RunPlan:
     url: str
     run_id: int
     universe: np.ndarray  # every entity id, sorted
@@ -75,11 +75,11 @@ def run_transaction(store: Store, shared=None, write: bool = True) -> AbstractCo
     return nullcontext(shared) if shared is not None else store.transaction(write=write)
 
 
-class Session:
+class RunIO:
     """A plan's reads and writes through one store (inside ``shared``, the connection of
     an atomic run's one transaction, when given)."""
 
-    def __init__(self, plan: Plan, store: Store, shared=None):
+    def __init__(self, plan: RunPlan, store: Store, shared=None):
         self.plan, self.store, self.shared = plan, store, shared
         self._local = threading.local()  # the writer thread's group transaction
 
