@@ -144,30 +144,27 @@ class BulkWriter:
         """Delete specific (entity, period) rows of one key."""
         if len(entity_ids) == 0:
             return 0
-        mark = self.mark
-        p = self.period_params(periods)
-        cur = conn.connection.cursor()
-        try:
-            cur.executemany(
-                f"DELETE FROM {table.name} WHERE {key_col} = {mark} AND entity_id = {mark} "
-                f"AND period = {mark}",
-                list(zip(repeat(int(key)), entity_ids.tolist(), p)),
-            )
-        finally:
-            cur.close()
+        m = self.mark
+        self._each_row(conn, f"DELETE FROM {table.name} WHERE {key_col} = {m} AND "
+                             f"entity_id = {m} AND period = {m}",
+                       zip(repeat(int(key)), entity_ids.tolist(), self.period_params(periods)))
         return len(entity_ids)
 
     def update_values(self, conn: Connection, table: Table, key_col: str, key: int,
                       entity_ids: np.ndarray, periods: np.ndarray, values: np.ndarray) -> None:
         """Set the value of existing (entity, period) rows of one key."""
-        mark = self.mark
-        p = self.period_params(periods)
+        m = self.mark
+        self._each_row(conn, f"UPDATE {table.name} SET value = {m} WHERE {key_col} = {m} "
+                             f"AND entity_id = {m} AND period = {m}",
+                       zip(values.tolist(), repeat(int(key)), entity_ids.tolist(),
+                           self.period_params(periods)))
+
+    @staticmethod
+    def _each_row(conn: Connection, sql: str, rows) -> None:
+        """One statement for many rows, on the driver's cursor (executemany)."""
         cur = conn.connection.cursor()
         try:
-            cur.executemany(
-                f"UPDATE {table.name} SET value = {mark} WHERE {key_col} = {mark} "
-                f"AND entity_id = {mark} AND period = {mark}",
-                list(zip(values.tolist(), [int(key)] * len(p), entity_ids.tolist(), p)))
+            cur.executemany(sql, list(rows))
         finally:
             cur.close()
 
