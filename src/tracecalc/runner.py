@@ -117,7 +117,7 @@ class Runner:
         self._computed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (ids, panel)
         # evaluated, for the writer: (stats, outcome, set once written); deque: thread-safe
         self._queue: deque[tuple[FormulaRunStats, Outcome | None, Future]] = deque()
-        self._stopped = False  # the run is over (failed): queued writes are dropped
+        self._stopped = False  # the run is over or failed: queued writes are dropped
 
     def run(self) -> list[FormulaRunStats]:
         if not self.tasks:
@@ -195,6 +195,14 @@ class Runner:
                   position: int) -> Evaluated:
         """On an evaluation thread. Its reads overtake those of later formulas (``position``),
         so results reach the writer near plan order."""
+        try:
+            return self._compute(task, ids, sources, position)
+        except BaseException:
+            self._stopped = True  # the first error ends the run: nothing more is written
+            raise
+
+    def _compute(self, task: Task, ids: np.ndarray, sources: list[Source],
+                 position: int) -> Evaluated:
         waits = _Waits()
         t0 = time.perf_counter()
 
@@ -270,16 +278,22 @@ class Runner:
         # still comes after every formula it uses: those were queued before it ran.
         batch.sort(key=lambda w: self._position[w[0].name])
         stats = [s for s, _, _ in batch]
-        with self.group():
-            for i, (st, outcome, written) in enumerate(batch):
-                t0 = time.perf_counter()
-                logged = merge_stats(self.prior.get(st.name), st) if self.final else st
-                self.write(logged, outcome, self.final)
-                st.write_seconds = time.perf_counter() - t0
-                # The panel is in the transaction now: let it go, so evaluation refills
-                # the queue while the rest of the group is written.
-                batch[i] = outcome = None
-                written.set_result(None)
+        try:
+            with self.group():
+                for i, (st, outcome, written) in enumerate(batch):
+                    t0 = time.perf_counter()
+                    logged = merge_stats(self.prior.get(st.name), st) if self.final else st
+                    self.write(logged, outcome, self.final)
+                    st.write_seconds = time.perf_counter() - t0
+                    # The panel is in the transaction now: let it go, so evaluation refills
+                    # the queue while the rest of the group is written.
+                    batch[i] = outcome = None
+                    written.set_result(None)
+        except BaseException:
+            # No write after a failed one, even before the loop hears of it: the users of a
+            # formula whose write was rolled back would be fresh over values never stored.
+            self._stopped = True
+            raise
         return stats
 
     def _committed(self, stats: list[FormulaRunStats]) -> None:
