@@ -18,8 +18,8 @@ from tracecalc.work import FormulaRef, RunPlan
 
 def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: str,
          holder: int | None, verify: bool = False) -> RunPlan:
-    """Start a run (its line in the run log) and plan it, inside the caller's transaction."""
-    store.lock_for_run(conn, holder)
+    """Start a run (its line in the run log) and plan it, inside the caller's transaction
+    (which holds the catalog lock and has checked the run's lock: ``Store.lock_for_run``)."""
     store.mark_interrupted_runs(conn)
     if full:
         catalog.apply(store, conn, tracer.full_run(store.formula_names(conn)), {})

@@ -130,7 +130,10 @@ def _run(eng, full: bool, progress: Progress | None, options: RunOptions,
     t0 = time.perf_counter()
     kind, verify, holder = run_kind(full, options.verify), options.verify, options.lock_holder
     with run_transaction(eng.store, shared) as conn:
-        plan = eng._plan(conn, full, kind, holder, verify)  # checks the lock first
+        # The catalog lock and the proof the run holds its lock come first: a stopped run
+        # still writing its failure's line is then wholly before this plan or after it.
+        eng.store.lock_for_run(conn, holder)
+        plan = eng._plan(conn, full, kind, holder, verify)
         strays = eng.store.delete_strays(conn) if verify else 0
     report = RunReport(run_id=plan.run_id, kind=kind, verify=verify,
                        strays_removed=strays)
@@ -166,8 +169,10 @@ def _finish(store: Store, report: RunReport, t0: float, message: str | None, sha
     with run_transaction(store, shared) as conn:
         if message is None:  # an "ok" is a commit of the run like any other
             store.lock_for_run(conn, holder)
+        else:  # a failure's line (no data): after the catalog lock too, so a run that took
+            store.lock_catalog(conn)  # over sees it whole, before or after its own plan
         store.finish_run(conn, report.run_id, report.status, report.formulas_computed,
-                              report.records_written, report.records_unchanged, message)
+                         report.records_written, report.records_unchanged, message)
 
 
 def run_kind(full: bool, verify: bool) -> str:

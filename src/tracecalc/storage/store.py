@@ -6,6 +6,7 @@ transaction, so the engine layer decides what is atomic (a rejected save changes
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -134,10 +135,17 @@ class Store(CatalogMixin, ValuesMixin, RunsMixin, LoadingMixin):
         try:
             with self.engine.connect() as conn:
                 conn.info["tc_write"] = write
-                with conn.begin():
-                    if snapshot and conn.dialect.name == "postgresql":
-                        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                    yield conn
+                try:
+                    with conn.begin():
+                        if snapshot and conn.dialect.name == "postgresql":
+                            conn.exec_driver_sql(
+                                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                        yield conn
+                finally:
+                    # The mark is this transaction's, not the pooled connection's: its next
+                    # user (a lock connection, say) must not pass for a writing transaction.
+                    with contextlib.suppress(Exception):
+                        conn.info.pop("tc_write", None)
         except self._db_errors as e:  # one line for the user, the cause chained
             raise checks.database_error(e, self.where) from e
 
