@@ -86,14 +86,16 @@ class Catalog:
 
 def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
          whole: bool = False, up: bool = True, down: bool = True,
-         items_down: bool = False, unfresh: bool = False) -> Catalog:
+         items_down: bool = False, unfresh: bool = False, item_links: bool = True
+         ) -> Catalog:
     """The catalog, or the part of it around ``names`` (items and formulas):
 
     - ``up``: everything upstream of the formulas named (where a cycle would run);
     - ``down``: everything downstream of them (what a change reaches); with
       ``items_down`` of the items named too (their users and all below);
     - ``unfresh``: also every formula that is not fresh, with its direct neighbours (what
-      a run reads and marks).
+      a run reads and marks);
+    - ``item_links`` false: without the formulas' edges to items (only the formula graph).
     """
     if whole:
         items = store.items(conn)
@@ -123,14 +125,14 @@ def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
     missing = ({i for link in links for i in link} | set(seeds)) - set(by_id)
     by_id.update(store.formula_rows_by_id(conn, missing))
     rows = {r.name: r for r in sorted(by_id.values(), key=lambda r: r.name)}
-    item_links = store.item_links(conn, list(by_id))
-    items.update(store.items_named(conn, {i for _, i in item_links} - set(items)))
+    uses = store.item_links(conn, list(by_id)) if item_links else []
+    items.update(store.items_named(conn, {i for _, i in uses} - set(items)))
     g = Graph()
     for name in [*sorted(items), *rows]:
         g.add_node(name)
     for a, b in sorted(links):
         g.add_edge(by_id[a].name, by_id[b].name)
-    for fid, item in item_links:
+    for fid, item in uses:
         g.add_edge(by_id[fid].name, item)
     return Catalog(store, conn, cache, items, rows, g, False)
 
