@@ -21,6 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
+from tracecalc import tracer
 from tracecalc.errors import NotFoundError, close_matches
 from tracecalc.facts import FactsCache, FormulaFacts
 from tracecalc.graph import Graph
@@ -144,3 +145,13 @@ def apply(store: Store, conn, marks: Marks, ids: Mapping[str, int]) -> None:
     for name, entity_ids in marks.partial.items():
         store.mark_entities(conn, ids[name], np.asarray(entity_ids, dtype=np.int64),
                             bump=marks.bump)
+
+
+def trace(store: Store, conn, graph: Graph[str], marks: Marks,
+          states: Mapping[str, FormulaState], ids: Mapping[str, int]) -> list[str]:
+    """Write a change's marks, then make what lies downstream of them pending
+    (``tracer.propagate``); returns every formula handled, in recalculation order."""
+    apply(store, conn, marks, ids)
+    handled, pending = tracer.propagate(graph, marks.names, states, key=ids.__getitem__)
+    store.set_state(conn, pending, FormulaState.PENDING)
+    return handled

@@ -16,7 +16,7 @@ import numpy as np
 from tracecalc import catalog, tracer
 from tracecalc.catalog import Catalog
 from tracecalc.errors import DataError, DependentsError, NotFoundError, close_matches
-from tracecalc.model import DeleteResult, FormulaState, LoadResult
+from tracecalc.model import DeleteResult, LoadResult
 from tracecalc.storage import calendars, files
 
 
@@ -71,11 +71,7 @@ def trace(store, conn, cat: Catalog, changed: dict[str, np.ndarray], *,
     marks = tracer.data_changed(changed, users, {n: cat.facts(n) for n in reach},
                                 grown=grown, shrunk=shrunk, new_entities=new_entities)
     ids = {n: r.id for n, r in cat.formulas.items()}
-    catalog.apply(store, conn, marks, ids)
-    handled, pending = tracer.propagate(cat.graph, marks.names, cat.states(),
-                                        key=ids.__getitem__)
-    store.set_state(conn, pending, FormulaState.PENDING)
-    return handled
+    return catalog.trace(store, conn, cat.graph, marks, cat.states(), ids)
 
 
 def delete(store, cache, item: str, codes: list[str], days: list[np.datetime64]

@@ -38,7 +38,7 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
                   if state == FormulaState.PARTIAL else NONE)
     facts = {n: cat.facts(n) for n in targets}
     users = {n: sorted(cat.graph.successors(n)) for n in targets}
-    crossing = {u: (facts[u] if u in facts else cat.facts(u)).cross_sectional
+    crossing = {u: (facts.get(u) or cat.facts(u)).cross_sectional
                 for us in users.values() for u in us}
     return RunPlan(
         url=store.worker_url, run_id=run_id, universe=universe, items=dict(cat.items),
@@ -48,7 +48,6 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
         order=cat.graph.topological_order(targets, key=cat.key),
         uses={n: tuple(p for p in cat.graph.predecessors(n) if p in targets)
               for n in targets},
-        own=own, cross_sectional={n: facts[n].cross_sectional for n in targets},
-        facts=facts,
+        own=own, facts=facts,
         users={n: [(d, fs[d].id, crossing[d]) for d in users[n]] for n in targets},
         verify=verify, lock_holder=holder)

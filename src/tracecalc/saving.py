@@ -194,11 +194,9 @@ def save_batch(store, conn, cache, batch: Sequence[dict], user: str) -> list[Sav
     results = _write(store, conn, cat, checked, ids, user)
     changed = [r.name for r in results if r.marked_stale]
     marks = tracer.formulas_saved(changed)
-    catalog.apply(store, conn, marks, ids)
     states = {n: FormulaState(r.state) for n, r in cat.formulas.items()}
     states.update(dict.fromkeys(changed, FormulaState.STALE))
-    handled, pending = tracer.propagate(graph, changed, states, key=ids.__getitem__)
-    store.set_state(conn, pending, FormulaState.PENDING)
+    handled = catalog.trace(store, conn, graph, marks, states, ids)
     affected = _affected(graph, handled, [r.name for r in results])
     return [SaveResult(r.name, r.version, r.created, r.equivalent_to_previous,
                        affected[r.name] if r.marked_stale else (), r.described)

@@ -48,7 +48,6 @@ class RunPlan:
     order: list[str]  # the formulas to compute, in dependency order
     uses: dict[str, tuple[str, ...]]  # formula -> formulas of the plan it uses
     own: dict[str, np.ndarray]  # formula -> its stale entities
-    cross_sectional: dict[str, bool]
     facts: dict[str, FormulaFacts]  # of the formulas to compute (compiled on first use)
     # formula -> its users (name, id, cross-sectional): marked stale where it changed
     users: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
@@ -60,7 +59,7 @@ class RunPlan:
         out = []
         for n in self.order if names is None else names:
             out.append(Task(n, self.facts[n].compiled, self.uses[n],
-                            self.own[n], self.cross_sectional[n], self.verify))
+                            self.own[n], self.facts[n].cross_sectional, self.verify))
         return out
 
     @property
