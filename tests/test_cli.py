@@ -145,14 +145,18 @@ def test_load_data_says_what_is_new_and_warns_about_odd_dates(cli, tmp_path):
         "1 new item: revenue", "2 new entities: A, B"]
     assert res.stderr == ""
     cli("set", "prev", "lag(revenue)")
-    res = cli("load-data", _csv(tmp_path, "odd.csv",
-                                "item,entity,period,value\nrevenue,CHIP,2024-08-15,99\n"))
+    odd = _csv(tmp_path, "odd.csv", "item,entity,period,value\nrevenue,CHIP,2024-08-15,99\n")
+    res = cli("load-data", odd, code=1)
+    assert res.stderr.startswith(f"error: {odd}, row 2: period 2024-08-15 of item 'revenue' is "
+                                 "not on the quarterly")
+    res = cli("load-data", "--snap", odd)
     assert res.stdout.splitlines() == [
         "loaded 1 row for 1 item (0 new items, 1 new entity); 1 formula now stale",
-        "1 new entity: CHIP"]
-    assert res.stderr.startswith(
-        "warning: 2024-08-15 is new to the quarterly calendar: every quarterly time-series "
-        "window now steps through it (inside the calendar; not the last day of Mar/Jun/Sep/Dec")
+        "1 new entity: CHIP",
+        "moved 1 point onto the calendar; history-data ITEM ENTITY PERIOD shows the date "
+        "each was loaded with"]
+    assert res.stderr == ""
+    assert "loaded as 2024-08-15" in cli("history-data", "revenue", "CHIP", "2024-06-30").stdout
     res = cli("load-data", _csv(tmp_path, "next.csv",
                                 "item,entity,period,value\nrevenue,A,2025-03-31,5\n"))
     assert res.stderr == "" and "1 formula now stale" in res.stdout
@@ -207,16 +211,16 @@ def test_load_data_progress_only_on_a_terminal(cli, tmp_path, monkeypatch):
 
 def test_delete_data(cli, tmp_path):
     cli("load-data", _csv(tmp_path, "q.csv", QUARTERLY))
-    cli("load-data", _csv(tmp_path, "odd.csv", "item,entity,period,value\n"
-                                               "revenue,CHIP,2024-08-15,99\n"
-                                               "cash,A,2024-03-31,1\ncash,A,2024-06-30,2\n"))
+    cli("load-data", _csv(tmp_path, "late.csv", "item,entity,period,value\n"
+                                                "revenue,CHIP,2025-06-30,99\n"
+                                                "cash,A,2024-03-31,1\ncash,A,2024-06-30,2\n"))
     cli("set", "prev", "lag(revenue)")
     cli("set", "twice", "2 * revenue")
     cli("recalc")
-    res = cli("delete-data", "revenue", "--entity", "CHIP", "--period", "2024-08-15")
+    res = cli("delete-data", "revenue", "--entity", "CHIP", "--period", "2025-06-30")
     assert res.stdout.splitlines() == [
-        "deleted 1 data point of revenue (1 entity: CHIP; 1 period: 2024-08-15)",
-        "2024-08-15 left the quarterly calendar (no data there any more)",
+        "deleted 1 data point of revenue (1 entity: CHIP; 1 period: 2025-06-30)",
+        "2 periods left the quarterly calendar: 2025-03-31, 2025-06-30",
         "2 formulas now stale: prev, twice"]
     res = cli("delete-data", "revenue", "-e", "A", "-e", "B", "-p", "2024-12-31")
     assert res.stdout.splitlines() == [

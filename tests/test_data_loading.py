@@ -145,8 +145,8 @@ def test_read_formulas_csv_and_yaml(tmp_path):
 _values = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
     [0.0, -0.0, 5e-324, -5e-324, 1.7976931348623157e308, 2.2250738585072014e-308, 0.1,
      1 / 3, 123456789.123456789])
-_dates = st.dates(min_value=pd.Timestamp("1900-01-01").date(),
-                  max_value=pd.Timestamp("2199-12-31").date())
+_dates = st.dates(min_value=pd.Timestamp("1990-01-01").date(),
+                  max_value=pd.Timestamp("2029-12-31").date()).filter(lambda d: d.weekday() < 5)
 
 
 @settings(max_examples=15, deadline=None,
@@ -205,8 +205,10 @@ def _base(engine):
 
 def _expected(data: pd.DataFrame, entities) -> dict[str, pd.Series]:
     """The formulas of ``_base`` in plain pandas: panels over the quarterly calendar (every
-    period some item has data at) and every entity of the database."""
-    cal = sorted(pd.to_datetime(data["period"]).unique())
+    quarter end from the first period with data to the last) and every entity."""
+    days = pd.to_datetime(data["period"])
+    cal = [d for d in pd.date_range(days.min(), days.max(), freq="D")
+           if d.is_month_end and d.month % 3 == 0]
     d = data.assign(period=pd.to_datetime(data["period"]))
 
     def panel(item):
@@ -233,57 +235,130 @@ def _check_against_reference(engine, data):
         assert list(got.index) == list(series.index), name
 
 
-ODD = ("2025-01-15 is new to the quarterly calendar: every quarterly time-series window now "
-       "steps through it (inside the calendar; not the last day of Mar/Jun/Sep/Dec like the "
-       "rest of the calendar)")
+# -- calendars (issue 13): a fixed grid per frequency, never the dates loaded ---------------
 
-
-def test_an_odd_date_inside_the_calendar_is_warned_about(engine):
+def test_an_off_calendar_date_is_refused_with_the_nearest_dates(engine):
     _base(engine)
-    res = engine.load_data(pd.DataFrame({"item": ["revenue"], "entity": ["CHIP"],
-                                         "period": ["2025-01-15"], "value": [99.0]}))
-    assert res.new_periods == {"quarterly": (dt.date(2025, 1, 15),)}
-    assert len(res.warnings) == 1 and res.warnings[0].startswith(ODD)
-    assert "delete-data" in res.warnings[0]
-    assert res.new_entity_codes == ("CHIP",) and res.new_entities == 1
+    before = engine.status()
+    with pytest.raises(DataError) as info:
+        engine.load_data(pd.DataFrame({"item": ["revenue", "revenue"], "entity": ["A", "CHIP"],
+                                       "period": ["2025-03-31", "2025-01-15"],
+                                       "value": [1.0, 99.0]}))
+    assert info.value.row == 3
+    assert str(info.value) == (
+        "data frame, row 3: period 2025-01-15 of item 'revenue' is not on the quarterly "
+        "(Mar 31, Jun 30, Sep 30 and Dec 31) calendar (nearest: 2024-12-31 and 2025-03-31); "
+        "fix the date, or load with snapping (--snap, snap=True) to move it to 2024-12-31, "
+        "the nearest quarter end (a tie goes to the earlier)")
+    assert engine.status() == before and "CHIP" not in set(engine.entities()["code"])
 
 
-def test_the_next_quarter_is_not_an_anomaly(engine):
+def test_history_before_the_calendar_and_the_next_quarter(engine):
     _base(engine)
+    res = engine.load_data(_points("revenue", ["A"], ["2023-09-30"]))
+    assert res.new_periods == {"quarterly": (dt.date(2023, 9, 30), dt.date(2023, 12, 31))}
+    assert res.warnings == ()  # the gap at 2023-12-31 is a missing value, not a warning
     res = engine.load_data(_points("revenue", ["A", "B"], ["2025-06-30"]))
     assert res.new_periods == {"quarterly": (dt.date(2025, 6, 30),)}
-    assert res.warnings == ()
     res = engine.load_data(_points("revenue", ["A"], ["2025-06-30"], 5.0))  # nothing new
-    assert res.new_periods == {} and res.warnings == ()
+    assert res.new_periods == {}
 
 
-def test_history_before_the_calendar_and_several_dates(engine):
-    _base(engine)
-    res = engine.load_data(_points("revenue", ["A"], ["2023-12-31", "2023-09-30"]))
-    assert res.warnings == (
-        "2 dates are new to the quarterly calendar (2023-09-30, 2023-12-31): every quarterly "
-        "time-series window now steps through them (before the calendar); if that is a "
-        "mistake, delete those points (delete-data ITEM --period DATE) and the calendar "
-        "shrinks back",)
+def test_a_holiday_inside_the_daily_calendar_is_a_missing_value(engine):
+    """Both entities lack 2024-06-19 (a weekday): it stays in the calendar, so lag steps
+    from 06-18 to a missing 06-19, and 06-20's lag is missing, not 06-18's value."""
+    days = [d for d in pd.bdate_range("2024-06-03", "2024-06-28").strftime("%Y-%m-%d")
+            if d != "2024-06-19"]
+    res = engine.load_data(_points("close", ["A", "B"], days))
+    assert dt.date(2024, 6, 19) in res.new_periods["daily"]
+    assert len(res.new_periods["daily"]) == 20
+    engine.set_formula("prev", "lag(close)")
+    engine.recalc()
+    got = engine.records("prev", entities="A").set_index("period")["value"]
+    assert pd.Timestamp("2024-06-19") in got.index and pd.Timestamp("2024-06-20") not in got.index
+    assert got[pd.Timestamp("2024-06-21")] == 1.0 + days.index("2024-06-20")
 
 
-def test_a_weekend_in_daily_data_is_warned_about(engine):
-    days = pd.bdate_range("2024-06-03", "2024-06-28").strftime("%Y-%m-%d").tolist()
-    assert engine.load_data(_points("close", ["A", "B"], days)).warnings == ()
-    res = engine.load_data(_points("close", ["A"], ["2024-07-01", "2024-06-29"]))
-    assert res.new_periods == {"daily": (dt.date(2024, 6, 29), dt.date(2024, 7, 1))}
-    assert res.warnings == (
-        "2024-06-29 is new to the daily calendar: every daily time-series window now steps "
-        "through it (on a weekend, where the calendar has working days only); if that is a "
-        "mistake, delete those points (delete-data ITEM --period DATE) and the calendar "
-        "shrinks back",)
+def test_a_weekend_in_daily_data_is_refused_or_snapped_to_the_friday(engine):
+    days = pd.bdate_range("2024-06-03", "2024-06-27").strftime("%Y-%m-%d").tolist()
+    engine.load_data(_points("close", ["A", "B"], days))
+    sat = pd.DataFrame({"item": ["close"], "entity": ["A"], "period": ["2024-06-29"],
+                        "value": [7.0]})
+    with pytest.raises(DataError, match=r"period 2024-06-29 of item 'close' is not on the "
+                       r"daily \(Monday to Friday\) calendar \(nearest: 2024-06-28 and "
+                       r"2024-07-01\); .* to move it to 2024-06-28, the calendar day on or "
+                       r"before it"):
+        engine.load_data(sat)
+    res = engine.load_data(sat, snap=True)
+    assert res.snapped == 1 and res.new_periods == {"daily": (dt.date(2024, 6, 28),)}
+    got = engine.records("close", entities="A")
+    assert got["period"].max() == pd.Timestamp("2024-06-28") and got["value"].iloc[-1] == 7.0
+    assert engine.history_data("close", "A", "2024-06-28")[0]["loaded_as"] == "2024-06-29"
 
 
-def test_the_first_load_warns_about_dates_off_its_own_grid(engine):
-    res = engine.load_data(_points("revenue", ["A"], [*QUARTERS, "2024-08-15"]),
-                           frequencies={"revenue": "quarterly"})
-    assert len(res.warnings) == 1 and res.warnings[0].startswith(
-        "2024-08-15 is new to the quarterly calendar")
+def test_fiscal_quarters_snap_to_the_calendar_quarter_and_keep_their_date(engine):
+    """Calendarization: a fiscal quarter ending Jan 31 belongs to the quarter ending Dec 31
+    (nearer), one ending Feb 29 to Mar 31; two dates snapping together are refused."""
+    fiscal = pd.DataFrame({"item": "sales", "entity": "WMT",
+                           "period": ["2023-10-31", "2024-01-31", "2024-04-30", "2024-07-31"],
+                           "value": [1.0, 2.0, 3.0, 4.0]})
+    res = engine.load_data(fiscal, frequencies={"sales": "quarterly"}, snap=True)
+    assert res.snapped == 4
+    got = engine.records("sales")
+    assert got["period"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2023-09-30", "2023-12-31", "2024-03-31", "2024-06-30"]
+    assert engine.history_data("sales", "WMT", "2023-12-31") == [
+        {"known_at": "2023-12-31", "value": 2.0, "latest": True, "loaded_as": "2024-01-31"}]
+    clash = pd.DataFrame({"item": "sales", "entity": "X", "period": ["2024-02-20",
+                                                                     "2024-02-29"],
+                          "value": [1.0, 2.0]})
+    with pytest.raises(DataError) as info:
+        engine.load_data(clash, snap=True)
+    assert info.value.row == 3 and ("snapping moves item 'sales' period 2024-02-29 onto "
+                                    "2024-03-31, where row 2 (period 2024-02-20) already is "
+                                    "for the same entity") in str(info.value)
+
+
+@pytest.mark.parametrize("freq, days, want", [
+    ("daily", ["2024-06-28", "2024-06-29", "2024-06-30", "2024-07-01"],
+     ["2024-06-28", "2024-06-28", "2024-06-28", "2024-07-01"]),
+    ("weekly", ["2024-01-01", "2024-01-05", "2024-01-06", "2024-01-07"],
+     ["2024-01-05", "2024-01-05", "2024-01-05", "2024-01-05"]),
+    ("monthly", ["2024-02-01", "2024-02-29", "2023-02-15"],
+     ["2024-02-29", "2024-02-29", "2023-02-28"]),
+    # Feb 14 2024 is 45 days after Dec 31 and 46 before Mar 31; Feb 15 is 46 and 45
+    ("quarterly", ["2024-02-14", "2024-02-15", "2024-12-28", "2024-03-31", "1960-02-01"],
+     ["2023-12-31", "2024-03-31", "2024-12-31", "2024-03-31", "1959-12-31"]),
+    # 2023-07-02 is 183 days after 2022-12-31 and 182 before 2023-12-31: a tie needs 2 July
+    # of a leap year: 2024-07-01 is 183 days from either end
+    ("annual", ["2024-07-01", "2024-07-02", "2025-01-31", "2023-06-30"],
+     ["2023-12-31", "2024-12-31", "2024-12-31", "2022-12-31"]),
+])
+def test_the_snapping_rule(freq, days, want):
+    from tracecalc.storage import calendars
+
+    got = calendars.snap(freq, np.array(days, dtype="datetime64[D]"))
+    assert [str(d) for d in got] == want
+    assert calendars.on_calendar(freq, got).all()
+
+
+def test_an_exchange_calendar_leaves_its_holidays_out(engine):
+    engine.set_daily_calendar("xnys")
+    assert engine.daily_calendar == "XNYS"
+    days = ["2024-07-01", "2024-07-02", "2024-07-03", "2024-07-05", "2024-07-08"]
+    res = engine.load_data(_points("close", ["A"], days))
+    assert res.new_periods["daily"] == tuple(dt.date.fromisoformat(d) for d in days)
+    with pytest.raises(DataError, match=r"2024-07-04 of item 'close' is not on the daily "
+                       r"\(XNYS sessions\) calendar \(nearest: 2024-07-03 and 2024-07-05\)"):
+        engine.load_data(_points("close", ["B"], ["2024-07-04"]))
+    engine.set_daily_calendar("weekdays")  # every XNYS session is a weekday: allowed
+    engine.load_data(_points("close", ["B"], ["2024-07-04"]))
+    with pytest.raises(DataError, match="item 'close' has data at 2024-07-04, which is not an "
+                       "XNYS session"):
+        engine.set_daily_calendar("XNYS")
+    assert engine.daily_calendar == "weekdays"
+    with pytest.raises(DataError, match="unknown daily calendar 'XNYZ'.*XNYS"):
+        engine.set_daily_calendar("XNYZ")
 
 
 def test_new_entities_are_listed_or_refused(engine):
@@ -395,17 +470,17 @@ def test_a_mistaken_date_is_undone_completely(engine):
     data = _base(engine)
     lagged, growth = engine.records("prev"), engine.records("g")
     engine.load_data(pd.DataFrame({"item": ["revenue"], "entity": ["CHIP"],
-                                   "period": ["2025-01-15"], "value": [99.0]}))
+                                   "period": ["2025-09-30"], "value": [99.0]}))
     engine.recalc()
     shifted = engine.records("prev")
-    assert (shifted["period"] == pd.Timestamp("2025-01-15")).sum() == 3  # A, B, C lag into it
-    assert (engine.records("filled")["period"] == pd.Timestamp("2025-01-15")).sum() == 4
+    assert (shifted["period"] == pd.Timestamp("2025-06-30")).sum() == 3  # A, B, C lag into it
+    assert (engine.records("filled")["period"] == pd.Timestamp("2025-09-30")).sum() == 4
 
-    res = engine.delete_data("revenue", "CHIP", "2025-01-15")
-    assert res.removed_periods == (dt.date(2025, 1, 15),)
+    res = engine.delete_data("revenue", "CHIP", "2025-09-30")
+    assert res.removed_periods == (dt.date(2025, 6, 30), dt.date(2025, 9, 30))
     assert {"prev", "g", "g2"} <= set(res.marked_stale)
-    # records at the lost period are gone at once, even for formulas that stay fresh
-    assert (engine.records("filled")["period"] == pd.Timestamp("2025-01-15")).sum() == 0
+    # records at the lost periods are gone at once, even for formulas that stay fresh
+    assert (engine.records("filled")["period"] > pd.Timestamp("2025-03-31")).sum() == 0
     engine.recalc()
     pd.testing.assert_frame_equal(engine.records("prev"), lagged)
     pd.testing.assert_frame_equal(engine.records("g"), growth)
@@ -418,11 +493,11 @@ def test_an_empty_value_also_takes_a_date_out_of_the_calendar(engine):
     _base(engine)
     lagged = engine.records("prev")
     engine.load_data(pd.DataFrame({"item": ["revenue"], "entity": ["A"],
-                                   "period": ["2025-01-15"], "value": [99.0]}))
+                                   "period": ["2025-06-30"], "value": [99.0]}))
     engine.recalc()
     res = engine.load_data(pd.DataFrame({"item": ["revenue"], "entity": ["A"],
-                                         "period": ["2025-01-15"], "value": [float("nan")]}))
-    assert res.removed_periods == {"quarterly": (dt.date(2025, 1, 15),)}
+                                         "period": ["2025-06-30"], "value": [float("nan")]}))
+    assert res.removed_periods == {"quarterly": (dt.date(2025, 6, 30),)}
     assert res.warnings == ()
     engine.recalc()
     pd.testing.assert_frame_equal(engine.records("prev"), lagged)

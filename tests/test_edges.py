@@ -423,6 +423,7 @@ EVERY = {
     "load-data": (str(SAMPLE / "data.csv"),), "load-entities": (str(SAMPLE / "entities.csv"),),
     "load-formulas": (str(SAMPLE / "formulas.csv"),), "demo": ("--data", str(SAMPLE)),
     "verify": (), "delete-data": ("revenue", "--entity", "ACME"), "db": ("current",),
+    "history-data": ("revenue", "ACME", "2025-12-31"), "daily-calendar": (),
 }
 WRITERS = {"init", "set", "delete", "recalc", "load-data", "load-entities", "load-formulas",
            "delete-data"}
@@ -537,13 +538,19 @@ def test_verify_stays_clean_after_loads_and_deletes_inside_the_calendar(engine):
     engine.set_formulas(read_formulas(SAMPLE / "formulas.csv"))
     engine.recalc()
     assert engine.verify().ok
-    odd = pd.DataFrame({"item": ["revenue"], "entity": ["ACME"], "period": ["2020-04-15"],
-                        "value": [1.0]})
-    assert engine.load_data(odd).warnings  # a date inside the quarterly calendar
+    late = pd.DataFrame({"item": ["revenue"], "entity": ["ACME"], "period": ["2026-06-30"],
+                         "value": [1.0]})
+    assert engine.load_data(late).new_periods == {  # with the quarter before it, empty
+        "quarterly": (dt.date(2026, 3, 31), dt.date(2026, 6, 30))}
     engine.recalc()
     rep = engine.verify()
     assert rep.ok, rep.findings[:3]
-    engine.delete_data("revenue", "ACME", "2020-04-15")
+    engine.delete_data("revenue", "ACME", "2020-03-31")  # inside: a missing value now
+    engine.recalc()
+    rep = engine.verify()
+    assert rep.ok, rep.findings[:3]
+    assert engine.delete_data("revenue", "ACME", "2026-06-30").removed_periods == (
+        dt.date(2026, 3, 31), dt.date(2026, 6, 30))
     engine.recalc()
     rep = engine.verify()
     assert rep.ok, rep.findings[:3]

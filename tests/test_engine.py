@@ -319,7 +319,7 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         eng.set_formula("n", "m / revenue")
         first = eng.recalc()
         before = {n: eng.records(n) for n in ("m", "n")}
-    assert _layout(url) == {"schema": "8", "tc_data": "without rowid",
+    assert _layout(url) == {"schema": "9", "tc_data": "without rowid",
                             "tc_records": "without rowid", "tc_digests": "without rowid"}
     with Engine(url).store.engine.begin() as c:  # as the old schema left it
         if old == "5":
@@ -330,10 +330,12 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         else:
             for name in ("tc_data", "tc_records", "tc_digests"):
                 _as_rowid_table(c, name)
+        for name in ("tc_data_versions", "tc_record_versions", "tc_snapped"):  # schema 9's
+            c.exec_driver_sql(f"DROP TABLE {name}")
         c.exec_driver_sql(f"UPDATE tc_meta SET value = '{old}' WHERE key = 'schema'")
     assert _layout(url)["tc_records"] == "rowid"
     with Engine(url) as eng:
-        assert _layout(url) == {"schema": "8", "tc_data": "without rowid",
+        assert _layout(url) == {"schema": "9", "tc_data": "without rowid",
                                 "tc_records": "without rowid", "tc_digests": "without rowid"}
         for n in ("m", "n"):
             pd.testing.assert_frame_equal(eng.records(n), before[n])
@@ -344,7 +346,7 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         assert eng.recalc().records_written > 0
     with Engine(url).store.engine.begin() as c:
         c.exec_driver_sql("UPDATE tc_meta SET value = '4' WHERE key = 'schema'")
-    with pytest.raises(TracecalcError, match="schema version 4 is not 8"):
+    with pytest.raises(TracecalcError, match="schema version 4 is not 9"):
         Engine(url)
 
 

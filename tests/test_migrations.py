@@ -1,4 +1,5 @@
-"""Schema migrations: a database of the previous release's schema (7), and older SQLite ones
+"""Schema migrations: a database of schema 7 (and of 8, the previous release, for its
+calendars), and older SQLite ones
 (5 and 6, rowid bulk tables), written here with their own DDL and no Alembic stamp, upgrade
 in place on SQLite, PostgreSQL and MariaDB; the data survives and a recalculation works."""
 
@@ -170,9 +171,9 @@ def test_the_revisions_end_at_the_head():
 
 def test_a_new_database_is_stamped_at_the_head(server_db):
     Engine(server_db).close()
-    assert state(server_db) | {"layout": None} == {"schema": "8", "revision": "schema8",
+    assert state(server_db) | {"layout": None} == {"schema": "9", "revision": "schema9",
                                                    "layout": None}
-    assert make_cli(server_db)("db", "current").output.strip() == "schema8 (head)"
+    assert make_cli(server_db)("db", "current").output.strip() == "schema9 (head)"
 
 
 def test_a_schema_7_database_is_upgraded_in_place(server_db):
@@ -183,17 +184,17 @@ def test_a_schema_7_database_is_upgraded_in_place(server_db):
     if server_db.startswith("mysql"):
         assert "utf8mb4_bin" not in old["layout"].values()  # names still ignore case
     cli = make_cli(server_db)
-    with pytest.raises(DatabaseError, match="older than this tracecalc's 8; upgrade it first "
+    with pytest.raises(DatabaseError, match="older than this tracecalc's 9; upgrade it first "
                                             "with: tracecalc db upgrade --db "):
         Engine(server_db, create=False)  # a read: refused, and nothing written
     assert state(server_db) == old
     res = cli("list", code=1)
     assert "tracecalc db upgrade --db" in res.output and len(res.output.splitlines()) == 1
-    assert "schema7 (not the head, schema8" in cli("db", "current").output
+    assert "schema7 (not the head, schema9" in cli("db", "current").output
 
     with Engine(server_db) as eng:  # opening to write upgrades
         now = state(server_db)
-        assert (now["schema"], now["revision"]) == ("8", "schema8")
+        assert (now["schema"], now["revision"]) == ("9", "schema9")
         if server_db.startswith("sqlite"):
             assert all(now["layout"].values())
         if server_db.startswith("mysql"):
@@ -216,8 +217,8 @@ def test_a_schema_7_database_is_upgraded_in_place(server_db):
         m, big_m = eng.records("m"), eng.records("M")
         assert m.loc[m["entity"] == "acme", "value"].tolist() == [10.0 - 2 * 3.0]
         assert big_m.loc[big_m["entity"] == "acme", "value"].tolist() == [20.0]
-    assert cli("db", "current").output.strip() == "schema8 (head)"
-    assert cli("db", "upgrade").output.strip() == "already at the head, schema8"
+    assert cli("db", "current").output.strip() == "schema9 (head)"
+    assert cli("db", "upgrade").output.strip() == "already at the head, schema9"
 
 
 @pytest.mark.parametrize("schema", ["5", "6"])
@@ -228,8 +229,8 @@ def test_an_older_sqlite_database_is_upgraded_by_db_upgrade(tmp_path, schema):
     assert state(url) == {"schema": schema, "revision": None, "layout": dict.fromkeys(
         ["tc_data", "tc_records"] + (["tc_digests"] if schema == "6" else []), False)}
     cli = make_cli(url)
-    assert cli("db", "upgrade").output.strip() == f"upgraded from schema{schema} to schema8"
-    assert state(url) == {"schema": "8", "revision": "schema8", "layout": dict.fromkeys(
+    assert cli("db", "upgrade").output.strip() == f"upgraded from schema{schema} to schema9"
+    assert state(url) == {"schema": "9", "revision": "schema9", "layout": dict.fromkeys(
         ["tc_data", "tc_records", "tc_digests"], True)}
     with Engine(url, create=False) as eng:
         for n in ("m", "n"):
@@ -244,9 +245,9 @@ def test_a_database_of_a_newer_tracecalc_is_refused_untouched(tmp_path):
     Engine(url).close()
     eng = sa.create_engine(url)
     for sql, match in [
-            ("UPDATE tc_meta SET value = '9' WHERE key = 'schema'", "at schema 9 .*newer than"),
-            ("UPDATE tc_alembic_version SET version_num = 'schema9'",
-             "revision schema9.*newer than this tracecalc's 8: upgrade tracecalc")]:
+            ("UPDATE tc_meta SET value = '10' WHERE key = 'schema'", "at schema 10 .*newer than"),
+            ("UPDATE tc_alembic_version SET version_num = 'schema10'",
+             "revision schema10.*newer than this tracecalc's 9: upgrade tracecalc")]:
         with eng.begin() as c:
             c.exec_driver_sql(sql)
         for create in (True, False):
@@ -254,10 +255,10 @@ def test_a_database_of_a_newer_tracecalc_is_refused_untouched(tmp_path):
                 Engine(url, create=create)
         res = make_cli(url)("db", "upgrade", code=1)
         assert "newer than" in res.output and len(res.output.splitlines()) == 1
-        assert "newer than this tracecalc's head schema8" in make_cli(url)("db", "current").output
+        assert "newer than this tracecalc's head schema9" in make_cli(url)("db", "current").output
         with eng.begin() as c:
-            c.exec_driver_sql("UPDATE tc_meta SET value = '8' WHERE key = 'schema'")
-            c.exec_driver_sql("UPDATE tc_alembic_version SET version_num = 'schema8'")
+            c.exec_driver_sql("UPDATE tc_meta SET value = '9' WHERE key = 'schema'")
+            c.exec_driver_sql("UPDATE tc_alembic_version SET version_num = 'schema9'")
     eng.dispose()
 
 
@@ -270,3 +271,36 @@ def test_db_commands_on_a_missing_or_empty_database(tmp_path):
     cli = make_cli(f"sqlite:///{tmp_path / 'empty.db'}")
     for cmd in ("current", "upgrade"):
         assert "no tracecalc tables" in cli("db", cmd, code=1).output
+
+
+def test_schema_9_fills_the_calendars_and_marks_their_formulas_stale(server_db):
+    """A schema-8 calendar held only the dates with data; schema 9 makes it the whole grid
+    from the first to the last, and the formulas of a calendar that gained dates are
+    recomputed (their windows step differently), to what a new database gives."""
+    with Engine(server_db) as eng:
+        eng.load_data(pd.DataFrame({"item": "revenue", "entity": "A",
+                                    "period": ["2024-03-31", "2024-06-30", "2024-12-31"],
+                                    "value": [1.0, 2.0, 4.0]}),
+                      frequencies={"revenue": "quarterly"})
+        eng.set_formula("prev", "lag(revenue)")
+        eng.recalc()
+    eng = sa.create_engine(normalise_url(server_db))
+    with eng.begin() as c:  # as schema 8 left it: no 2024-09-30 (no data there)
+        c.exec_driver_sql("DELETE FROM tc_periods WHERE period = '2024-09-30'")
+        c.exec_driver_sql("DELETE FROM tc_records")
+        c.exec_driver_sql("INSERT INTO tc_records SELECT f.id, e.id, '2024-12-31', 2.0 FROM "
+                          "tc_formulas f, tc_entities e")
+        c.exec_driver_sql("UPDATE tc_meta SET value = '8' WHERE " +
+                          ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
+        for t in ("tc_data_versions", "tc_record_versions", "tc_snapped"):
+            c.exec_driver_sql(f"DROP TABLE {t}")
+        c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema8'")
+    eng.dispose()
+    assert make_cli(server_db)("db", "upgrade").output.strip() == \
+        "upgraded from schema8 to schema9"
+    with Engine(server_db) as eng:
+        assert eng.status()["states"]["prev"] == "stale"
+        eng.recalc()
+        got = eng.records("prev")
+        assert got["period"].dt.strftime("%Y-%m-%d").tolist() == ["2024-06-30", "2024-09-30"]
+        assert got["value"].tolist() == [1.0, 2.0]  # 2024-12-31's lag is the missing Q3

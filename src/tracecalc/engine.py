@@ -80,20 +80,16 @@ class Engine:
     # -- data ---------------------------------------------------------------------------------
 
     def load_data(self, data, *, frequencies: dict[str, str] | None = None,
-                  label: str = "", allow_new_entities: bool = True,
+                  label: str = "", allow_new_entities: bool = True, snap: bool = False,
                   progress: Progress | None = None) -> LoadResult:
-        """Load data points (a CSV path or a DataFrame: item, entity, period, value).
+        """Load data points (a CSV path or a DataFrame: item, entity, period, value
+        [, frequency] [, known_at]); all or nothing, the first bad row raises ``DataError``.
 
-        All or nothing: the first bad row raises ``DataError`` naming the row and the
-        reason. An empty value deletes a stored point. Item frequencies come from a
-        ``frequency`` column, ``frequencies``, or the periods. Unknown entities are added
-        (``LoadResult.new_entity_codes``) unless ``allow_new_entities`` is false. Periods
-        new to a calendar are in ``LoadResult.new_periods``; one inside or before the
-        calendar, or off its grid (a weekend in daily data), gets a line in
-        ``LoadResult.warnings`` (every window of that frequency now steps through it;
-        ``delete_data`` takes it back out); periods left without data leave the calendar
-        (``removed_periods``). ``progress(done, total, what)``: ``total`` 0 while the file
-        is read and checked, then rows written, item by item.
+        An empty value deletes a point. Frequencies come from a ``frequency`` column,
+        ``frequencies``, or the periods. A period off its calendar is refused, or with
+        ``snap`` moved onto it (docs/formula-language.md, "Calendars"). A later ``known_at``
+        adds a version, the same one replaces it (``history_data``). Unknown entities are
+        added unless ``allow_new_entities`` is false. ``progress(done, total, what)``.
 
         Raises:
             DataError: a bad file or row, or an unknown entity with ``allow_new_entities``
@@ -101,7 +97,7 @@ class Engine:
         """
         tell = progress or (lambda done, total, what: None)
         return loads.load(self.store, self.facts, data, frequencies, label,
-                          allow_new_entities, tell)
+                          allow_new_entities, tell, snap)
 
     def delete_data(self, item: str, entity: str | Sequence[str] | None = None,
                     period=None) -> DeleteResult:
@@ -142,20 +138,25 @@ class Engine:
 
     def item(self, name: str) -> ItemInfo:
         """One data item: frequency, data points, entities, first and last period, and the
-        formulas that use it directly.
+        formulas that use it directly. Raises ``NotFoundError`` (with close matches)."""
+        return reading.item(self.store, self.facts, name)
 
-        Raises:
-            NotFoundError: no such item (with close matches).
-        """
+    def history_data(self, item: str, entity: str, period) -> list[dict]:
+        """Every version of one data point, oldest first: ``known_at`` (ISO), ``value``
+        (None: known to be missing from then), ``latest``, and ``loaded_as``, the date it
+        was loaded with when a ``snap`` load moved it. Raises ``NotFoundError``."""
+        return reading.history_data(self.store, item, entity, period)
+
+    @property
+    def daily_calendar(self) -> str:
+        """The daily calendar: ``weekdays`` (Monday to Friday) or an exchange's code."""
         with self.store.transaction(write=False) as conn:
-            cat = self._read(conn, [name], up=False, items_down=True)
-            if name not in cat.items:
-                raise NotFoundError("data item", name,
-                                    close_matches(name, self.store.items(conn)))
-            item_id, freq = cat.items[name]
-            points, ents, first, last = self.store.item_summary(conn, item_id)
-            users = tuple(sorted(cat.graph.successors(name)))
-        return ItemInfo(name, Frequency(freq), points, ents, first, last, users)
+            return self.store.daily_calendar(conn)
+
+    def set_daily_calendar(self, name: str) -> list[str]:
+        """Choose the daily calendar (``weekdays`` or an exchange code such as ``XNYS``);
+        refused while daily data sits off it. Returns the formulas marked stale."""
+        return loads.set_daily_calendar(self.store, self.facts, name)
 
     def items(self) -> dict[str, str]:
         """Data items and their frequencies."""

@@ -20,7 +20,8 @@ from tracecalc.model import DeleteResult, LoadResult
 from tracecalc.storage import calendars, files
 
 
-def load(store, cache, data, frequencies, label, allow_new_entities, tell) -> LoadResult:
+def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap: bool = False
+         ) -> LoadResult:
     """See ``Engine.load_data``."""
     path = data if isinstance(data, (str, os.PathLike)) else "data"
     tell(0, 0, f"reading {label or path}")
@@ -34,17 +35,12 @@ def load(store, cache, data, frequencies, label, allow_new_entities, tell) -> Lo
         clash = sorted(set(batch.items.tolist()) & set(cat.formulas))
         if clash:
             raise DataError(f"'{clash[0]}' is a formula, not a data item", source=batch.source)
-        changes = store.load_batch(conn, batch, declared,
-                                   allow_new_entities=allow_new_entities, progress=tell)
+        changes = store.load_batch(conn, batch, declared, allow_new_entities=allow_new_entities,
+                                   snap=snap, progress=tell)
         tell(len(batch), len(batch), "marking dependents stale")
         stale = trace(store, conn, cat, changes.changed_entities,
                       grown=changes.grown_calendars, shrunk=set(changes.removed_periods),
                       new_entities=changes.new_entity_ids)
-    notes = []
-    for freq, added in sorted(changes.added_periods.items()):
-        odd = calendars.odd_periods(freq, changes.calendars_before[freq], added)
-        if odd:
-            notes.append(calendars.warning_text(freq, odd))
     return LoadResult(rows=len(batch), items=tuple(changes.items),
                       new_items=tuple(changes.new_items), new_entities=changes.new_entities,
                       marked_stale=tuple(stale),
@@ -53,7 +49,7 @@ def load(store, cache, data, frequencies, label, allow_new_entities, tell) -> Lo
                                    for f, p in sorted(changes.added_periods.items())},
                       removed_periods={f: tuple(p.tolist())
                                        for f, p in sorted(changes.removed_periods.items())},
-                      warnings=tuple(notes))
+                      snapped=changes.snapped, versions=changes.versions_changed)
 
 
 def trace(store, conn, cat: Catalog, changed: dict[str, np.ndarray], *,
@@ -92,10 +88,12 @@ def delete(store, cache, item: str, codes: list[str], days: list[np.datetime64]
                 raise DependentsError(item, users)
             eids, pers, _ = store.read_item(conn, item_id)
             store.delete_item(conn, item_id)
+            store.delete_versions(conn, "data", item_id)
             changed: dict[str, np.ndarray] = {}
         else:
             eids, pers = _matching_points(store, conn, item, item_id, freq, codes, days)
             store.delete_data(conn, item_id, eids, pers)
+            store.delete_versions(conn, "data", item_id, eids, pers)
             changed = {item: np.unique(eids)}
         removed = store.prune_periods(conn, freq, np.unique(pers))
         stale = trace(store, conn, cat, changed, shrunk={freq} if len(removed) else ())
@@ -143,6 +141,34 @@ def _nearest(calendar: np.ndarray, day: np.datetime64, n: int = 2) -> list[str]:
         return []
     order = np.argsort(np.abs((calendar - day).astype(np.int64)), kind="stable")[:n]
     return [str(d) for d in np.sort(calendar[order])]
+
+
+def set_daily_calendar(store, cache, name: str) -> list[str]:
+    """See ``Engine.set_daily_calendar``: the daily calendar becomes the new grid over the
+    same span; every daily formula is marked stale (its windows step differently)."""
+    name = calendars.check_daily(name)
+    with store.transaction() as conn:
+        store.lock_catalog(conn)
+        old = store.daily_calendar(conn)
+        if name == old:
+            return []
+        cal = store.calendar(conn, "daily")
+        off = cal[~calendars.on_calendar("daily", cal, name)]
+        for day in off.tolist():
+            item = store.data_at(conn, "daily", day)
+            if item is not None:
+                what = "a weekday" if name == calendars.WEEKDAYS else f"an {name} session"
+                raise DataError(f"item '{item}' has data at {day}, which is not {what}; "
+                                f"delete it first (delete-data {item} --period {day}) or keep "
+                                f"the {old} calendar")
+        store.set_daily_calendar(conn, name)
+        if not len(cal):
+            return []
+        store.drop_periods(conn, "daily", off)
+        store.add_periods(conn, "daily", cal[[0, -1]])
+        store.forget_digests(conn, "daily")
+        return trace(store, conn, catalog.read(store, conn, cache, whole=True), {},
+                     grown={"daily"}, shrunk={"daily"})
 
 
 def listed(value) -> list:

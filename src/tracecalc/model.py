@@ -232,9 +232,9 @@ class LoadResult:
     """What a data load changed.
 
     ``new_periods`` and ``removed_periods`` give, per frequency, the periods its calendar
-    gained and lost; ``warnings`` says when new periods land inside or before the calendar,
-    or off its grid (a mid-quarter date, a weekend in daily data): every time-series window
-    of that frequency then steps through them.
+    gained and lost (every grid date from its first data point to its last); ``snapped``
+    counts the points a ``snap`` load moved onto their calendar, ``versions`` the version
+    rows written or deleted (report dates, restatements).
     """
 
     rows: int
@@ -246,6 +246,8 @@ class LoadResult:
     new_periods: dict[str, tuple[dt.date, ...]] = field(default_factory=dict)
     removed_periods: dict[str, tuple[dt.date, ...]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    snapped: int = 0
+    versions: int = 0
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,51 @@ def explain_record(store, cache, name: str, entity: str, period) -> dict:
             "frequency": row.frequency, "entity": entity, "period": str(calendar[t]),
             "stored": None if value != value else float(value),
             "tree": explain.explain_tree(facts.tree, panels, calendar, t, col, cat.items)}
+
+
+def item(store, cache, name: str):
+    """See ``Engine.item``."""
+    from tracecalc.model import Frequency, ItemInfo
+
+    with store.transaction(write=False) as conn:
+        cat = catalog.read(store, conn, cache, [name], up=False, items_down=True)
+        if name not in cat.items:
+            raise NotFoundError("data item", name, close_matches(name, store.items(conn)))
+        item_id, freq = cat.items[name]
+        points, ents, first, last = store.item_summary(conn, item_id)
+        users = tuple(sorted(cat.graph.successors(name)))
+    return ItemInfo(name, Frequency(freq), points, ents, first, last, users)
+
+
+def history_data(store, name: str, entity: str, period) -> list[dict]:
+    """See ``Engine.history_data``."""
+    import numpy as np
+
+    day = files.to_day(period, "period", f"history of '{name}'")
+    with store.transaction(write=False, snapshot=True) as conn:
+        known = store.items(conn)
+        if name not in known:
+            raise NotFoundError("data item", name, close_matches(name, known))
+        codes = store.entity_ids(conn)
+        if entity not in codes:
+            raise NotFoundError("entity", entity, close_matches(entity, codes))
+        item_id, eid = known[name][0], codes[entity]
+        v = store.read_versions(conn, "data", item_id, np.array([eid]), day.item())
+        if len(v):
+            order = np.argsort(v.known_at)
+            rows = [(v.known_at[i], v.values[i]) for i in order]
+        else:
+            e, p, vals = store.read_item(conn, item_id, np.array([eid]))
+            rows = [(day, vals[i]) for i in np.flatnonzero(p == day)]
+        loaded_as = store.snapped_from(conn, item_id, eid, day.item())
+        if not rows:
+            have = np.unique(np.concatenate([store.read_item(conn, item_id, np.array([eid]))[1],
+                                             store.read_versions(conn, "data", item_id,
+                                                                 np.array([eid])).periods]))
+            near = have[np.argsort(np.abs((have - day).astype(np.int64)), kind="stable")[:2]]
+            raise NotFoundError(f"period with {name} data for {entity}", str(day),
+                                [str(d) for d in np.sort(near)])
+    return [{"known_at": str(k), "value": None if x != x else float(x),
+             "latest": i == len(rows) - 1,
+             "loaded_as": None if loaded_as is None else str(loaded_as)}
+            for i, (k, x) in enumerate(rows)]

@@ -30,10 +30,14 @@ def init(ctx):
 @click.option("--no-new-entities", is_flag=True,
               help="Refuse the file if it has entities the database does not know "
                    "(load them with load-entities first).")
+@click.option("--snap", is_flag=True,
+              help="Move a period off its item's calendar onto it (a fiscal quarter ending "
+                   "Jan 31 to Dec 31; see docs/formula-language.md) instead of refusing it.")
 @click.pass_context
 @handle_errors
-def load_data(ctx, file, frequency, no_new_entities):
-    """Load data points from a CSV with columns item, entity, period, value."""
+def load_data(ctx, file, frequency, no_new_entities, snap):
+    """Load data points from a CSV with columns item, entity, period, value [, frequency]
+    [, known_at]."""
     _readable(file)
     freqs = {}
     for f in frequency:
@@ -43,7 +47,8 @@ def load_data(ctx, file, frequency, no_new_entities):
         freqs[k.strip()] = v.strip().lower()
     try:
         res = _with_load_progress(_engine(ctx, create=True).load_data, file, frequencies=freqs,
-                                  label=file, allow_new_entities=not no_new_entities)
+                                  label=file, allow_new_entities=not no_new_entities,
+                                  snap=snap)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--frequency") from None
     say = functools.partial(cli.out.print, markup=False)
@@ -56,6 +61,11 @@ def load_data(ctx, file, frequency, no_new_entities):
     if res.new_entity_codes:
         say(f"{plural(len(res.new_entity_codes), 'new entity')}: "
             f"{_first(res.new_entity_codes)}")
+    if res.snapped:
+        say(f"moved {plural(res.snapped, 'point')} onto the calendar; history-data ITEM "
+            "ENTITY PERIOD shows the date each was loaded with")
+    if res.versions:
+        say(f"{plural(res.versions, 'version row')} written (report dates, restatements)")
     for freq, days in res.removed_periods.items():
         say(_left_calendar(freq, days))
     for w in res.warnings:
@@ -97,6 +107,42 @@ def delete_data(ctx, item, entity, period):
         say(_left_calendar(res.frequency, res.removed_periods))
     say(f"{plural(len(res.marked_stale), 'formula')} now stale"
               + (f": {_first(res.marked_stale)}" if res.marked_stale else ""))
+
+
+@main.command("history-data")
+@click.argument("item")
+@click.argument("entity")
+@click.argument("period")
+@click.pass_context
+@handle_errors
+def history_data(ctx, item, entity, period):
+    """Every version of one data point: when each value became known (known_at), oldest
+    first; the latest is the one formulas read."""
+    rows = _engine(ctx).history_data(item, entity, period)
+    say = functools.partial(cli.out.print, markup=False)
+    if rows[0]["loaded_as"]:
+        say(f"loaded as {rows[0]['loaded_as']}, snapped onto the calendar")
+    values = ["(missing)" if r["value"] is None else repr(r["value"]) for r in rows]
+    width = max(len("value"), *map(len, values))
+    say(f"{'known_at':<10}  {'value':>{width}}")
+    for r, value in zip(rows, values):
+        say(f"{r['known_at']:<10}  {value:>{width}}" + ("  latest" if r["latest"] else ""))
+
+
+@main.command("daily-calendar")
+@click.argument("name", required=False)
+@click.pass_context
+@handle_errors
+def daily_calendar(ctx, name):
+    """Show the daily calendar, or set it: weekdays (Monday to Friday, the default) or an
+    exchange calendar code (XNYS, XLON, XTKS, ...); refused while daily data sits off it."""
+    eng = _engine(ctx, create=name is not None)
+    say = functools.partial(cli.out.print, markup=False)
+    if name is None:
+        say(eng.daily_calendar)
+        return
+    stale = eng.set_daily_calendar(name)
+    say(f"daily calendar: {eng.daily_calendar}; {plural(len(stale), 'formula')} now stale")
 
 
 @main.command("load-entities")

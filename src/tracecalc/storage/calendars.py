@@ -1,104 +1,167 @@
-"""Checking the periods a load adds to a frequency's calendar.
+"""Each frequency's calendar: a fixed grid of period ends, never the dates that were loaded.
 
-Every time-series window of a frequency steps through its whole calendar, so one odd date
-(a mid-quarter day, a weekend in daily data) shifts ``lag`` and ``growth`` for every entity.
-Appending the next period after the last one is the normal case; a new period inside or
-before the calendar, or off the frequency's usual grid, is worth a loud warning.
+- daily: business days, Monday to Friday (``weekdays``, the default), or the sessions of an
+  exchange calendar (``exchange_calendars``: ``XNYS``, ``XLON``, ...) chosen per database;
+- weekly: Fridays; monthly: the last day of each month; quarterly: Mar 31, Jun 30, Sep 30
+  and Dec 31; annual: Dec 31.
+
+A frequency's stored calendar (``tc_periods``) is every grid date from its first data point
+to its last, so a holiday inside it is a missing value, not a shifted window, and a load for
+one entity moves no other entity's windows. A date off the grid is refused at load, or with
+``snap`` moved by one documented rule (``snap``); the original date is kept.
 """
 
 from __future__ import annotations
 
-import calendar
-from collections import Counter
+import functools
 
 import numpy as np
 
-SHOWN = 5  # dates listed in one warning
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+from tracecalc.errors import DataError
+
+WEEKDAYS = "weekdays"  # the default daily calendar
+_FRIDAY = 4
+_RULES = {
+    "daily": "Monday to Friday",
+    "weekly": "Fridays",
+    "monthly": "the last day of each month",
+    "quarterly": "Mar 31, Jun 30, Sep 30 and Dec 31",
+    "annual": "Dec 31",
+}
+# How ``snap`` moves a date onto each calendar (docs/formula-language.md, "Calendars").
+SNAP_RULES = {
+    "daily": "the calendar day on or before it",
+    "weekly": "the Friday of its week (Monday to Sunday)",
+    "monthly": "the last day of its month",
+    "quarterly": "the nearest quarter end (a tie goes to the earlier)",
+    "annual": "the nearest year end (a tie goes to the earlier)",
+}
 
 
 def _days(a) -> np.ndarray:
-    return np.unique(np.asarray(a, dtype="datetime64[D]"))
+    return np.asarray(a, dtype="datetime64[D]")
 
 
-def _slot(frequency: str, day: np.datetime64):
-    """Where a date sits on its frequency's grid; dates of one regular calendar share it."""
-    d = day.item()
+def check_daily(name: str) -> str:
+    """A daily calendar's name as stored: ``weekdays`` or an exchange calendar's code."""
+    name = str(name).strip()
+    if name.lower() == WEEKDAYS:
+        return WEEKDAYS
+    import exchange_calendars as xc
+
+    known = xc.get_calendar_names(include_aliases=True)
+    if name.upper() in known:
+        return name.upper()
+    from tracecalc.errors import close_matches
+
+    like = close_matches(name.upper(), known)
+    hint = f" (did you mean {', '.join(like)}?)" if like else ""
+    raise DataError(f"unknown daily calendar {name!r}{hint}: use 'weekdays' (Monday to "
+                    "Friday) or an exchange calendar code such as XNYS, XLON or XTKS")
+
+
+@functools.lru_cache(maxsize=8)
+def _exchange(name: str, start_year: int, end_year: int) -> np.ndarray:
+    import exchange_calendars as xc
+
+    cal = xc.get_calendar(name, start=f"{start_year}-01-01", end=f"{end_year}-12-31")
+    return cal.sessions.to_numpy().astype("datetime64[D]")
+
+
+def _sessions(name: str, lo: np.datetime64, hi: np.datetime64) -> np.ndarray:
+    """The exchange's sessions covering [lo, hi] (whole years around them, cached)."""
+    y0 = min(1990, int(str(lo)[:4]) - 1)
+    y1 = max(int(str(hi)[:4]) + 1, int(str(np.datetime64("today", "D"))[:4]) + 1)
+    return _exchange(name, y0, y1)
+
+
+def _month_ends(lo: np.datetime64, hi: np.datetime64, step: int) -> np.ndarray:
+    months = np.arange(lo.astype("datetime64[M]"), hi.astype("datetime64[M]") + 1)
+    months = months[(months.astype(np.int64) % 12 + 1) % step == 0]  # the period's last month
+    ends = (months + 1).astype("datetime64[D]") - 1
+    return ends[(ends >= lo) & (ends <= hi)]
+
+
+def grid(frequency: str, lo, hi, daily: str = WEEKDAYS) -> np.ndarray:
+    """Every calendar date of ``frequency`` from ``lo`` to ``hi`` (inclusive), sorted."""
+    lo, hi = np.datetime64(lo, "D"), np.datetime64(hi, "D")
+    if hi < lo:
+        return np.empty(0, "datetime64[D]")
     if frequency == "daily":
-        return d.weekday() >= 5  # True: a weekend day
+        if daily == WEEKDAYS:
+            days = np.arange(lo, hi + 1, dtype="datetime64[D]")
+            return days[np.is_busday(days)]
+        s = _sessions(daily, lo, hi)
+        return s[(s >= lo) & (s <= hi)]
     if frequency == "weekly":
-        return d.weekday()
-    end = d.day == calendar.monthrange(d.year, d.month)[1]  # the last day of its month
-    mark = "end" if end else d.day
-    if frequency == "monthly":
-        return (mark,)
-    if frequency == "quarterly":
-        return (mark, d.month % 3)
-    return (mark, d.month)  # annual
+        first = lo + (_FRIDAY - _weekday(lo)) % 7
+        return np.arange(first, hi + 1, 7, dtype="datetime64[D]")
+    return _month_ends(lo, hi, {"monthly": 1, "quarterly": 3, "annual": 12}[frequency])
 
 
-def _grid(frequency: str, reference: np.ndarray):
-    """The slot of a regular date, read from the calendar (None: anything goes)."""
-    if len(reference) == 0:
-        return None
-    slots = Counter(_slot(frequency, d) for d in reference)
+def _weekday(days):
+    """Monday 0 ... Sunday 6 (1970-01-01 was a Thursday)."""
+    return (_days(days).astype(np.int64) + 3) % 7
+
+
+def on_calendar(frequency: str, days, daily: str = WEEKDAYS) -> np.ndarray:
+    """Which ``days`` are dates of the frequency's calendar (a bool per day)."""
+    days = _days(days)
+    if len(days) == 0:
+        return np.zeros(0, bool)
     if frequency == "daily":
-        # A seven-day calendar (2 days in 7 at weekends) keeps weekends; else they are odd.
-        return None if slots[True] >= 0.2 * len(reference) else False
-    return slots.most_common(1)[0][0]
-
-
-def _describe(frequency: str, grid) -> str:
-    """Why a date is off the grid, for the warning."""
-    like = "like the rest of the calendar"
-    if frequency == "daily":
-        return "on a weekend, where the calendar has working days only"
+        if daily == WEEKDAYS:
+            return np.is_busday(days)
+        return np.isin(days, _sessions(daily, days.min(), days.max()))
     if frequency == "weekly":
-        return f"not a {_WEEKDAYS[grid]} {like}"
-    day = "the last day" if grid[0] == "end" else f"day {grid[0]}"
+        return _weekday(days) == _FRIDAY
+    month_end = (days + 1).astype("datetime64[M]") != days.astype("datetime64[M]")
+    month = days.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    step = {"monthly": 1, "quarterly": 3, "annual": 12}[frequency]
+    return month_end & (month % step == 0)
+
+
+def snap(frequency: str, days, daily: str = WEEKDAYS) -> np.ndarray:
+    """Each day moved onto the calendar by ``SNAP_RULES`` (a calendar date stays)."""
+    days = _days(days)
+    if len(days) == 0:
+        return days
+    if frequency == "daily":
+        if daily == WEEKDAYS:
+            return np.busday_offset(days, 0, roll="backward")
+        s = _sessions(daily, days.min(), days.max())
+        i = np.searchsorted(s, days, side="right") - 1
+        if (i < 0).any():
+            d = days[np.argmax(i < 0)]
+            raise DataError(f"{d} is before the first {daily} session ({s[0]})")
+        return s[i]
+    if frequency == "weekly":
+        return days + (_FRIDAY - _weekday(days))
+    months = days.astype("datetime64[M]")
     if frequency == "monthly":
-        return f"not {day} of a month {like}"
-    if frequency == "quarterly":
-        months = "/".join(_MONTHS[m - 1] for m in range(1, 13) if m % 3 == grid[1])
-        return f"not {day} of {months} {like}"
-    return f"not {day} of {_MONTHS[grid[1] - 1]} {like}"
+        return (months + 1).astype("datetime64[D]") - 1
+    step = 3 if frequency == "quarterly" else 12
+    m = months.astype(np.int64)
+    after = (m // step + 1) * step  # the first month after the period ending on or after
+    end_after = after.astype("datetime64[M]").astype("datetime64[D]") - 1
+    end_before = (after - step).astype("datetime64[M]").astype("datetime64[D]") - 1
+    nearer_before = (days - end_before) <= (end_after - days)
+    return np.where((days != end_after) & nearer_before, end_before, end_after)
 
 
-def odd_periods(frequency: str, before, added) -> list[tuple[np.datetime64, list[str]]]:
-    """The added periods worth a warning, each with why: inside or before the calendar as
-    it was, or off its grid. Periods appended after the last one on the grid are not."""
-    before, added = _days(before), _days(added)
-    if len(added) == 0:
-        return []
-    # A first load has no calendar to follow: its own dates set the grid.
-    grid = _grid(frequency, before if len(before) >= 2 else np.union1d(before, added))
-    out = []
-    for d in added:
-        why = []
-        if len(before) and d < before[0]:
-            why.append("before the calendar")
-        elif len(before) and d < before[-1]:
-            why.append("inside the calendar")
-        if grid is not None and _slot(frequency, d) != grid:
-            why.append(_describe(frequency, grid))
-        if why:
-            out.append((d, why))
-    return out
+def nearest(frequency: str, day, daily: str = WEEKDAYS) -> list[str]:
+    """The calendar dates just before and just after an off-calendar ``day``."""
+    day = np.datetime64(day, "D")
+    span = {"daily": 15, "weekly": 8}.get(frequency, 370)
+    from tracecalc.storage.dates import FIRST_DAY, LAST_DAY
+
+    near = grid(frequency, max(day - span, FIRST_DAY), min(day + span, LAST_DAY), daily)
+    before, after = near[near < day], near[near > day]
+    return [str(d) for d in (before[-1:].tolist() + after[:1].tolist())]
 
 
-def warning_text(frequency: str, odd: list[tuple[np.datetime64, list[str]]]) -> str:
-    """One warning line for a frequency's odd new periods (the first few listed)."""
-    days = [str(d) for d, _ in odd]
-    reasons = list(dict.fromkeys(r for _, why in odd for r in why))
-    if len(days) == 1:
-        head = f"{days[0]} is new to the {frequency} calendar"
-        it = "it"
-    else:
-        shown = ", ".join(days[:SHOWN]) + (f" and {len(days) - SHOWN} more"
-                                            if len(days) > SHOWN else "")
-        head = f"{len(days)} dates are new to the {frequency} calendar ({shown})"
-        it = "them"
-    return (f"{head}: every {frequency} time-series window now steps through {it} "
-            f"({'; '.join(reasons)}); if that is a mistake, delete those points "
-            f"(delete-data ITEM --period DATE) and the calendar shrinks back")
+def describe(frequency: str, daily: str = WEEKDAYS) -> str:
+    """The calendar in words, for messages: ``daily (Monday to Friday)``."""
+    if frequency == "daily" and daily != WEEKDAYS:
+        return f"daily ({daily} sessions)"
+    return f"{frequency} ({_RULES[frequency]})"

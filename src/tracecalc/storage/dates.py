@@ -23,7 +23,8 @@ _DATE_HELP = "expected a date YYYY-MM-DD from 0001-01-01 to 9999-12-31"
 _MIDNIGHT = re.compile(r"(\d{4}-\d{1,2}-\d{1,2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?")
 
 
-def read_periods(col: pd.Series, row_no: np.ndarray, label: str) -> np.ndarray:
+def read_periods(col: pd.Series, row_no: np.ndarray, label: str,
+                 what: str = "period") -> np.ndarray:
     """A period column as days (datetime64[D]): ISO text, dates, Timestamps or datetime64,
     so that what ``records()`` and ``export`` give back loads back unchanged. A time of day
     other than midnight is refused with its row, never dropped."""
@@ -36,7 +37,7 @@ def read_periods(col: pd.Series, row_no: np.ndarray, label: str) -> np.ndarray:
         if bad.any():
             i = int(np.argmax(bad))
             why = "empty" if np.isnat(stamps[i]) else "has a time of day"
-            raise DataError(f"bad period {clip(str(col.iloc[i]))} ({why}; {_DATE_HELP})",
+            raise DataError(f"bad {what} {clip(str(col.iloc[i]))} ({why}; {_DATE_HELP})",
                             row=int(row_no[i]), source=label)
     elif pd.api.types.is_string_dtype(col) and not col.isna().any():
         text = col.str.strip()
@@ -44,14 +45,14 @@ def read_periods(col: pd.Series, row_no: np.ndarray, label: str) -> np.ndarray:
         days = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce").to_numpy()
         days = days.astype("datetime64[D]")
         for i in np.flatnonzero(np.isnat(days)):
-            days[i] = _day(text.iloc[i], int(row_no[i]), label)
+            days[i] = _day(text.iloc[i], int(row_no[i]), label, what)
     else:
-        days = np.array([_day(x, int(r), label) for x, r in zip(col, row_no)],
+        days = np.array([_day(x, int(r), label, what) for x, r in zip(col, row_no)],
                         dtype="datetime64[D]")
     out = (days < FIRST_DAY) | (days > LAST_DAY)
     if out.any():
         i = int(np.argmax(out))
-        raise DataError(f"bad period {clip(str(col.iloc[i]))} (out of range; {_DATE_HELP})",
+        raise DataError(f"bad {what} {clip(str(col.iloc[i]))} (out of range; {_DATE_HELP})",
                         row=int(row_no[i]), source=label)
     return days
 
@@ -123,3 +124,24 @@ def infer_frequency(periods: np.ndarray) -> Frequency | None:
         if lo <= gap <= hi:
             return freq
     return None
+
+
+def read_known_at(col, per: np.ndarray, row_no: np.ndarray, label: str) -> np.ndarray:
+    """The ``known_at`` column as days: empty means the period itself; a date before the
+    period (known before it ended) is refused with its row."""
+    if pd.api.types.is_string_dtype(col) or col.dtype == object:
+        text = col.astype(object).where(col.notna(), "").astype(str).str.strip()
+        empty = (text == "").to_numpy()
+        col = text.where(~empty, "1970-01-01")
+    else:
+        empty = col.isna().to_numpy()
+        col = col.where(~empty, pd.Timestamp("1970-01-01"))
+    days = read_periods(col, row_no, label, what="known_at")
+    days = np.where(empty, per, days)
+    early = days < per
+    if early.any():
+        i = int(np.argmax(early))
+        raise DataError(f"known_at {days[i]} is before its period {per[i]} (a value becomes "
+                        "known when its period has ended or later; leave known_at empty for "
+                        "the period itself)", row=int(row_no[i]), source=label)
+    return days.astype("datetime64[D]")

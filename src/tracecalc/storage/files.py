@@ -23,12 +23,14 @@ from tracecalc.storage.dates import (  # noqa: F401 (callers get the dates from 
     LAST_DAY,
     frequency,
     infer_frequency,
+    read_known_at,
     read_periods,
     to_day,
 )
 from tracecalc.storage.lazy import pandas as pd
 
 DATA_COLUMNS = ("item", "entity", "period", "value")
+OPTIONAL_DATA_COLUMNS = ("frequency", "known_at")
 MAX_ENTITY_CODE = 64
 
 
@@ -42,6 +44,8 @@ class DataBatch:
     values: np.ndarray  # float64
     frequencies: dict[str, Frequency]  # declared in a 'frequency' column
     source: str
+    # when each value became known (datetime64[D]); None: every value at its period
+    known_at: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -111,17 +115,20 @@ def _text(col: pd.Series) -> pd.Series:
 
 
 def read_data(data, label: str = "") -> DataBatch:
-    """Check a data file or frame with columns item, entity, period, value [, frequency];
-    ``formula`` may name the item column, as in what ``export`` writes."""
+    """Check a data file or frame with columns item, entity, period, value [, frequency]
+    [, known_at]; ``formula`` may name the item column, as in what ``export`` writes.
+    ``known_at`` (a date, on or after the period; empty: the period) says when the value
+    became known: one (item, entity, period) may appear once per ``known_at``."""
     df, label = _frame(data, label)
     cols = [str(c).strip().lower() for c in df.columns]
     if "formula" in cols and "item" not in cols:  # what export writes loads back
         cols[cols.index("formula")] = "item"
     missing = [c for c in DATA_COLUMNS if c not in cols]
-    extra = [c for c in cols if c not in (*DATA_COLUMNS, "frequency")]
+    extra = [c for c in cols if c not in (*DATA_COLUMNS, *OPTIONAL_DATA_COLUMNS)]
     if missing or extra:
         raise DataError(
-            f"expected columns item, entity, period, value (and optionally frequency); "
+            f"expected columns item, entity, period, value (and optionally frequency, "
+            f"known_at); "
             f"missing {missing or 'none'}, unexpected {extra or 'none'}", row=1, source=label)
     df.columns = cols
     if len(df) == 0:
@@ -169,12 +176,17 @@ def read_data(data, label: str = "") -> DataBatch:
                         "for missing)", row=int(row_no[i]), source=label)
     values = np.where(empty, np.nan, values)
 
+    known = read_known_at(df["known_at"], per, row_no, label) if "known_at" in df.columns \
+        else None
     key = pd.DataFrame({"i": item, "e": ent, "p": per})
+    if known is not None:
+        key["k"] = known
     dup = key.duplicated(keep=False).to_numpy()
     if dup.any():
         rows = row_no[dup][:2]
+        at = "" if known is None else f", known_at {known[rows[0] - 2]}"
         raise DataError(f"duplicate key (item {clip(item.iloc[rows[0] - 2])}, entity "
-                        f"{clip(ent.iloc[rows[0] - 2])}, period {per[rows[0] - 2]}) "
+                        f"{clip(ent.iloc[rows[0] - 2])}, period {per[rows[0] - 2]}{at}) "
                         f"also on row {rows[1]}", row=int(rows[0]), source=label)
 
     freqs: dict[str, Frequency] = {}
@@ -188,7 +200,7 @@ def read_data(data, label: str = "") -> DataBatch:
                 raise DataError(f"item {clip(it)} declared both {freqs[it]} and {fr}", row=i + 2,
                                 source=label)
     return DataBatch(item.to_numpy(dtype=object), ent.to_numpy(dtype=object),
-                     per, values, freqs, label)
+                     per, values, freqs, label, known)
 
 
 def _good_code(s: str) -> bool:

@@ -1,5 +1,6 @@
-"""Loading a checked data file: new items and entities, then only the points whose
-value changed, then the calendars."""
+"""Loading a checked data file: new items and entities, each point checked against its
+item's calendar (or snapped onto it), then only the points whose value or versions
+changed, then the calendars."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from sqlalchemy import Connection
 
 from tracecalc.errors import DataError, clip, plural
 from tracecalc.model import Frequency
-from tracecalc.storage import bulk
+from tracecalc.storage import bulk, calendars
+from tracecalc.storage.dates import FIRST_DAY, LAST_DAY
 from tracecalc.storage.files import DataBatch, infer_frequency
+from tracecalc.storage.lazy import pandas as pd
+from tracecalc.storage.versions import Versions, merge
 
 
 @dataclass
@@ -25,6 +29,8 @@ class LoadChanges:
     added_periods: dict[str, np.ndarray] = field(default_factory=dict)  # frequency -> new
     calendars_before: dict[str, np.ndarray] = field(default_factory=dict)  # of grown ones
     removed_periods: dict[str, np.ndarray] = field(default_factory=dict)  # no data left
+    snapped: int = 0  # points moved onto their item's calendar
+    versions_changed: int = 0  # version rows written or deleted
     changed_items: list[str] = field(default_factory=list)
     changed_entities: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -33,12 +39,17 @@ class LoadingMixin:
     """``load_batch``: the upsert of a data file (``Store``)."""
 
     def load_batch(self, conn: Connection, batch: DataBatch, declared: dict[str, Frequency],
-                   *, allow_new_entities: bool = True, progress=None) -> LoadChanges:
+                   *, allow_new_entities: bool = True, snap: bool = False,
+                   progress=None) -> LoadChanges:
         """Upsert a checked batch: new items and entities, then per item only the points
         whose value changed (inserted, updated, or deleted where the new value is empty);
         then the calendars gain the new periods and lose those no data is at any more.
+        A point off its item's calendar is refused, or with ``snap`` moved onto it (its
+        date kept in tc_snapped). With ``known_at`` (or for an item that has versions),
+        the points are merged into the item's versions (``versions.merge``).
         ``progress(rows done, rows, what)`` is told before each item is written."""
         out = LoadChanges()
+        daily = self.daily_calendar(conn)
         known = self.items(conn)
         codes = self.entity_ids(conn)
         uniq_codes, inv = np.unique(batch.entities.astype(str), return_inverse=True)
@@ -83,11 +94,19 @@ class LoadingMixin:
                 item_id = self.add_item(conn, name, str(freq))
                 known[name] = (item_id, str(freq))
                 out.new_items.append(name)
-            changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals)
+            pers = self._on_calendar(conn, batch, idx, name, item_id, str(freq), daily, snap,
+                                     eids, pers, out)
+            if batch.known_at is None and not self.has_versions(conn, "data", item_id):
+                changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals)
+                now_present = pers[~np.isnan(vals)]
+            else:
+                known_at = pers if batch.known_at is None else batch.known_at[idx]
+                changed, deleted, now_present = self._merge_versions(
+                    conn, item_id, Versions(eids, pers, known_at, vals), out)
             if len(changed):
                 out.changed_items.append(name)
                 out.changed_entities[name] = changed
-                present.setdefault(str(freq), []).append(pers[~np.isnan(vals)])
+                present.setdefault(str(freq), []).append(now_present)
             if len(deleted):
                 emptied.setdefault(str(freq), []).append(deleted)
         if progress is not None:
@@ -104,6 +123,60 @@ class LoadingMixin:
             if len(removed):
                 out.removed_periods[freq] = removed
         return out
+
+    def _on_calendar(self, conn, batch: DataBatch, idx, name: str, item_id: int, freq: str,
+                     daily: str, snap: bool, eids, pers, out: LoadChanges) -> np.ndarray:
+        """The item's periods, each on its calendar: an off-calendar one is refused with
+        its row and the nearest calendar dates, or with ``snap`` moved onto it."""
+        off = ~calendars.on_calendar(freq, pers, daily)
+        if not off.any():
+            return pers
+        cal = calendars.describe(freq, daily)
+        if not snap:
+            i = int(np.argmax(off))
+            to = calendars.snap(freq, pers[i:i + 1], daily)[0]
+            near = " and ".join(calendars.nearest(freq, pers[i], daily))
+            raise DataError(
+                f"period {pers[i]} of item '{name}' is not on the {cal} calendar (nearest: "
+                f"{near}); fix the date, or load with snapping (--snap, snap=True) to move it "
+                f"to {to}, {calendars.SNAP_RULES[freq]}", row=int(idx[i]) + 2,
+                source=batch.source)
+        moved = pers.copy()
+        moved[off] = calendars.snap(freq, pers[off], daily)
+        out_of_range = (moved < FIRST_DAY) | (moved > LAST_DAY)
+        if out_of_range.any():
+            i = int(np.argmax(out_of_range))
+            raise DataError(f"period {pers[i]} of item '{name}' would snap to {moved[i]}, "
+                            "outside 0001-01-01 to 9999-12-31; fix the date",
+                            row=int(idx[i]) + 2, source=batch.source)
+        key = pd.DataFrame({"p": _point_key(eids, moved)})
+        if batch.known_at is not None:
+            key["k"] = batch.known_at[idx]
+        dup = key.duplicated().to_numpy()
+        if dup.any():
+            b = int(np.argmax(dup))
+            a = int(np.argmax((key == key.iloc[b]).all(axis=1).to_numpy()))
+            raise DataError(
+                f"snapping moves item '{name}' period {pers[b]} onto {moved[b]}, where row "
+                f"{int(idx[a]) + 2} (period {pers[a]}) already is for the same entity; load "
+                "one of them", row=int(idx[b]) + 2, source=batch.source)
+        self.write_snapped(conn, item_id, eids[off], moved[off], pers[off])
+        out.snapped += int(off.sum())
+        return moved
+
+    def _merge_versions(self, conn, item_id: int, new: Versions, out: LoadChanges):
+        """Merge loaded versions into the item's (``versions.merge``): tc_data gets the new
+        latest values, the versions table the rows that changed. Returns the entities
+        whose latest value or versions changed, the periods whose point went and the
+        periods with a value now."""
+        ents = np.unique(new.entity_ids)
+        m = merge(self.read_versions(conn, "data", item_id, ents), self.read_item(
+            conn, item_id, ents), new)
+        changed, deleted = self._upsert_item(conn, item_id, m.entity_ids, m.periods, m.latest)
+        self.write_versions(conn, "data", item_id, m.drop, m.add)
+        out.versions_changed += len(m.drop) + len(m.add)
+        changed = np.union1d(changed, np.union1d(m.drop.entity_ids, m.add.entity_ids))
+        return changed.astype(np.int64), deleted, m.periods[~np.isnan(m.latest)]
 
     def _upsert_item(self, conn, item_id: int, eids, pers, vals
                      ) -> tuple[np.ndarray, np.ndarray]:

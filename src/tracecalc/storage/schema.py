@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = "8"
+SCHEMA_VERSION = "9"
 
 metadata = MetaData()
 
@@ -87,6 +87,42 @@ def _values_table(name: str, key: str) -> Table:
 
 data_points = _values_table("tc_data", "item_id")
 
+
+def _versions_table(name: str, key: str) -> Table:
+    """Every version of the cells whose history is more than one value known at its own
+    period: (key, entity, period, known_at) -> value, NULL for "restated as missing".
+
+    The latest version of every cell is also in the values table (tc_data, tc_records),
+    which every latest-view read uses as before; a cell known once, at its period, is only
+    there. So a database without report dates or restatements holds no row here.
+    """
+    return Table(
+        name,
+        metadata,
+        Column(key, Integer, primary_key=True),
+        Column("entity_id", Integer, primary_key=True),
+        Column("period", Date, primary_key=True),
+        Column("known_at", Date, primary_key=True),
+        Column("value", Double, nullable=True),
+        sqlite_with_rowid=False,
+    )
+
+
+data_versions = _versions_table("tc_data_versions", "item_id")
+
+# The date a point was loaded with when the load moved it onto its item's calendar
+# (``load_data(snap=True)``; storage.calendars.SNAP_RULES): a fiscal quarter ending on
+# 2024-01-31 is stored at 2023-12-31, and its own date is kept here.
+snapped = Table(
+    "tc_snapped",
+    metadata,
+    Column("item_id", Integer, primary_key=True),
+    Column("entity_id", Integer, primary_key=True),
+    Column("period", Date, primary_key=True),
+    Column("original", Date, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # The formula graph's nodes and links (the shape of storage.trace's TraceNode/TraceLink, as
 # plain tables: the engine reads and writes them through Core, never the ORM).
 formulas = Table(
@@ -141,6 +177,7 @@ formula_history = Table(
 )
 
 records = _values_table("tc_records", "formula_id")
+record_versions = _versions_table("tc_record_versions", "formula_id")
 
 # One 64-bit digest per (formula, entity) of the entity's computed column over the calendar
 # (tracecalc.evaluator.column_digests). A run compares digests first and reads stored records
@@ -197,8 +234,8 @@ stale_entities = Table(
     Column("entity_id", Integer, ForeignKey("tc_entities.id"), primary_key=True),
 )
 
-# The calendar of each frequency: every period any item of that frequency has data for.
-# Panels of a frequency have one row per calendar period.
+# The calendar of each frequency: every date of its grid (storage.calendars) from the first
+# data point of that frequency to the last. Panels of a frequency have one row per period.
 periods = Table(
     "tc_periods",
     metadata,

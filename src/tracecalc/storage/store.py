@@ -25,6 +25,7 @@ from tracecalc.storage.loading import LoadChanges, LoadingMixin
 from tracecalc.storage.locks import RecalcLock, lock_catalog, verify
 from tracecalc.storage.runs import RunsMixin
 from tracecalc.storage.values import ValuesMixin
+from tracecalc.storage.versions import VersionsMixin
 
 # what callers imported from here before the store was split along its seams
 __all__ = ["DEFAULT_URL", "LoadChanges", "Store", "canonical_key", "mask_url", "normalise_url",
@@ -57,7 +58,7 @@ def mask_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
-class Store(CatalogMixin, ValuesMixin, RunsMixin, LoadingMixin):
+class Store(CatalogMixin, ValuesMixin, VersionsMixin, RunsMixin, LoadingMixin):
     """Tables and bulk paths of one tracecalc database."""
 
     def __init__(self, url: str = DEFAULT_URL, *, create: bool = True, check: bool = True):

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import numpy as np
 from sqlalchemy import Connection, delete, func, insert, select
 
-from tracecalc.storage import bulk, checks
+from tracecalc.storage import bulk, calendars, checks
 from tracecalc.storage.columns import _date
 from tracecalc.storage.schema import (
     data_points,
@@ -16,6 +16,7 @@ from tracecalc.storage.schema import (
     entities,
     formulas,
     items,
+    meta,
     periods,
     records,
 )
@@ -32,12 +33,29 @@ class ValuesMixin:
         vals = conn.execute(q).scalars().all()
         return np.array(vals, dtype="datetime64[D]")
 
+    def daily_calendar(self, conn: Connection) -> str:
+        """The database's daily calendar: ``weekdays`` or an exchange's code."""
+        got = conn.execute(select(meta.c.value).where(meta.c.key == "daily_calendar")).scalar()
+        return got or calendars.WEEKDAYS
+
+    def set_daily_calendar(self, conn: Connection, name: str) -> None:
+        conn.execute(delete(meta).where(meta.c.key == "daily_calendar"))
+        conn.execute(insert(meta), [{"key": "daily_calendar", "value": name}])
+
     def add_periods(self, conn: Connection, frequency: str,
                     new: Iterable[np.datetime64]) -> np.ndarray:
-        """Extend a frequency's calendar; returns the periods that were new (sorted)."""
+        """Extend a frequency's calendar to cover ``new`` (whole grid from its first period
+        to its last, ``storage.calendars``); returns the periods that were new (sorted)."""
         have = self.calendar(conn, frequency)
-        added = np.setdiff1d(np.asarray(list(new) if not isinstance(new, np.ndarray) else new,
-                                        dtype="datetime64[D]"), have)
+        new = np.asarray(list(new) if not isinstance(new, np.ndarray) else new,
+                         dtype="datetime64[D]")
+        if len(new) == 0:
+            return new
+        lo, hi = new.min(), new.max()
+        if len(have):
+            lo, hi = min(lo, have[0]), max(hi, have[-1])
+        full = np.union1d(calendars.grid(frequency, lo, hi, self.daily_calendar(conn)), new)
+        added = np.setdiff1d(full, have)
         if len(added):
             conn.execute(insert(periods), [{"frequency": frequency, "period": d}
                                            for d in added.tolist()])
@@ -54,21 +72,26 @@ class ValuesMixin:
         conn.execute(delete(digests).where(digests.c.formula_id.in_(users)))
 
     def prune_periods(self, conn: Connection, frequency: str, candidates) -> np.ndarray:
-        """Drop from a frequency's calendar the ``candidates`` no data point of that
-        frequency is at any more, and the formula records at them (no panel has a row there
+        """Shrink a frequency's calendar after ``candidates`` lost data points: it keeps
+        every grid date from the first data point of that frequency to the last, so only
+        dates beyond those go, with the formula records at them (no panel has a row there
         now, so no run would ever delete them). Returns the periods removed (sorted)."""
-        cands = np.intersect1d(np.asarray(candidates, dtype="datetime64[D]"),
-                               self.calendar(conn, frequency))
-        if len(cands) == 0:
-            return cands
+        cal = self.calendar(conn, frequency)
+        cands = np.intersect1d(np.asarray(candidates, dtype="datetime64[D]"), cal)
+        if len(cands) == 0 or (cands[0] > cal[0] and cands[-1] < cal[-1]):
+            return cands[:0]  # inside the calendar: a missing value now
         same = select(items.c.id).where(items.c.frequency == frequency)
+        c = data_points.c
+        lo, hi = conn.execute(select(func.min(c.period), func.max(c.period))
+                              .where(c.item_id.in_(same))).one()
+        keep = np.ones(len(cal), bool) if lo is None else \
+            (cal >= np.datetime64(_date(lo), "D")) & (cal <= np.datetime64(_date(hi), "D"))
+        return self.drop_periods(conn, frequency, cal[~keep])
+
+    def drop_periods(self, conn: Connection, frequency: str, days: np.ndarray) -> np.ndarray:
+        """Take ``days`` out of a frequency's calendar, with the records at them."""
+        gone = np.asarray(days, dtype="datetime64[D]").tolist()
         users = select(formulas.c.id).where(formulas.c.frequency == frequency)
-        # one probe per date, which stops at its first data point (the usual answer: a date
-        # rarely leaves), rather than one scan of every point of the frequency
-        gone = [d for d in cands.tolist() if conn.execute(
-            select(data_points.c.period).where(data_points.c.item_id.in_(same),
-                                               data_points.c.period == d).limit(1)).first()
-            is None]
         if gone:
             self.forget_digests(conn, frequency)
         for i in range(0, len(gone), 500):
@@ -78,6 +101,12 @@ class ValuesMixin:
             conn.execute(delete(records).where(records.c.formula_id.in_(users),
                                                records.c.period.in_(chunk)))
         return np.array(gone, dtype="datetime64[D]")
+
+    def data_at(self, conn: Connection, frequency: str, day) -> str | None:
+        """The name of an item of ``frequency`` with a data point at ``day`` (None: none)."""
+        q = (select(items.c.name).join(data_points, data_points.c.item_id == items.c.id)
+             .where(items.c.frequency == frequency, data_points.c.period == day).limit(1))
+        return conn.execute(q).scalar()
 
     def read_item(self, conn: Connection, item_id: int, entity_ids=None) -> bulk.Rows:
         return self.bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids)

@@ -28,7 +28,8 @@ from tracecalc.storage.schema import SCHEMA_VERSION, meta, metadata
 HERE = Path(__file__).resolve().parent
 VERSION_TABLE = "tc_alembic_version"  # tc_: a database shared with another Alembic user
 # tc_meta.schema -> the revision that leaves a database at that schema
-REVISIONS = {"5": "schema5", "6": "schema6", "7": "schema7", "8": "schema8"}
+REVISIONS = {"5": "schema5", "6": "schema6", "7": "schema7", "8": "schema8",
+             "9": "schema9"}
 HEAD = REVISIONS[SCHEMA_VERSION]
 
 _version = table(VERSION_TABLE, column("version_num"))
