@@ -639,6 +639,8 @@ def build(out_dir: Path) -> dict[str, int]:
     keep = rng.random(len(rows)) >= MISSING_RATE
     rows = [row for row, ok in zip(rows, keep, strict=True) if ok]
 
+    restated = restatements(rows)
+
     out_dir.mkdir(parents=True, exist_ok=True)
     by_code = {co.code: co for co in COMPANIES}
     counts = {
@@ -651,8 +653,31 @@ def build(out_dir: Path) -> dict[str, int]:
         "formulas.csv": write_csv(
             out_dir / "formulas.csv", ("name", "expression", "description"), FORMULAS
         ),
+        "restatements.csv": write_csv(
+            out_dir / "restatements.csv", ("item", "entity", "period", "value", "known_at"),
+            restated,
+        ),
     }
     return counts
+
+
+RESTATEMENTS = 6  # points of revenue and net income restated, 100 to 200 days after
+
+
+def restatements(rows) -> list[tuple]:
+    """A few restated points: revenue or net income of the last eight quarters, changed by
+    -8% to +5% and known 100 to 200 days after the quarter end (an amended filing). Their
+    own generator, so that data.csv stays what it was."""
+    rng = np.random.default_rng(SEED + 1)
+    recent = set(PERIODS[-8:])
+    pool = [r for r in rows if r[0] in ("net_income", "revenue") and r[2] in recent]
+    picked = sorted(pool[i] for i in rng.choice(len(pool), RESTATEMENTS, replace=False))
+    out = []
+    for item, code, period, value in picked:
+        factor = 1.0 + rng.uniform(-0.08, 0.05)
+        known = np.datetime64(period) + int(rng.integers(100, 201))
+        out.append((item, code, period, fmt(float(value) * factor), str(known)))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

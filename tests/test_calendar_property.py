@@ -39,7 +39,7 @@ def _cells(eng, name: str) -> list[tuple]:
     return [(str(p)[:10], v.hex()) for p, v in zip(got["period"], got["value"])]
 
 
-@settings(max_examples=12, deadline=None, 
+@settings(max_examples=12, deadline=None,
           phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking: minutes
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(freq=st.sampled_from(sorted(GRIDS)), a=cells, b=cells,

@@ -7,11 +7,13 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, SAMPLE
 from tracecalc.cli import main
+from tracecalc.engine import Engine
 
 
 @pytest.fixture
@@ -117,6 +119,13 @@ def test_demo(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "nightly batch" in res.output and "recomputed only: roe_quality" in res.output
     assert (tmp_path / "tracecalc-demo.db").exists()
+    # the restatements keep the first reports as versions; the increment equals a full run
+    assert "net_income BLRX 2024-12-31 known 2024-12-31: 193.799\n" in res.output
+    assert "net_income BLRX 2024-12-31 known 2025-06-01: 191.709  (latest)" in res.output
+    with Engine(f"sqlite:///{tmp_path / 'tracecalc-demo.db'}") as eng:
+        ni = eng.records("net_income", entities="BLRX").set_index("period")["value"]
+        assert ni[pd.Timestamp("2024-12-31")] == 191.7094
+        assert eng.recalc(full=True).records_written == 0
 
 
 def test_python_dash_m():

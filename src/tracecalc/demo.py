@@ -48,8 +48,36 @@ def run_demo(data_dir: Path, db_file: Path, out: Console, run_recalc) -> None:
             out.print(f"  ({inc.formulas_computed} of {full.formulas_computed} formulas, "
                       f"{inc.records_written:,} records, {inc.seconds:.2f}s)")
 
+        if (data_dir / "restatements.csv").is_file():
+            _restate(eng, data_dir / "restatements.csv", out, run_recalc)
         _summary(eng, out)
     out.print(f"\nexplore it:  tracecalc --db sqlite:///{db_file} list | show roe | status")
+
+
+def _restate(eng: Engine, path: Path, out: Console, run_recalc) -> None:
+    """Load amended filings: each keeps the first report as an earlier version."""
+    res = eng.load_data(path, label=path.name)
+    rows = list(read_rows(path))
+    first, restated = rows[0], len({r["entity"] for r in rows})
+    out.print(f"\n[bold]restatements[/] ({path.name}): {res.rows} points restated, "
+              f"{len(res.marked_stale)} formulas stale for the entities they touch")
+    versions = eng.history_data(first["item"], first["entity"], first["period"])
+    for v in versions:
+        out.print(f"  {first['item']} {first['entity']} {first['period']} known "
+                  f"{v['known_at']}: {_fmt(v['value'])}" + ("  (latest)" if v["latest"] else ""),
+                  markup=False)
+    inc = run_recalc(eng, False, False)
+    few = sum(1 for f in inc.formulas if 0 < f.entities <= restated)
+    out.print(f"  recomputed {inc.formulas_computed} formulas, {inc.records_written:,} records: "
+              f"{few} for the {restated} restated entities only, the rest for all "
+              "(cross-sectional, or downstream of one)")
+
+
+def read_rows(path: Path):
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        yield from csv.DictReader(fh)
 
 
 def _summary(eng: Engine, out: Console) -> None:
