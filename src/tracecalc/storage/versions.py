@@ -84,7 +84,14 @@ def merge(old: Versions, latest_rows, new: Versions) -> Merged:
     keep = before.merge(nf[["e", "p", "k"]], on=["e", "p", "k"], how="left", indicator=True)
     keep = keep[keep["_merge"] == "left_only"].drop(columns="_merge")
     after = pd.concat([keep, nf], ignore_index=True).sort_values(["e", "p", "k"])
+    # "missing" as the first version, known at the period, says nothing: no value yet
+    first = after.groupby(["e", "p"], sort=False).cumcount().to_numpy() == 0
+    nothing = first & (after["k"] == after["p"]).to_numpy() & after["v"].isna().to_numpy()
+    after = after[~nothing]
     last = after.groupby(["e", "p"], sort=False).tail(1)
+    gone = touched.merge(last[["e", "p"]], on=["e", "p"], how="left", indicator=True)
+    gone = gone[gone["_merge"] == "left_only"].drop(columns="_merge").assign(v=np.nan)
+    last = pd.concat([last[["e", "p", "v"]], gone], ignore_index=True)
     count = after.groupby(["e", "p"], sort=False)["k"].transform("size")
     trivial = (count == 1) & (after["k"] == after["p"])
     stored = after[~trivial.to_numpy()]
