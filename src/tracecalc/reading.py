@@ -72,6 +72,19 @@ def flag_stale(df, stale: list):
     return df
 
 
+def formulas(store, cache, canonical: bool):
+    """See ``Engine.formulas``."""
+    cols = ["name", "expression", "description", "frequency", "version", "state"]
+    with store.transaction(write=False) as conn:
+        stored = store.formula_rows(conn)
+    rows = [{c: getattr(r, c) for c in cols} for r in stored]
+    if canonical:
+        cols.append("canonical")
+        for row, r in zip(rows, stored):
+            row["canonical"] = catalog.canonical_of(r, cache)
+    return files.frame(rows, cols)
+
+
 def status(store, cache) -> dict:
     """See ``Engine.status``."""
     with store.transaction(write=False, snapshot=True) as conn:
