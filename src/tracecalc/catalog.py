@@ -103,8 +103,7 @@ def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
         items = store.items(conn)
         rows = {r.name: r for r in store.formula_rows(conn)}
         g: Graph[str] = Graph()
-        for name in [*items, *rows]:
-            g.add_node(name)
+        g.add_nodes([*items, *rows])
         for f, ref in store.edges(conn):
             g.add_edge(f, ref)
         return Catalog(store, conn, cache, items, rows, g, True)
@@ -130,8 +129,7 @@ def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
     uses = store.item_links(conn, list(by_id)) if item_links else []
     items.update(store.items_named(conn, {i for _, i in uses} - set(items)))
     g = Graph()
-    for name in [*sorted(items), *rows]:
-        g.add_node(name)
+    g.add_nodes([*sorted(items), *rows])
     for a, b in sorted(links):
         g.add_edge(by_id[a].name, by_id[b].name)
     for fid, item in uses:

@@ -90,8 +90,8 @@ def status(store, cache) -> dict:
     with store.transaction(write=False, snapshot=True) as conn:
         cat = catalog.read(store, conn, cache, up=False, down=False, unfresh=True,
                            item_links=False)  # the order among formulas is all it needs
-        states = {n: str(r.state) for n, r in cat.formulas.items()
-                  if r.state != FormulaState.FRESH}
+        fresh = str(FormulaState.FRESH)
+        states = {n: r.state for n, r in cat.formulas.items() if r.state != fresh}
         return {"formulas": store.count_formulas(conn),
                 "stale": cat.graph.topological_order(states, key=cat.key),
                 "states": states, "stale_entities": store.stale_counts(conn),
