@@ -224,6 +224,23 @@ def test_unchanged_text_is_not_a_new_version(engine):
     assert res.version == 2 and res.equivalent_to_previous
 
 
+def test_a_formula_saved_alone_leaves_its_canonical_form_pending(engine):
+    """A new formula saved alone stores no canonical form (no sympy for the interactive
+    save); every reader computes it, and the next save that computes forms stores it."""
+    engine.load_data(small_data())
+    engine.set_formula("gp", "revenue - cogs")
+    with engine.store.transaction(write=False) as conn:
+        assert [r.name for r in engine.store.pending_canonical(conn)] == ["gp"]
+    assert engine.formula("gp").canonical == "-cogs + revenue"
+    assert list(engine.formulas()["canonical"]) == ["-cogs + revenue"]
+    assert "canonical" not in engine.formulas(canonical=False)
+    assert engine.check_formula("gp2", "cogs * -1 + revenue").equivalent_formulas == ("gp",)
+    engine.set_formulas({"gm": "gp / revenue", "gp2": "cogs * -1 + revenue"})
+    with engine.store.transaction(write=False) as conn:
+        assert engine.store.pending_canonical(conn) == []
+        assert engine.store.formulas_with_canonical(conn, "-cogs + revenue") == ["gp", "gp2"]
+
+
 def test_check_formula_saves_nothing(engine):
     engine.load_data(small_data())
     engine.set_formulas([{"name": "gp", "expression": "revenue - cogs"},

@@ -27,6 +27,7 @@ from tracecalc.facts import FactsCache, FormulaFacts
 from tracecalc.graph import Graph
 from tracecalc.model import FormulaState
 from tracecalc.storage import Store
+from tracecalc.storage.columns import PENDING_CANONICAL
 from tracecalc.tracer import Marks
 
 
@@ -102,8 +103,7 @@ def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
         items = store.items(conn)
         rows = {r.name: r for r in store.formula_rows(conn)}
         g: Graph[str] = Graph()
-        for name in [*items, *rows]:
-            g.add_node(name)
+        g.add_nodes([*items, *rows])
         for f, ref in store.edges(conn):
             g.add_edge(f, ref)
         return Catalog(store, conn, cache, items, rows, g, True)
@@ -129,8 +129,7 @@ def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
     uses = store.item_links(conn, list(by_id)) if item_links else []
     items.update(store.items_named(conn, {i for _, i in uses} - set(items)))
     g = Graph()
-    for name in [*sorted(items), *rows]:
-        g.add_node(name)
+    g.add_nodes([*sorted(items), *rows])
     for a, b in sorted(links):
         g.add_edge(by_id[a].name, by_id[b].name)
     for fid, item in uses:
@@ -155,3 +154,30 @@ def trace(store: Store, conn, graph: Graph[str], marks: Marks,
     handled, pending = tracer.propagate(graph, marks.names, states, key=ids.__getitem__)
     store.set_state(conn, pending, FormulaState.PENDING)
     return handled
+
+
+# Canonical forms are for analysis only (equivalences). A formula saved alone as a new
+# formula stores its form as pending, so the common interactive save needs no sympy; a save
+# that computes forms anyway fills every pending one (``fill_canonical``), and readers
+# compute a pending one on the spot (``canonical_of``), so nobody sees the difference.
+
+
+def canonical_of(row, cache: FactsCache) -> str:
+    """A stored formula's canonical form (a pending one computed, not stored)."""
+    if row.canonical != PENDING_CANONICAL:
+        return row.canonical
+    return cache.get(row.id, row.version, row.expression, row.name, row.frequency).canonical
+
+
+def fill_canonical(store: Store, conn, cache: FactsCache) -> None:
+    """Store the canonical forms still pending (a writing transaction)."""
+    store.set_canonical(conn, {r.id: canonical_of(r, cache)
+                               for r in store.pending_canonical(conn)})
+
+
+def equivalents(store: Store, conn, cache: FactsCache, canonical: str) -> list[str]:
+    """The formulas whose canonical form is ``canonical``, pending ones included."""
+    found = set(store.formulas_with_canonical(conn, canonical))
+    found.update(r.name for r in store.pending_canonical(conn)
+                 if canonical_of(r, cache) == canonical)
+    return sorted(found)

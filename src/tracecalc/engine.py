@@ -230,17 +230,14 @@ class Engine:
             cat = self._read(conn, [name], down=False)
             r = cat.row(name)
             refs = tuple(sorted(cat.graph.predecessors(name)))
-        return FormulaInfo(r.name, r.expression, r.canonical, Frequency(r.frequency), r.version,
-                           FormulaState(r.state), r.description, refs)
+        return FormulaInfo(r.name, r.expression, catalog.canonical_of(r, self.facts),
+                           Frequency(r.frequency), r.version, FormulaState(r.state),
+                           r.description, refs)
 
-    def formulas(self):
+    def formulas(self, canonical: bool = True):
         """A DataFrame, one row per formula: name, expression, description, frequency,
-        version, state, canonical."""
-        cols = ["name", "expression", "description", "frequency", "version", "state",
-                "canonical"]
-        with self.store.transaction(write=False) as conn:
-            rows = [{c: getattr(r, c) for c in cols} for r in self.store.formula_rows(conn)]
-        return files.frame(rows, cols)
+        version, state, canonical (not with ``canonical=False``: no sympy then)."""
+        return reading.formulas(self.store, self.facts, canonical)
 
     def dependencies(self, name: str, transitive: bool = False) -> list[str]:
         """What ``name`` references (all the way up with ``transitive``)."""

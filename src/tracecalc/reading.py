@@ -72,13 +72,26 @@ def flag_stale(df, stale: list):
     return df
 
 
+def formulas(store, cache, canonical: bool):
+    """See ``Engine.formulas``."""
+    cols = ["name", "expression", "description", "frequency", "version", "state"]
+    with store.transaction(write=False) as conn:
+        stored = store.formula_rows(conn)
+    rows = [{c: getattr(r, c) for c in cols} for r in stored]
+    if canonical:
+        cols.append("canonical")
+        for row, r in zip(rows, stored):
+            row["canonical"] = catalog.canonical_of(r, cache)
+    return files.frame(rows, cols)
+
+
 def status(store, cache) -> dict:
     """See ``Engine.status``."""
     with store.transaction(write=False, snapshot=True) as conn:
         cat = catalog.read(store, conn, cache, up=False, down=False, unfresh=True,
                            item_links=False)  # the order among formulas is all it needs
-        states = {n: str(r.state) for n, r in cat.formulas.items()
-                  if r.state != FormulaState.FRESH}
+        fresh = str(FormulaState.FRESH)
+        states = {n: r.state for n, r in cat.formulas.items() if r.state != fresh}
         return {"formulas": store.count_formulas(conn),
                 "stale": cat.graph.topological_order(states, key=cat.key),
                 "states": states, "stale_entities": store.stale_counts(conn),

@@ -38,6 +38,7 @@ from tracecalc.model import (
     SaveResult,
 )
 from tracecalc.parser import Ref, normalise, walk
+from tracecalc.storage.columns import PENDING_CANONICAL
 
 SCOPED_BATCH = 500  # larger batches read the whole catalog (one scan is cheaper)
 
@@ -242,10 +243,13 @@ def _write(store, conn, cat: Catalog, checked: list[Checked], ids: dict[str, int
     statements: new rows, updates, edges, history. A changed text is a new version."""
     new, updates, history, results = [], [], [], []
     refs: dict[str, list[tuple[str, str]]] = {}
+    alone = len(checked) == 1  # a new formula saved alone leaves its form pending
+    forms = False  # whether this save computed canonical forms (sympy is loaded)
     for c in checked:
         old, f = cat.formulas.get(c.name), c.facts
         if old is None:
-            new.append(dict(name=c.name, expression=f.text, canonical=f.canonical,
+            new.append(dict(name=c.name, expression=f.text,
+                            canonical=PENDING_CANONICAL if alone else f.canonical,
                             description=c.description or "", frequency=f.frequency,
                             version=1, state=str(FormulaState.STALE), updated_by=user,
                             changed=False))
@@ -261,6 +265,7 @@ def _write(store, conn, cat: Catalog, checked: list[Checked], ids: dict[str, int
             results.append(SaveResult(c.name, old.version, False, True, (), described))
             continue
         version = old.version + 1
+        forms = True
         values = dict(expression=f.text, canonical=f.canonical, frequency=f.frequency,
                       version=version, state=str(FormulaState.STALE), updated_by=user)
         if c.description is not None:
@@ -273,8 +278,10 @@ def _write(store, conn, cat: Catalog, checked: list[Checked], ids: dict[str, int
                             old_expression=old.expression, new_expression=f.text,
                             changed_by=user))
         refs[c.name] = c.refs
-        results.append(SaveResult(c.name, version, False, f.canonical == old.canonical,
+        results.append(SaveResult(c.name, version, False,
+                                  f.canonical == catalog.canonical_of(old, cat.cache),
                                   (c.name,)))
+    forms = forms or not alone and bool(new)
     ids.update(store.insert_formulas(conn, new))
     facts = {c.name: c.facts for c in checked}
     for row in new:
@@ -285,6 +292,8 @@ def _write(store, conn, cat: Catalog, checked: list[Checked], ids: dict[str, int
                  [cat.items[r][0] for r, kind in rs if kind == "item"])
         for n, rs in refs.items()})
     store.add_history_rows(conn, history)
+    if forms:
+        catalog.fill_canonical(store, conn, cat.cache)
     return results
 
 
@@ -307,12 +316,12 @@ def check_one(store, conn, cache, name: str, expression: str, impact: bool) -> C
         return CheckReport(name, expression, False,
                            tuple(Problem(n, str(e)) for n, e in problems), is_new=old is None)
     f = checked[0].facts
-    same_now = old is not None and old.canonical == f.canonical
+    same_now = old is not None and catalog.canonical_of(old, cache) == f.canonical
     if not impact:
         return CheckReport(name, expression, True, (), is_new=old is None,
                            equivalent_to_current=same_now, canonical=f.canonical,
                            frequency=Frequency(f.frequency), references=f.references)
-    same = tuple(n for n in store.formulas_with_canonical(conn, f.canonical) if n != name)
+    same = tuple(n for n in catalog.equivalents(store, conn, cache, f.canonical) if n != name)
     down = cat.downstream([name]) if old is not None else []
     freq = {n: cat.formulas[n].frequency for n in down}
     freq[name] = f.frequency

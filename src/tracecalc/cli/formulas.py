@@ -125,7 +125,7 @@ def delete(ctx, name):
 @handle_errors
 def list_(ctx):
     """List formulas."""
-    df = _engine(ctx).formulas()
+    df = _engine(ctx).formulas(canonical=False)
     t = table("name", "expression", "frequency", "version", "state", numeric=["version"],
               whole=["frequency", "state"])
     for r in df.itertuples():
@@ -153,7 +153,7 @@ def show(ctx, name):
     try:
         f = eng.formula(name)
     except NotFoundError:  # suggest items too
-        names = [*eng.items(), *eng.formulas()["name"]]
+        names = [*eng.items(), *eng.formulas(canonical=False)["name"]]
         raise NotFoundError("formula or item", name, close_matches(name, names)) from None
     cli.out.print(Text.assemble((f.name, "bold"), f" = {f.expression}"))
     if f.description:

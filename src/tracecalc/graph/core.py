@@ -70,10 +70,19 @@ class Graph(Generic[N]):
             succs[p].add(node)
         preds[node] = new
 
+    def add_nodes(self, nodes: Iterable[N]) -> None:
+        """Create each of ``nodes`` that is missing, without edges."""
+        preds = self._preds
+        for n in nodes:
+            if n not in preds:
+                self._ensure(n)
+
     def add_edge(self, node: N, predecessor: N) -> None:
         """Make ``node`` depend on ``predecessor``, creating either if missing."""
-        self._ensure(node)
-        self._ensure(predecessor)
+        if node not in self._preds:
+            self._ensure(node)
+        if predecessor not in self._preds:
+            self._ensure(predecessor)
         self._preds[node].add(predecessor)
         self._succs[predecessor].add(node)
 
@@ -165,6 +174,8 @@ class Graph(Generic[N]):
         for n in keep:
             if n not in self._preds:
                 raise KeyError(n)
+        if len(keep) == len(self._preds):  # every node: the map itself (a run, status)
+            return self._preds
         return {n: self._preds[n] & keep for n in self._sorted(keep)}
 
     # --- ordering -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select,
 
 from tracecalc.model import FormulaState
 from tracecalc.storage.closure import closure_sql
-from tracecalc.storage.columns import _utc, canonical_key, now
+from tracecalc.storage.columns import PENDING_CANONICAL, _utc, canonical_key, now
 from tracecalc.storage.schema import (
     entities,
     formula_history,
@@ -107,6 +107,22 @@ class CatalogMixin:
         q = select(formulas.c.name).where(formulas.c.canonical_key == canonical_key(canonical),
                                           formulas.c.canonical == canonical)
         return sorted(conn.execute(q).scalars())
+
+    def pending_canonical(self, conn: Connection) -> list:
+        """The formulas whose canonical form is still pending (``PENDING_CANONICAL``)."""
+        q = select(formulas).where(
+            formulas.c.canonical_key == canonical_key(PENDING_CANONICAL),
+            formulas.c.canonical == PENDING_CANONICAL)
+        return conn.execute(q).all()
+
+    def set_canonical(self, conn: Connection, forms: dict[int, str]) -> None:
+        """Fill in canonical forms (formula id -> form); nothing else changes."""
+        if forms:
+            stmt = (update(formulas).where(formulas.c.id == bindparam("_id"))
+                    .values(canonical=bindparam("canonical"),
+                            canonical_key=bindparam("canonical_key")))
+            conn.execute(stmt, [{"_id": i, "canonical": c, "canonical_key": canonical_key(c)}
+                                for i, c in forms.items()])
 
     def all_names(self, conn: Connection) -> set[str]:
         return (set(conn.execute(select(items.c.name)).scalars())

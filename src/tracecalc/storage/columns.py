@@ -12,6 +12,11 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
+# The canonical form of a formula saved alone as a new formula, until a save that computes
+# forms anyway fills it in (a real form is never empty): such a save needs no sympy.
+PENDING_CANONICAL = ""
+
+
 def canonical_key(canonical: str) -> str:
     """An indexable digest of a canonical form (the form itself is unbounded text)."""
     return hashlib.sha1(canonical.encode()).hexdigest()

@@ -34,12 +34,15 @@ import errno
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from tracecalc.errors import BusyError, DatabaseError, LockLostError
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 _CATALOG, _RECALC = "tracecalc.catalog", "tracecalc.recalc"
 _memory_locks: dict[int, threading.Lock] = {}
@@ -137,6 +140,8 @@ class RecalcLock:
         locked after it): then it does not count (filelock skips a file already unlinked;
         the inode check here covers one replaced), and the next try takes the file there
         now."""
+        from filelock import FileLock, Timeout  # only a run on SQLite locks a file
+
         assert self.path is not None
         while True:
             lock = FileLock(self.path, mode=0o644, thread_local=False, fallback_to_soft=False,
