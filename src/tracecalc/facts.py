@@ -42,6 +42,7 @@ class FormulaFacts:
     spontaneous: bool  # has values where every input is missing (coalesce(x, 0))
     lookback: Mapping[str, int | None]  # reference -> periods before t read (None: all)
     frequency: str | None = None  # known once checked against the catalog (or stored)
+    asof: tuple[tuple[str, int], ...] = ()  # (reference, max_age) of each asof(x, max_age)
 
     @cached_property
     def canonical(self) -> str:
@@ -49,7 +50,29 @@ class FormulaFacts:
 
     @cached_property
     def compiled(self) -> Compiled:
-        return compile_tree(self.tree, self.name or "formula")
+        tree = _asof_inputs(self.tree, self.frequency) if self.asof else self.tree
+        return compile_tree(tree, self.name or "formula")
+
+    @cached_property
+    def direct(self) -> frozenset[str]:
+        """The references read somewhere outside ``asof`` (on the formula's frequency)."""
+        out, stack = set(), [self.tree]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Ref):
+                out.add(node.name)
+            elif isinstance(node, Call) and node.func != "asof":
+                stack.extend(node.args)
+            elif isinstance(node, Unary):
+                stack.append(node.operand)
+            elif isinstance(node, Binary):
+                stack += [node.left, node.right]
+        return frozenset(out)
+
+    @property
+    def converted(self) -> frozenset[str]:
+        """The references read through ``asof`` (another, coarser frequency)."""
+        return frozenset(r for r, _ in self.asof)
 
     def with_frequency(self, frequency: str) -> FormulaFacts:
         return self if frequency == self.frequency else replace(self, frequency=frequency)
@@ -76,7 +99,37 @@ def facts_of(text: str, name: str | None = None, frequency: str | None = None
         functions=functions, cross_sectional=FunctionKind.CROSS_SECTIONAL in kinds,
         along_time=FunctionKind.TIMESERIES in kinds or "ffill" in functions,
         spontaneous=gives_values_from_nothing(tree), lookback=lookback(tree),
-        frequency=frequency)
+        frequency=frequency, asof=tuple(dict.fromkeys(
+            (n.args[0].name, int(n.args[1].value)) for n in walk(tree)
+            if isinstance(n, Call) and n.func == "asof")))
+
+
+def asof_input(ref: str, max_age: int, frequency: str | None) -> str:
+    """The compiled input that stands for ``asof(ref, max_age)`` in a formula of
+    ``frequency``: the run reads it aligned onto that calendar (``work.RunIO.read``)."""
+    return f"asof:{ref}:{max_age}:{frequency}"
+
+
+def parse_asof_input(name: str) -> tuple[str, int, str] | None:
+    """(reference, max_age, frequency) of an ``asof_input`` name; None for a plain one."""
+    if not name.startswith("asof:"):
+        return None
+    _, ref, age, freq = name.split(":")
+    return ref, int(age), freq
+
+
+def _asof_inputs(node: Node, frequency: str | None) -> Node:
+    """The tree with each asof(x, max_age) call replaced by its aligned input."""
+    if isinstance(node, Call) and node.func == "asof":
+        return Ref(node.col, asof_input(node.args[0].name, int(node.args[1].value), frequency))
+    if isinstance(node, Call):
+        return replace(node, args=tuple(_asof_inputs(a, frequency) for a in node.args))
+    if isinstance(node, Unary):
+        return replace(node, operand=_asof_inputs(node.operand, frequency))
+    if isinstance(node, Binary):
+        return replace(node, left=_asof_inputs(node.left, frequency),
+                       right=_asof_inputs(node.right, frequency))
+    return node
 
 
 def lookback(tree: Node) -> dict[str, int | None]:
@@ -114,7 +167,7 @@ def _step(call: Call) -> int | None:
     for p in spec.params:
         if p.literal:
             literal.setdefault(p.name, p.default)
-    if call.func in _RECURSIVE:
+    if call.func in _RECURSIVE or call.func == "asof":  # asof: all of the input's history
         return None
     if call.func in _LAG_FUNCTIONS:
         return literal["k"]

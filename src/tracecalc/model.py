@@ -148,6 +148,9 @@ _SPECS = [
     ),
     FunctionSpec("ts_corr", _T, (_x(), _x("y"), _window()), doc="Pearson correlation over n"),
     FunctionSpec("ema", _T, (_x(), _window()), doc="exponential average, alpha = 2/(n+1)"),
+    FunctionSpec("asof", _T, (_x(), Param("max_age", literal=True, lo=0, hi=100_000, default=0)),
+                 doc="a coarser data item as known on each date: its latest period known "
+                     "by then, at the version known then (max_age days; 0: no limit)"),
     FunctionSpec("wilder", _T, (_x(), _window()), doc="Wilder's average, alpha = 1/n"),
     FunctionSpec("ttm", _T, (_x(),), doc="trailing twelve months: sum of the last 4 periods"),
     FunctionSpec("avg_balance", _T, (_x(), _window("k", 1)), doc="(x[t] + x[t-k]) / 2"),

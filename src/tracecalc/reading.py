@@ -13,6 +13,7 @@ from tracecalc import catalog, explain
 from tracecalc.catalog import Catalog
 from tracecalc.errors import NotFoundError, StaleWarning, close_matches
 from tracecalc.evaluator import to_panel
+from tracecalc.functions import asof_panel
 from tracecalc.model import FormulaState
 from tracecalc.storage import files
 
@@ -117,7 +118,13 @@ def explain_record(store, cache, name: str, entity: str, period) -> dict:
         eid = codes[entity]
         ids = store.entity_universe(conn) if facts.cross_sectional else explain.one(eid)
 
+        ages = dict(facts.asof)
+
         def read(ref: str):
+            if ref in facts.converted and ref not in facts.direct:  # as known on each date
+                v = store.every_version(conn, cat.items[ref][0], ids)
+                return asof_panel(v.entity_ids, v.periods, v.known_at, v.values, calendar, ids,
+                                  ages[ref])
             if ref in cat.items:
                 rows = store.read_item(conn, cat.items[ref][0], ids)
             else:

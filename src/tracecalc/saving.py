@@ -160,13 +160,30 @@ def _frequency(cat: Catalog, name: str, p: FormulaFacts, freqs: dict[str, str],
                               formula=name)
     per_ref = {ref: freqs.get(ref) or (cat.frequency(ref) if ref in cat.names else None)
                for ref in p.references}
-    found = {f for f in per_ref.values() if f}
-    if len(found) != 1:
-        if all(per_ref.values()):
-            detail = ", ".join(f"{r} is {f}" for r, f in per_ref.items())
-            return FrequencyError(f"mixes frequencies ({detail})", formula=name)
+    per_ref = {r: f for r, f in per_ref.items() if f}  # (unknown ones: reported already)
+    formula = next((r for r in sorted(p.converted) if r in freqs or r in cat.formulas), None)
+    if formula:
+        return FrequencyError(
+            f"asof({formula}): {formula} is a formula, and asof converts only data items so "
+            f"far (their versions say when each value became known); convert the items "
+            f"{formula} reads instead", formula=name)
+    direct = {r: f for r, f in per_ref.items() if r in p.direct}
+    _ORDER = list(Frequency)  # finer to coarser
+    found = set(direct.values())
+    if len(found) > 1:
+        finest = min(found, key=_ORDER.index)
+        detail = ", ".join(f"{r} is {f}" for r, f in per_ref.items())
+        wrap = ", ".join(f"asof({r})" for r, f in direct.items() if f != finest)
+        return FrequencyError(f"mixes frequencies ({detail}); to read the coarser ones as known "
+                              f"on each {finest} date, wrap them: {wrap}", formula=name)
+    if not per_ref:
         return None
-    freq = found.pop()
+    freq = found.pop() if found else "daily"
+    for ref in sorted(r for r in p.converted if r in per_ref):
+        if _ORDER.index(per_ref[ref]) <= _ORDER.index(freq):
+            return FrequencyError(f"asof({ref}) reads a coarser item into a finer formula, but "
+                                  f"{ref} is {per_ref[ref]} and the formula is {freq}",
+                                  formula=name)
     old = cat.formulas.get(name)
     if old is not None and old.frequency != freq:
         users = [d for d in cat.downstream([name]) if d not in good]

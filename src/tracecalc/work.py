@@ -20,7 +20,8 @@ import numpy as np
 
 from tracecalc import catalog, tracer
 from tracecalc.evaluator import from_panel, to_panel
-from tracecalc.facts import FormulaFacts
+from tracecalc.facts import FormulaFacts, parse_asof_input
+from tracecalc.functions import asof_panel
 from tracecalc.model import FormulaRunStats, FormulaState
 from tracecalc.storage import Store
 from tracecalc.task import NONE, Outcome, Task
@@ -112,7 +113,13 @@ class RunIO:
         return self.plan.formulas[name].frequency
 
     def read(self, name: str, ids: np.ndarray) -> np.ndarray:
+        asof = parse_asof_input(name)
         with self.tx(write=False) as conn:
+            if asof is not None:  # a coarser item as known on each date of the formula's
+                ref, max_age, freq = asof
+                v = self.store.every_version(conn, self.plan.items[ref][0], ids)
+                return asof_panel(v.entity_ids, v.periods, v.known_at, v.values,
+                                  self.plan.calendars[freq], ids, max_age)
             if name in self.plan.items:
                 rows = self.store.read_item(conn, self.plan.items[name][0], ids)
             else:

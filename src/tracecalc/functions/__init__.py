@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tracecalc.functions.common import finite
+from tracecalc.functions.conversion import asof, asof_panel
 from tracecalc.functions.cross_sectional import cs_demean, cs_rank, cs_zscore
 from tracecalc.functions.elementwise import (
     abs_,
@@ -68,12 +69,13 @@ KERNELS: dict[str, Callable[..., np.ndarray]] = {
     "lag": lag, "diff": diff, "growth": growth,
     "ts_sum": ts_sum, "ts_mean": ts_mean, "ts_min": ts_min, "ts_max": ts_max,
     "ts_std": ts_std, "ts_corr": ts_corr, "ema": ema, "wilder": wilder,
-    "ttm": ttm, "avg_balance": avg_balance,
+    "ttm": ttm, "avg_balance": avg_balance, "asof": asof,
     "cs_rank": cs_rank, "cs_zscore": cs_zscore, "cs_demean": cs_demean,
 }
 
 
-__all__ = ["KERNELS", "finite", "abs_", "add", "and_", "avg_balance", "clip", "coalesce",
+__all__ = ["KERNELS", "finite", "abs_", "add", "and_", "asof", "asof_panel", "avg_balance",
+    "clip", "coalesce",
     "cs_demean", "cs_rank", "cs_zscore", "diff", "div", "ema", "eq", "exp", "ffill", "ge",
     "growth", "gt", "if_", "isnull", "lag", "le", "log", "lt", "max_", "min_", "mul", "ne", "neg",
     "not_", "or_", "power", "round_", "sign", "sqrt", "sub", "truediv", "ts_corr", "ts_max",

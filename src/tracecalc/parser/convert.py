@@ -227,6 +227,10 @@ class _Converter:
                 out.append(Num(a.col_offset, float(self._int_literal(a, p, spec))))
             else:
                 out.append(self.convert(a))
+        if fname == "asof" and not isinstance(out[0], Ref):
+            raise self.fail("asof(x, max_age) takes the name of a data item, as in asof(eps) "
+                            "(a formula of another frequency cannot be converted yet)", args[0],
+                            cls=ArityError)
         return Call(col, fname, tuple(out))
 
     def _int_literal(self, a: ast.AST, p, spec) -> int:

@@ -140,6 +140,20 @@ class VersionsMixin:
                         np.array(k, "datetime64[D]"),
                         np.array([np.nan if x is None else x for x in v], np.float64))
 
+    def every_version(self, conn: Connection, item_id: int, entity_ids=None) -> Versions:
+        """Every version of an item's points: its version rows, and a point with none is
+        one version known at its period (what ``asof`` reads)."""
+        v = self.read_versions(conn, "data", item_id, entity_ids)
+        e, p, x = self.read_item(conn, item_id, entity_ids)
+        p = np.asarray(p, dtype="datetime64[D]")
+        if len(v):
+            have = pd.MultiIndex.from_arrays([v.entity_ids, v.periods])
+            alone = ~pd.MultiIndex.from_arrays([e, p]).isin(have)
+            e, p, x = e[alone], p[alone], x[alone]
+        return Versions(np.concatenate([v.entity_ids, e]).astype(np.int64),
+                        np.concatenate([v.periods, p]), np.concatenate([v.known_at, p]),
+                        np.concatenate([v.values, x]))
+
     def has_versions(self, conn: Connection, kind: str, key: int) -> bool:
         t, col = self._versions_table(kind)
         return conn.execute(select(t.c[col]).where(t.c[col] == key).limit(1)).first() \
