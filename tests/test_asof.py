@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracecalc import FormulaError, FrequencyError
+from tracecalc import DataError, FormulaError, FrequencyError
 
 DAYS = [d for d in pd.bdate_range("2023-01-02", "2024-12-31")
         if d not in (pd.Timestamp("2023-07-04"), pd.Timestamp("2023-12-25"),
@@ -142,3 +142,25 @@ def test_mixing_frequencies_names_the_fix_and_asof_is_checked(engine):
         engine.set_formula("pe_ttm", "close / asof(ttm(eps))")
     engine.set_formula("eps_daily", "asof(eps)")  # only converted inputs: daily
     assert engine.formula("eps_daily").frequency == "daily"
+
+
+def test_the_view_known_on_a_date(engine):
+    prices, eps = _load(engine)
+    day = pd.Timestamp("2024-02-20")
+    got = engine.records("eps", as_of="2024-02-20").set_index(["entity", "period"])["value"]
+    ev = eps.assign(known_at=pd.to_datetime(eps["known_at"].replace("", np.nan)).fillna(
+        pd.to_datetime(eps["period"])), period=pd.to_datetime(eps["period"]))
+    known = ev[ev["known_at"] <= day].sort_values("known_at").groupby(
+        ["entity", "period"])["value"].last().dropna()
+    _same(got.sort_index(), known.sort_index())
+    assert got[("A", pd.Timestamp("2023-09-30"))] == 0.5  # the first restatement, not 0.55
+    # a daily formula reads only what each day knew: its view is its records up to then
+    pe = engine.records("pe", as_of=day)
+    assert pe["period"].max() <= day
+    _same(pe.set_index(["entity", "period"])["value"].sort_index(),
+          _got(engine, "pe")[lambda s: s.index.get_level_values(1) <= day])
+    # a quarterly formula over restated data keeps only its latest view so far: refused
+    engine.set_formula("eps_ttm", "ttm(eps)")
+    with pytest.raises(DataError, match=r"records of 'eps_ttm' as of 2024-02-20: it reads "
+                       r"eps, which has report dates or restatements"):
+        engine.records("eps_ttm", as_of=day)

@@ -149,3 +149,17 @@ def _follow_the_rules(eng, loads):
         last = versions[max(versions)]
         assert latest.get((e, pd.Timestamp(p)), math.nan) == last or (
             math.isnan(last) and (e, pd.Timestamp(p)) not in latest)
+
+
+def test_export_as_of_a_date(cli, tmp_path):
+    src = tmp_path / "eps.csv"
+    rows(("ACME", Q[0], "2024-04-25", 1.25), ("ACME", Q[0], "2024-08-15", 1.5),
+         ("ACME", Q[1], "2024-07-30", 2.0)).assign(frequency="quarterly").to_csv(src,
+                                                                               index=False)
+    cli("load-data", str(src))
+    assert cli("export", "eps", "--as-of", "2024-08-01").stdout == (
+        "formula,entity,period,value\neps,ACME,2024-03-31,1.25\neps,ACME,2024-06-30,2.0\n")
+    assert cli("export", "eps", "--as-of", "2024-05-01").stdout == (
+        "formula,entity,period,value\neps,ACME,2024-03-31,1.25\n")
+    assert "eps,ACME,2024-03-31,1.5" in cli("export", "eps").stdout
+    assert "bad as_of 'soon'" in cli("export", "eps", "--as-of", "soon", code=1).stderr

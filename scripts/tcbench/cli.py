@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .costs import costs_bench
 from .databases import Database
+from .pit import pit_bench
 from .runs import child, recalc_bench, rss_scaling
 from .saves import print_saves, save_bench
 
@@ -60,6 +61,11 @@ def main(argv=None) -> int:
     costs.add_argument("--profile", action="store_true",
                        help="run each command over its target again under cProfile and "
                             "print where the time goes")
+    pit = ap.add_argument_group("point-in-time data (--pit)")
+    pit.add_argument("--pit", action="store_true",
+                     help="only: daily prices and quarterly fundamentals with report dates and "
+                          "5%% restatements, daily asof formulas; cold full recalc vs floor")
+    pit.add_argument("--years", type=int, default=5, help="business years of prices (--pit)")
     ap.add_argument("--child-load", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-recalc", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -71,6 +77,13 @@ def main(argv=None) -> int:
         child(args)
         return 0
     results: dict = {"argv": sys.argv[1:]}
+    if args.pit:
+        if args.entities == 2000 and "--entities" not in " ".join(sys.argv):
+            args.entities = 500
+        args.repeat = args.repeat or 3
+        pit_bench(args, results)
+        _write_json(args, results)
+        return 0
     if args.costs:
         costs_bench(args, results)
         _write_json(args, results)

@@ -368,25 +368,26 @@ class Engine:
         return reading.explain_record(self.store, self.facts, name, entity, period)
 
     def records(self, name: str, entities: Iterable[str] | str | None = None, start=None,
-                end=None):
+                end=None, as_of=None):
         """A formula's (or a data item's) stored records as a DataFrame: entity, period,
-        value.
+        value; with ``as_of`` the view known on that date (docs/formula-language.md).
 
-        Missing values are not stored, so they do not appear. ``entities`` is one code or
-        several; ``start``/``end`` bound the periods (inclusive), as any date ``load_data``
-        takes. Periods are ``datetime64[s]``, exact from 0001-01-01 to 9999-12-31, so the
-        frame (with an ``item`` column) loads back unchanged. ``df.attrs["stale"]`` maps the
-        formula to its state when it is not fresh, and a ``StaleWarning`` says so.
+        Missing values do not appear. ``entities`` is one code or several; ``start``/``end``
+        bound the periods (inclusive). Periods are ``datetime64[s]``, exact from 0001-01-01
+        to 9999-12-31, so the frame (with an ``item`` column) loads back unchanged.
+        ``df.attrs["stale"]`` maps the formula to its state when it is not fresh, and a
+        ``StaleWarning`` says so.
 
         Raises:
             NotFoundError: no formula or item ``name``.
             DataError: ``start`` or ``end`` is not a date in the supported range.
         """
-        return reading.records(self.store, self.facts, name, entities, start, end)
+        return reading.records(self.store, self.facts, name, entities, start, end, as_of)
 
-    def export(self, names: Iterable[str] | None = None):
+    def export(self, names: Iterable[str] | None = None, as_of=None):
         """Records of several formulas (all by default; data items by name too) as one
-        DataFrame: formula, entity, period, value, read in one transaction.
+        DataFrame: formula, entity, period, value, read in one transaction (``as_of``: as
+        in ``records``).
 
         Like ``records``: periods are ``datetime64[s]``; ``df.attrs["stale"]`` maps each
         exported formula that is not fresh to its state, with a ``StaleWarning`` for each.
@@ -394,4 +395,4 @@ class Engine:
         Raises:
             NotFoundError: a name is neither a formula nor an item.
         """
-        return reading.export(self.store, self.facts, names)
+        return reading.export(self.store, self.facts, names, as_of)

@@ -18,39 +18,82 @@ from tracecalc.model import FormulaState
 from tracecalc.storage import files
 
 
-def records(store, cache, name: str, entities, start, end):
+def records(store, cache, name: str, entities, start, end, as_of=None):
     """See ``Engine.records``."""
     source = f"records of '{name}'"
     if start is not None:
         files.to_day(start, "start", source)  # refused before any reading
     if end is not None:
         files.to_day(end, "end", source)
+    day = None if as_of is None else files.to_day(as_of, "as_of", source)
     with store.transaction(write=False, snapshot=True) as conn:
-        cat = catalog.read(store, conn, cache, [name], up=False, down=False)
-        df = _records(store, conn, cat, name)
+        cat = catalog.read(store, conn, cache, [name], up=day is not None, down=False)
+        df = _records(store, conn, cat, name, day)
         stale = _staleness(store, conn, cat, [name])
     df = files.filter_frame(df, entities, start, end, source)
     return flag_stale(df, stale)
 
 
-def export(store, cache, names: Iterable[str] | None):
+def export(store, cache, names: Iterable[str] | None, as_of=None):
     """See ``Engine.export``."""
+    day = None if as_of is None else files.to_day(as_of, "as_of", "export")
     with store.transaction(write=False, snapshot=True) as conn:
         cat = catalog.read(store, conn, cache, whole=True)
         names = list(names) if names else sorted(cat.formulas)
-        frames = [(n, _records(store, conn, cat, n)) for n in names]
+        frames = [(n, _records(store, conn, cat, n, day)) for n in names]
         stale = _staleness(store, conn, cat, names)
     return flag_stale(files.concat_records(frames), stale)
 
 
-def _records(store, conn, cat: Catalog, name: str):
-    if name in cat.items:
+def _records(store, conn, cat: Catalog, name: str, as_of=None):
+    if name in cat.items and as_of is not None:
+        rows = _known_by(store.every_version(conn, cat.items[name][0]), as_of)
+    elif name in cat.items:
         rows = store.read_item(conn, cat.items[name][0])
     elif name in cat.formulas:
         rows = store.read_records(conn, cat.formulas[name].id)
+        if as_of is not None:
+            _refuse_late_inputs(store, conn, cat, name, as_of)
+            keep = rows[1] <= as_of  # each computed from what was known at its period
+            rows = tuple(r[keep] for r in rows)
     else:
         raise NotFoundError("formula or item", name, close_matches(name, cat.all_names()))
     return files.records_frame(store.entity_codes(conn), *rows)
+
+
+def _known_by(v, day):
+    """(entity, period, value) of the latest version of each point known by ``day``."""
+    import numpy as np
+
+    sel = v.known_at <= day
+    e, p, k, x = v.entity_ids[sel], v.periods[sel], v.known_at[sel], v.values[sel]
+    order = np.lexsort((k, p, e))
+    e, p, x = e[order], p[order], x[order]
+    last = np.ones(len(e), bool)
+    last[:-1] = (e[1:] != e[:-1]) | (p[1:] != p[:-1])
+    keep = last & ~np.isnan(x)
+    return e[keep], p[keep], x[keep]
+
+
+def _refuse_late_inputs(store, conn, cat: Catalog, name: str, day) -> None:
+    """A formula's as-of view is its records up to ``day`` when every value it reads was
+    known at its own period (or is read through asof); refuse one that reads an item with
+    report dates or restatements outside asof: its versions are not kept yet."""
+    seen, stack = set(), [name]
+    while stack:
+        f = stack.pop()
+        for ref in sorted(cat.facts(f).direct - seen):
+            seen.add(ref)
+            if ref in cat.formulas:
+                stack.append(ref)
+            elif ref in cat.items and store.has_versions(conn, "data", cat.items[ref][0]):
+                from tracecalc.errors import DataError
+
+                raise DataError(
+                    f"records of '{name}' as of {day}: it reads {ref}, which has report "
+                    f"dates or restatements, and tracecalc keeps only the latest view of a "
+                    f"formula over such data so far (issue 13, item 4); read {ref} as of "
+                    f"{day}, or formulas that read it through asof({ref})")
 
 
 def _staleness(store, conn, cat: Catalog, names: Iterable[str]) -> list:

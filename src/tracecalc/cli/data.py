@@ -163,9 +163,12 @@ def load_entities(ctx, file):
 @click.option("--spreadsheet-safe", is_flag=True,
               help="Quote text cells starting with = + - @ so that spreadsheets show them "
                    "instead of running them (the file no longer loads back exactly).")
+@click.option("--as-of", "as_of", default=None, metavar="DATE",
+              help="The records as known on DATE: each data point at its version known then "
+                   "(report dates, restatements).")
 @click.pass_context
 @handle_errors
-def export(ctx, names, output, spreadsheet_safe):
+def export(ctx, names, output, spreadsheet_safe, as_of):
     """Export records as CSV: formula, entity, period, value.
 
     NAMES are formulas or data items (default: every formula). The plain file is for
@@ -179,7 +182,7 @@ def export(ctx, names, output, spreadsheet_safe):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StaleWarning)
-        df = _engine(ctx).export(list(names) or None)
+        df = _engine(ctx).export(list(names) or None, as_of=as_of)
     for w in caught:
         m = w.message
         if isinstance(m, StaleWarning):
