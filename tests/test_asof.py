@@ -135,9 +135,11 @@ def test_mixing_frequencies_names_the_fix_and_asof_is_checked(engine):
     with pytest.raises(FrequencyError, match=r"asof\(close\) reads a coarser item into a finer "
                        "formula, but close is daily and the formula is daily"):
         engine.set_formula("odd", "close / asof(close)")
-    engine.set_formula("ttm_eps", "ttm(eps)")
-    with pytest.raises(FrequencyError, match=r"asof\(ttm_eps\): ttm_eps is a formula"):
-        engine.set_formula("pe_ttm", "close / asof(ttm_eps)")
+    engine.set_formula("eps_rank", "cs_rank(eps)")
+    engine.set_formula("eps_rank2", "eps_rank * 2")
+    with pytest.raises(FrequencyError, match=r"asof\(eps_rank2\): eps_rank2 works across "
+                       "entities \\(or reads a formula that does\\)"):
+        engine.set_formula("pe_rank", "close / asof(eps_rank2)")
     with pytest.raises(FormulaError, match=r"takes the name of a data item, as in asof\(eps\)"):
         engine.set_formula("pe_ttm", "close / asof(ttm(eps))")
     engine.set_formula("eps_daily", "asof(eps)")  # only converted inputs: daily
@@ -151,7 +153,7 @@ def test_the_view_known_on_a_date(engine):
     ev = eps.assign(known_at=pd.to_datetime(eps["known_at"].replace("", np.nan)).fillna(
         pd.to_datetime(eps["period"])), period=pd.to_datetime(eps["period"]))
     known = ev[ev["known_at"] <= day].sort_values("known_at").groupby(
-        ["entity", "period"])["value"].last().dropna()
+        ["entity", "period"])["value"].agg(lambda s: s.iloc[-1]).dropna()
     _same(got.sort_index(), known.sort_index())
     assert got[("A", pd.Timestamp("2023-09-30"))] == 0.5  # the first restatement, not 0.55
     # a daily formula reads only what each day knew: its view is its records up to then
@@ -159,8 +161,77 @@ def test_the_view_known_on_a_date(engine):
     assert pe["period"].max() <= day
     _same(pe.set_index(["entity", "period"])["value"].sort_index(),
           _got(engine, "pe")[lambda s: s.index.get_level_values(1) <= day])
-    # a quarterly formula over restated data keeps only its latest view so far: refused
-    engine.set_formula("eps_ttm", "ttm(eps)")
-    with pytest.raises(DataError, match=r"records of 'eps_ttm' as of 2024-02-20: it reads "
-                       r"eps, which has report dates or restatements"):
-        engine.records("eps_ttm", as_of=day)
+    # a cross-sectional formula over restated data keeps only its latest values: refused
+    engine.set_formula("eps_rank", "cs_rank(eps)")
+    with pytest.raises(DataError, match=r"records of 'eps_rank' as of 2024-02-20: eps_rank "
+                       r"works across entities over eps, which has report dates"):
+        engine.records("eps_rank", as_of=day)
+
+
+# -- point-in-time records of formulas (issue 13, item 4) ----------------------------------
+
+def pit_reference(eps: pd.DataFrame, days, fn=lambda s: s.rolling(4).sum()):
+    """From the rule, by brute force: for each date, each entity's quarters at the versions
+    known by then, and the formula (ttm) over them; a quarter's value is known from the
+    first date it is not missing; ``asof`` takes the latest known quarter, at its value as
+    of the date. Returns ({(entity, day): asof value}, {day: {(entity, quarter): value}})."""
+    ev = eps.assign(period=pd.to_datetime(eps["period"]),
+                    known_at=pd.to_datetime(eps["known_at"].replace("", np.nan)))
+    ev["known_at"] = ev["known_at"].fillna(ev["period"])
+    cal = pd.date_range(ev["period"].min(), ev["period"].max(), freq="QE")
+    events = sorted(set(ev["known_at"]) | set(cal))
+    asof, views, known = {}, {}, {e: set() for e in ENTITIES}
+    view = None
+    pos = 0
+    for day in sorted(set(days) | set(events)):
+        if pos < len(events) and events[pos] <= day:
+            while pos < len(events) and events[pos] <= day:
+                pos += 1
+            seen = ev[ev["known_at"] <= day].sort_values("known_at")
+            latest = seen.groupby(["entity", "period"])["value"].agg(lambda s: s.iloc[-1])
+            panel = latest.unstack(0).reindex(index=cal, columns=ENTITIES)
+            view = panel.apply(fn)
+            view = view[view.index <= day]
+            for e in ENTITIES:
+                known[e] |= set(view.index[view[e].notna()])
+        views[day] = view
+        if day in days:
+            for e in ENTITIES:
+                if known[e]:
+                    q = max(known[e])
+                    asof[(e, day)] = view.loc[q, e]
+    return asof, views
+
+
+def test_asof_of_a_formula_uses_its_versions_known_each_day(engine):
+    prices, eps = _prices(), _eps()
+    engine.load_data(prices, frequencies={"close": "daily"})
+    engine.load_data(eps, frequencies={"eps": "quarterly"})
+    engine.set_formulas([{"name": "ttm_eps", "expression": "ttm(eps)"},
+                         {"name": "pe", "expression": "close / asof(ttm_eps)"}])
+    engine.recalc()
+    days = [pd.Timestamp(d) for d in sorted(prices["period"].unique())]
+    asof, views = pit_reference(eps, days)
+    px = prices.assign(period=pd.to_datetime(prices["period"])).set_index(
+        ["entity", "period"])["value"]
+    want = pd.Series({k: px[k] / v for k, v in asof.items() if not np.isnan(px[k] / v)})
+    _same(_got(engine, "pe"), want.sort_index())
+    # the quarterly formula's view on a date: its quarters as computed from what was known
+    for day in ("2023-05-15", "2024-01-20", "2024-03-05", "2024-12-31"):
+        got = engine.records("ttm_eps", as_of=day).set_index(["entity", "period"])["value"]
+        view = views[max(d for d in views if d <= pd.Timestamp(day))]
+        ref = view.stack().dropna().swaplevel().sort_index()
+        _same(got.sort_index(), ref)
+    # an incremental run after a restatement equals a full one, for the formula's versions
+    late = pd.DataFrame({"item": "eps", "entity": ["C"], "period": ["2024-03-31"],
+                         "known_at": ["2024-11-20"], "value": [0.1]})
+    engine.load_data(late)
+    run = engine.recalc()
+    assert {f.name: f.entities for f in run.formulas} == {"ttm_eps": 1, "pe": 1}
+    eps2 = pd.concat([eps, late], ignore_index=True)
+    asof, _ = pit_reference(eps2, days)
+    want = pd.Series({k: px[k] / v for k, v in asof.items() if not np.isnan(px[k] / v)})
+    _same(_got(engine, "pe"), want.sort_index())
+    before = engine.export(as_of="2024-12-31")
+    assert engine.recalc(full=True).records_written == 0
+    pd.testing.assert_frame_equal(engine.export(as_of="2024-12-31"), before)

@@ -78,7 +78,8 @@ def run_partition(plan: RunPlan, names: list[str], ids: np.ndarray,
     runner = Runner([t.within(ids) for t in plan.tasks(names)], ids, session.read,
                     session.write if direct else keep, threads, digests=session.digests,
                     changed=changed, final=False, concurrent_reads=direct,
-                    group=session.group if direct else nullcontext)
+                    group=session.group if direct else nullcontext, versions=session.versions,
+                    stored_versions=session.stored_versions, calendar=session.calendar)
     stats = runner.run()
     return stats, runner.changed, results
 

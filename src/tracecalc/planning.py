@@ -16,6 +16,24 @@ from tracecalc.tracer import NONE
 from tracecalc.work import FormulaRef, RunPlan
 
 
+def _point_in_time(store: Store, conn, cat, order: list[str], facts) -> frozenset[str]:
+    """The formulas to compute with their versions (``tracecalc.pit``): those that read an
+    item or a formula with versions directly (or have versions stored, to keep them true),
+    entity by entity; a cross-sectional formula, or one with asof, keeps its latest view."""
+    items, formulas = store.versioned(conn, "data"), store.versioned(conn, "records")
+    out: set[str] = set()
+    for n in order:
+        f = facts[n]
+        if f.cross_sectional or f.asof:
+            continue
+        if cat.formulas[n].id in formulas or any(
+                (r in cat.items and cat.items[r][0] in items) or r in out
+                or (r in cat.formulas and cat.formulas[r].id in formulas)
+                for r in f.references):
+            out.add(n)
+    return frozenset(out)
+
+
 def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: str,
          holder: int | None, verify: bool = False) -> RunPlan:
     """Start a run (its line in the run log) and plan it, inside the caller's transaction
@@ -40,12 +58,13 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
     users = {n: sorted(cat.graph.successors(n)) for n in targets}
     crossing = {u: (facts.get(u) or cat.facts(u)).cross_sectional
                 for us in users.values() for u in us}
+    order = cat.graph.topological_order(targets, key=cat.key)
     return RunPlan(
         url=store.worker_url, run_id=run_id, universe=universe, items=dict(cat.items),
         formulas={n: FormulaRef(n, r.id, r.version, r.stale_seq, r.frequency)
                   for n, r in fs.items()},
         calendars={f: store.calendar(conn, f) for f in freqs},
-        order=cat.graph.topological_order(targets, key=cat.key),
+        order=order, pit=_point_in_time(store, conn, cat, order, facts),
         uses={n: tuple(p for p in cat.graph.predecessors(n) if p in targets)
               for n in targets},
         own=own, facts=facts,

@@ -50,12 +50,12 @@ def _records(store, conn, cat: Catalog, name: str, as_of=None):
         rows = _known_by(store.every_version(conn, cat.items[name][0]), as_of)
     elif name in cat.items:
         rows = store.read_item(conn, cat.items[name][0])
+    elif name in cat.formulas and as_of is not None:
+        _refuse_latest_only(store, conn, cat, name, as_of)
+        rows = _known_by(store.every_version(conn, cat.formulas[name].id, kind="records"),
+                         as_of)
     elif name in cat.formulas:
         rows = store.read_records(conn, cat.formulas[name].id)
-        if as_of is not None:
-            _refuse_late_inputs(store, conn, cat, name, as_of)
-            keep = rows[1] <= as_of  # each computed from what was known at its period
-            rows = tuple(r[keep] for r in rows)
     else:
         raise NotFoundError("formula or item", name, close_matches(name, cat.all_names()))
     return files.records_frame(store.entity_codes(conn), *rows)
@@ -75,25 +75,29 @@ def _known_by(v, day):
     return e[keep], p[keep], x[keep]
 
 
-def _refuse_late_inputs(store, conn, cat: Catalog, name: str, day) -> None:
-    """A formula's as-of view is its records up to ``day`` when every value it reads was
-    known at its own period (or is read through asof); refuse one that reads an item with
-    report dates or restatements outside asof: its versions are not kept yet."""
-    seen, stack = set(), [name]
+def _refuse_latest_only(store, conn, cat: Catalog, name: str, day) -> None:
+    """A formula's as-of view is its versions known by ``day`` (``tracecalc.pit``); refuse
+    one that is, or reads, a cross-sectional formula over data with report dates or
+    restatements: those keep only their latest values."""
+    seen, stack, crossing, late = set(), [name], None, None
     while stack:
         f = stack.pop()
-        for ref in sorted(cat.facts(f).direct - seen):
+        facts = cat.facts(f)
+        crossing = crossing or (f if facts.cross_sectional else None)
+        for ref in sorted(facts.direct - seen):
             seen.add(ref)
             if ref in cat.formulas:
                 stack.append(ref)
             elif ref in cat.items and store.has_versions(conn, "data", cat.items[ref][0]):
-                from tracecalc.errors import DataError
+                late = late or ref
+    if crossing and late:
+        from tracecalc.errors import DataError
 
-                raise DataError(
-                    f"records of '{name}' as of {day}: it reads {ref}, which has report "
-                    f"dates or restatements, and tracecalc keeps only the latest view of a "
-                    f"formula over such data so far (issue 13, item 4); read {ref} as of "
-                    f"{day}, or formulas that read it through asof({ref})")
+        raise DataError(
+            f"records of '{name}' as of {day}: {crossing} works across entities over {late}, "
+            f"which has report dates or restatements, and such formulas keep only their "
+            f"latest values; read {late} as of {day}, or formulas that read it entity by "
+            "entity")
 
 
 def _staleness(store, conn, cat: Catalog, names: Iterable[str]) -> list:

@@ -140,7 +140,10 @@ class Here:
         runner = Runner(tasks, ids, s.read, s.write, self.workers, digests=s.digests,
                         changed=tally.within(ids), prior=tally.stats, final=final,
                         finished=tally.finished if final else None,
-                        concurrent_reads=self.concurrent_reads, group=s.group)
+                        concurrent_reads=self.concurrent_reads, group=s.group,
+                        versions=getattr(s, "versions", None),
+                        stored_versions=getattr(s, "stored_versions", None),
+                        calendar=getattr(s, "calendar", None))
         tally.add(runner.run(), runner.changed, runner.io_seconds)
 
 

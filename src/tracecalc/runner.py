@@ -32,15 +32,20 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from functools import partial
 from graphlib import TopologicalSorter
 from typing import NamedTuple
 
 import numpy as np
 
-from tracecalc import tracer
+from tracecalc import pit, tracer
+from tracecalc.evaluator import from_panel
+from tracecalc.facts import parse_asof_input
+from tracecalc.functions import asof_panel
 from tracecalc.iothread import IOThread, short_switch_interval
 from tracecalc.model import FormulaRunStats
+from tracecalc.storage.versions import Versions, diff
 from tracecalc.task import (
     NONE,
     Digests,
@@ -65,6 +70,12 @@ class Evaluated(NamedTuple):
     outcome: Outcome | None  # None: nothing upstream changed (early cutoff)
     ids: np.ndarray  # the entities computed
     new: np.ndarray | None  # their panel, periods x ids
+    versions: object = None  # a point-in-time formula's every version there (Versions)
+
+
+def _sources(inputs) -> list[str]:
+    """The formulas and items compiled inputs come from (``asof:x:...`` reads x)."""
+    return list(dict.fromkeys(a[0] if (a := parse_asof_input(n)) else n for n in inputs))
 
 
 class _Waits:
@@ -94,7 +105,9 @@ class Runner:
                  changed: dict[str, np.ndarray] | None = None,
                  prior: dict[str, FormulaRunStats] | None = None, final: bool = True,
                  finished: Callable[[str], None] | None = None, concurrent_reads: bool = False,
-                 group: Callable[[], AbstractContextManager] = nullcontext):
+                 group: Callable[[], AbstractContextManager] = nullcontext,
+                 versions: Callable | None = None, stored_versions: Callable | None = None,
+                 calendar: Callable[[str], np.ndarray] | None = None):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self._position = {n: i for i, n in enumerate(self.order)}
@@ -104,6 +117,8 @@ class Runner:
                     raise ValueError(f"plan order puts {t.name} before {u}, which it uses")
         self.universe = np.asarray(universe, dtype=np.int64)
         self.read, self.write, self.digests = read, write, digests
+        self.versions, self.stored_versions = versions, stored_versions
+        self.calendar = calendar
         self.final, self.prior, self.finished = final, prior or {}, finished
         self.workers = max(1, workers)
         self.concurrent_reads, self.group = concurrent_reads, group
@@ -112,9 +127,10 @@ class Runner:
         self.stats: list[FormulaRunStats] = []  # as committed
         self.io_seconds = 0.0  # the I/O thread's busy time
         # The loop's own; evaluation threads only get what they need as arguments.
-        self._remaining = Counter(n for t in tasks for n in t.compiled.inputs)
+        self._remaining = Counter(n for t in tasks for n in _sources(t.compiled.inputs))
         self._full: dict[str, Future] = {}  # inputs read for every entity
         self._computed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (ids, panel)
+        self._versions: dict[str, tuple[np.ndarray, object]] = {}  # name -> (ids, Versions)
         # evaluated, for the writer: (stats, outcome, set once written); deque: thread-safe
         self._queue: deque[tuple[FormulaRunStats, Outcome | None, Future]] = deque()
         self._stopped = False  # the run is over or failed: queued writes are dropped
@@ -184,6 +200,10 @@ class Runner:
                                          self.universe)
         sources: list[Source] = []
         for n in task.compiled.inputs if len(ids) else ():
+            asof = parse_asof_input(n)
+            if asof and asof[0] in self._computed:  # aligned from this run's values
+                sources.append(None)
+                continue
             computed = self._computed.get(n)
             if computed is None and len(ids) == len(self.universe) and n not in self._full:
                 self._full[n] = self._reader.submit(
@@ -210,7 +230,7 @@ class Runner:
             return waits(self._reader.submit(IOThread.READ, partial(self.read, name, sub),
                                              position))
 
-        new = outcome = None
+        new = outcome = every = None
         unchanged, changed = 0, NONE
         if len(ids):  # else nothing upstream changed: early cutoff
             new = task.compiled(*(self._input(n, src, ids, read, waits)
@@ -219,16 +239,42 @@ class Runner:
                 IOThread.READ, partial(self.digests, task.name, ids), position))
             outcome, unchanged = compare(new, ids, stored, partial(read, task.name),
                                          task.verify)
+            if task.pit:
+                outcome, every = self._pit(task, ids, outcome, waits, position)
             changed = outcome.changed
         seconds = time.perf_counter() - t0 - waits.seconds
         return Evaluated(FormulaRunStats(task.name, len(ids),
                                          0 if outcome is None else outcome.diff.written,
-                                         unchanged, seconds, len(changed)), outcome, ids, new)
+                                         unchanged, seconds, len(changed)), outcome, ids, new,
+                         every)
+
+    def _pit(self, task: Task, ids: np.ndarray, outcome: Outcome, waits, position: int):
+        """A point-in-time formula's versions at ``ids`` (``tracecalc.pit``) against its
+        stored ones: the outcome with the version rows to write, and every version."""
+        def read(fn, name):
+            return waits(self._reader.submit(IOThread.READ, partial(fn, name, ids), position))
+
+        inputs = [self._input_versions(n, ids, read, self.calendar(task.name))
+                  for n in task.compiled.inputs]
+        calendar = self.calendar(task.name)
+        lay = pit.layout(ids, inputs)
+        out = task.compiled(*(pit.expand(v, calendar, lay) for v in inputs))
+        _, every, keep = pit.extract(out, calendar, lay)
+        new = Versions(*(a[keep] for a in every))
+        drop, add = diff(read(self.stored_versions, task.name), new)
+        touched = np.union1d(drop.entity_ids, add.entity_ids).astype(np.int64)
+        return replace(outcome, versions=(drop, add), version_changed=touched), Versions(*every)
 
     def _input(self, name: str, source: Source, ids: np.ndarray,
                read: Callable[[str, np.ndarray], np.ndarray], waits: _Waits) -> np.ndarray:
         """Input ``name`` at entities ``ids``: this batch's values where it was recomputed,
         stored values elsewhere (unchanged by this run)."""
+        asof = parse_asof_input(name)
+        if asof and asof[0] in self._computed:  # a formula of this run, as known each date
+            ref, max_age, freq = asof
+            v = self._input_versions(ref, ids, lambda fn, n: waits(self._reader.submit(
+                IOThread.READ, partial(fn, n, ids))), self.calendar(ref))
+            return asof_panel(*v, self.calendar(None, freq), ids, max_age)
         if isinstance(source, Future):
             if len(ids) == len(self.universe):
                 return waits(source)
@@ -247,17 +293,43 @@ class Runner:
         out[:, ~hit] = read(name, ids[~hit])
         return out
 
+    def _input_versions(self, name: str, ids: np.ndarray, read, calendar: np.ndarray):
+        """Every version of input ``name`` at ``ids``: this run's where it was computed
+        (a formula computed without versions has one per value, known at its period),
+        the stored ones elsewhere."""
+        if name in self._versions:
+            cols, v = self._versions[name]
+        elif name in self._computed:
+            cols, panel = self._computed[name]
+            e, p, x = from_panel(panel, calendar, cols)
+            v = Versions(e, p, p, x)
+        else:
+            return read(self.versions, name)
+        here = np.isin(v.entity_ids, ids)
+        mine = Versions(*(a[here] for a in (v.entity_ids, v.periods, v.known_at, v.values)))
+        rest = np.setdiff1d(ids, cols)
+        if not len(rest):
+            return mine
+        other = read(self.versions, name)
+        keep = np.isin(other.entity_ids, rest)
+        return Versions(*(np.concatenate([a, b[keep]]) for a, b in zip(
+            (mine.entity_ids, mine.periods, mine.known_at, mine.values),
+            (other.entity_ids, other.periods, other.known_at, other.values))))
+
     def _evaluated(self, name: str, ev: Evaluated) -> Future:
         """Record an evaluation, free the panels it was the last consumer of, and queue it
         for the writer. Returns the future set once it is written."""
         self.changed[name] = NONE if ev.outcome is None else ev.outcome.changed
-        for n in self.tasks[name].compiled.inputs:
+        for n in _sources(self.tasks[name].compiled.inputs):
             self._remaining[n] -= 1
             if self._remaining[n] == 0:  # its last consumer has run
                 self._full.pop(n, None)
                 self._computed.pop(n, None)
+                self._versions.pop(n, None)
         if ev.new is not None and self._remaining[name] > 0:
             self._computed[name] = (ev.ids, ev.new)
+            if ev.versions is not None:
+                self._versions[name] = (ev.ids, ev.versions)
         written: Future = Future()
         self._queue.append((ev.stats, ev.outcome, written))
         return written

@@ -19,7 +19,6 @@ from tracecalc.errors import (
     CycleError,
     DependentsError,
     FormulaError,
-    FrequencyError,
     InvalidNameError,
     UnknownReferenceError,
     UsageError,
@@ -28,6 +27,7 @@ from tracecalc.errors import (
     close_matches,
 )
 from tracecalc.facts import FormulaFacts, facts_of
+from tracecalc.frequencies import frequency as _frequency
 from tracecalc.model import (
     FUNCTION_NAMES,
     NAME_RE,
@@ -149,49 +149,6 @@ def _with(cat: Catalog, good: dict[str, FormulaFacts]):
     for name, p in good.items():
         graph.add_node(name, p.references)
     return graph
-
-
-def _frequency(cat: Catalog, name: str, p: FormulaFacts, freqs: dict[str, str],
-               good: dict) -> str | Exception | None:
-    """The frequency of a checked formula, a problem, or None (an unknown reference's
-    formula: reported already)."""
-    if not p.references:
-        return FrequencyError("a formula must reference at least one data item or formula",
-                              formula=name)
-    per_ref = {ref: freqs.get(ref) or (cat.frequency(ref) if ref in cat.names else None)
-               for ref in p.references}
-    per_ref = {r: f for r, f in per_ref.items() if f}  # (unknown ones: reported already)
-    formula = next((r for r in sorted(p.converted) if r in freqs or r in cat.formulas), None)
-    if formula:
-        return FrequencyError(
-            f"asof({formula}): {formula} is a formula, and asof converts only data items so "
-            f"far (their versions say when each value became known); convert the items "
-            f"{formula} reads instead", formula=name)
-    direct = {r: f for r, f in per_ref.items() if r in p.direct}
-    _ORDER = list(Frequency)  # finer to coarser
-    found = set(direct.values())
-    if len(found) > 1:
-        finest = min(found, key=_ORDER.index)
-        detail = ", ".join(f"{r} is {f}" for r, f in per_ref.items())
-        wrap = ", ".join(f"asof({r})" for r, f in direct.items() if f != finest)
-        return FrequencyError(f"mixes frequencies ({detail}); to read the coarser ones as known "
-                              f"on each {finest} date, wrap them: {wrap}", formula=name)
-    if not per_ref:
-        return None
-    freq = found.pop() if found else "daily"
-    for ref in sorted(r for r in p.converted if r in per_ref):
-        if _ORDER.index(per_ref[ref]) <= _ORDER.index(freq):
-            return FrequencyError(f"asof({ref}) reads a coarser item into a finer formula, but "
-                                  f"{ref} is {per_ref[ref]} and the formula is {freq}",
-                                  formula=name)
-    old = cat.formulas.get(name)
-    if old is not None and old.frequency != freq:
-        users = [d for d in cat.downstream([name]) if d not in good]
-        if users:
-            return FrequencyError(
-                f"would change from {old.frequency} to {freq}, which {', '.join(users)} "
-                "cannot follow; change those in the same batch", formula=name)
-    return freq
 
 
 def refuse(problems: Problems, what: str, batch: Sequence[dict]) -> None:

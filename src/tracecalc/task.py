@@ -35,10 +35,14 @@ class Outcome:
     new: np.ndarray  # their new panel, periods x ids
     diff: Diff  # against the stored records of ids
     digests: np.ndarray  # the new digest of each of ids (to store)
+    # a point-in-time formula's version rows to delete and to insert (tracecalc.pit)
+    versions: tuple | None = None
+    version_changed: np.ndarray = field(default_factory=lambda: NONE)  # entities
 
     @property
     def changed(self) -> np.ndarray:
-        return self.ids[self.diff.changed_columns]
+        out = self.ids[self.diff.changed_columns]
+        return np.union1d(out, self.version_changed) if len(self.version_changed) else out
 
 
 # read(name, entity ids) -> panel (periods x ids) of an item or of stored records
@@ -99,10 +103,11 @@ class Task:
     own: np.ndarray = field(default_factory=lambda: NONE)  # stale entities (sorted ids)
     cross_sectional: bool = False
     verify: bool = False  # compare every recomputed entity cell by cell (see compare)
+    pit: bool = False  # also compute its versions over its inputs' (tracecalc.pit)
 
     def within(self, chunk: np.ndarray) -> Task:
         return Task(self.name, self.compiled, self.uses, within(self.own, chunk),
-                    self.cross_sectional, self.verify)
+                    self.cross_sectional, self.verify, self.pit)
 
 
 def within(ids: np.ndarray, chunk: np.ndarray) -> np.ndarray:

@@ -55,12 +55,14 @@ class RunPlan:
     verify: bool = False  # compare every recomputed entity's records cell by cell
     # the run's recalculation lock connection (RecalcLock.holder): every write checks it
     lock_holder: int | None = None
+    pit: frozenset[str] = frozenset()  # formulas computed with their versions (tracecalc.pit)
 
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
         for n in self.order if names is None else names:
             out.append(Task(n, self.facts[n].compiled, self.uses[n],
-                            self.own[n], self.facts[n].cross_sectional, self.verify))
+                            self.own[n], self.facts[n].cross_sectional, self.verify,
+                            n in self.pit))
         return out
 
     @property
@@ -115,9 +117,9 @@ class RunIO:
     def read(self, name: str, ids: np.ndarray) -> np.ndarray:
         asof = parse_asof_input(name)
         with self.tx(write=False) as conn:
-            if asof is not None:  # a coarser item as known on each date of the formula's
+            if asof is not None:  # a coarser input as known on each date of the formula's
                 ref, max_age, freq = asof
-                v = self.store.every_version(conn, self.plan.items[ref][0], ids)
+                v = self._versions(conn, ref, ids)
                 return asof_panel(v.entity_ids, v.periods, v.known_at, v.values,
                                   self.plan.calendars[freq], ids, max_age)
             if name in self.plan.items:
@@ -125,6 +127,25 @@ class RunIO:
             else:
                 rows = self.store.read_records(conn, self.plan.formulas[name].id, ids)
         return to_panel(*rows, self.plan.calendars[self._frequency(name)], ids)
+
+    def calendar(self, name: str | None, frequency: str | None = None) -> np.ndarray:
+        """The calendar of formula or item ``name`` (or of ``frequency``)."""
+        return self.plan.calendars[frequency or self._frequency(name)]
+
+    def _versions(self, conn, name: str, ids: np.ndarray):
+        if name in self.plan.items:
+            return self.store.every_version(conn, self.plan.items[name][0], ids)
+        return self.store.every_version(conn, self.plan.formulas[name].id, ids, "records")
+
+    def versions(self, name: str, ids: np.ndarray):
+        """Every version of an input at ``ids`` (``storage.versions.Versions``);
+        ``stored_versions``: a formula's own version rows."""
+        with self.tx(write=False) as conn:
+            return self._versions(conn, name, ids)
+
+    def stored_versions(self, name: str, ids: np.ndarray):
+        with self.tx(write=False) as conn:
+            return self.store.read_versions(conn, "records", self.plan.formulas[name].id, ids)
 
     def digests(self, name: str, ids: np.ndarray) -> np.ndarray:
         with self.tx(write=False) as conn:
@@ -139,7 +160,7 @@ class RunIO:
             marks = self.store.current_marks(conn, ref.id)
             if marks is None or marks[0] != ref.version:
                 return  # deleted or edited during the run: it is stale already
-            if outcome is not None and len(outcome.ids):
+            if outcome is not None and (len(outcome.ids) or outcome.versions is not None):
                 self._write_changes(conn, ref, outcome)
             if final:
                 self._finish(conn, ref, marks, stats)
@@ -177,6 +198,9 @@ class RunIO:
                     conn, ref.id, from_panel(out.new, calendar, ids, diff.insert | diff.update),
                     from_panel(out.new, calendar, ids, diff.update | diff.delete)[:2], None,
                     replace=False)
+        if out.versions is not None and (len(out.versions[0]) or len(out.versions[1])):
+            self.store.write_versions(conn, "records", ref.id, *out.versions)
+        if diff.written or out.versions is not None:
             users = self.plan.users.get(ref.name, ())
             marks = tracer.result_written([(n, cs) for n, _, cs in users], out.changed)
             catalog.apply(self.store, conn, marks, {n: fid for n, fid, _ in users})

@@ -18,6 +18,7 @@ from tracecalc.storage.schema import (
     items,
     meta,
     periods,
+    record_versions,
     records,
 )
 
@@ -98,8 +99,8 @@ class ValuesMixin:
             chunk = gone[i:i + 500]
             conn.execute(delete(periods).where(periods.c.frequency == frequency,
                                                periods.c.period.in_(chunk)))
-            conn.execute(delete(records).where(records.c.formula_id.in_(users),
-                                               records.c.period.in_(chunk)))
+            for t in (records, record_versions):
+                conn.execute(delete(t).where(t.c.formula_id.in_(users), t.c.period.in_(chunk)))
         return np.array(gone, dtype="datetime64[D]")
 
     def data_at(self, conn: Connection, frequency: str, day) -> str | None:
@@ -221,6 +222,7 @@ class ValuesMixin:
         return int(conn.execute(q).scalar())
 
     def clear_records(self, conn: Connection, formula_id: int) -> None:
-        """Delete a formula's records and their digests."""
+        """Delete a formula's records, their versions and their digests."""
         conn.execute(delete(records).where(records.c.formula_id == formula_id))
+        conn.execute(delete(record_versions).where(record_versions.c.formula_id == formula_id))
         conn.execute(delete(digests).where(digests.c.formula_id == formula_id))

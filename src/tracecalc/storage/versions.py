@@ -32,6 +32,9 @@ class Versions:
     def __len__(self) -> int:
         return len(self.values)
 
+    def __iter__(self):  # (entity ids, periods, known_at, values), as tracecalc.pit takes
+        return iter((self.entity_ids, self.periods, self.known_at, self.values))
+
     @staticmethod
     def empty() -> Versions:
         d = np.empty(0, "datetime64[D]")
@@ -45,6 +48,20 @@ class Versions:
     def of(df) -> Versions:
         return Versions(df["e"].to_numpy(np.int64), df["p"].to_numpy("datetime64[D]"),
                         df["k"].to_numpy("datetime64[D]"), df["v"].to_numpy(np.float64))
+
+
+def diff(old: Versions, new: Versions) -> tuple[Versions, Versions]:
+    """The rows to delete and to insert to turn stored version rows ``old`` into ``new``
+    (bit for bit; the same (entity, period, known_at) with the same value stays)."""
+    cols = ["e", "p", "k"]
+    both = old.frame().merge(new.frame(), on=cols, how="outer", suffixes=("_o", "_n"),
+                             indicator=True)
+    vo, vn = both["v_o"].to_numpy(np.float64), both["v_n"].to_numpy(np.float64)
+    differ = (vo.view(np.int64) != vn.view(np.int64)) | (both["_merge"] != "both").to_numpy()
+    old_side = differ & (both["_merge"] != "right_only").to_numpy()
+    new_side = differ & (both["_merge"] != "left_only").to_numpy()
+    return (Versions.of(both[old_side][cols].assign(v=vo[old_side])),
+            Versions.of(both[new_side][cols].assign(v=vn[new_side])))
 
 
 @dataclass(frozen=True)
@@ -95,18 +112,9 @@ def merge(old: Versions, latest_rows, new: Versions) -> Merged:
     count = after.groupby(["e", "p"], sort=False)["k"].transform("size")
     trivial = (count == 1) & (after["k"] == after["p"])
     stored = after[~trivial.to_numpy()]
-    # the version rows to write: the stored ones that differ from before, bit for bit
-    cols = ["e", "p", "k"]
-    both = of.merge(stored, on=cols, how="outer", suffixes=("_o", "_n"), indicator=True)
-    vo = both["v_o"].to_numpy(np.float64)
-    vn = both["v_n"].to_numpy(np.float64)
-    differ = (vo.view(np.int64) != vn.view(np.int64)) | (both["_merge"] != "both").to_numpy()
-    old_side = differ & (both["_merge"] != "right_only").to_numpy()
-    new_side = differ & (both["_merge"] != "left_only").to_numpy()
-    drop = both[old_side][cols].assign(v=vo[old_side])
-    add = both[new_side][cols].assign(v=vn[new_side])
+    drop, add = diff(Versions.of(of), Versions.of(stored))
     return Merged(last["e"].to_numpy(np.int64), last["p"].to_numpy("datetime64[D]"),
-                  last["v"].to_numpy(np.float64), Versions.of(drop), Versions.of(add))
+                  last["v"].to_numpy(np.float64), drop, add)
 
 
 class VersionsMixin:
@@ -140,11 +148,18 @@ class VersionsMixin:
                         np.array(k, "datetime64[D]"),
                         np.array([np.nan if x is None else x for x in v], np.float64))
 
-    def every_version(self, conn: Connection, item_id: int, entity_ids=None) -> Versions:
-        """Every version of an item's points: its version rows, and a point with none is
-        one version known at its period (what ``asof`` reads)."""
-        v = self.read_versions(conn, "data", item_id, entity_ids)
-        e, p, x = self.read_item(conn, item_id, entity_ids)
+    def versioned(self, conn: Connection, kind: str) -> set[int]:
+        """The items (``kind`` "data") or formulas ("records") with version rows."""
+        t, col = self._versions_table(kind)
+        return set(conn.execute(select(t.c[col]).distinct()).scalars().all())
+
+    def every_version(self, conn: Connection, key: int, entity_ids=None,
+                      kind: str = "data") -> Versions:
+        """Every version of an item's points (or a formula's records): its version rows,
+        and a point with none is one version known at its period (what ``asof`` reads)."""
+        v = self.read_versions(conn, kind, key, entity_ids)
+        e, p, x = (self.read_item if kind == "data" else self.read_records)(conn, key,
+                                                                           entity_ids)
         p = np.asarray(p, dtype="datetime64[D]")
         if len(v):
             have = pd.MultiIndex.from_arrays([v.entity_ids, v.periods])
