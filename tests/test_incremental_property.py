@@ -1,5 +1,6 @@
-"""Property: after any sequence of formula edits, additions, deletions and data loads, each
-followed by an incremental recalc, the records equal a full recalculation from scratch."""
+"""Property: after any sequence of formula edits, additions, deletions, data loads and late
+reports or restatements (``known_at``), each followed by an incremental recalc, the records
+and their views as known on past dates equal a full recalculation from scratch."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import make_database
 from tracecalc.engine import Engine
-from tracecalc.errors import TracecalcError
+from tracecalc.errors import DataError, TracecalcError
 
 ITEMS = ["x1", "x2", "x3"]
 ENTITIES = ["E1", "E2", "E3", "E4", "E5"]  # E4 and E5 only ever arrive in later loads
@@ -37,7 +38,12 @@ op = st.one_of(
               st.integers(0, 99)),
     st.tuples(st.just("delete"), st.integers(0, 99)),
     st.tuples(st.just("load"), st.lists(cell, min_size=1, max_size=6)),
+    # a report known 10 to 400 days after its quarter: late, or a restatement
+    st.tuples(st.just("restate"), st.lists(st.tuples(
+        st.sampled_from(ITEMS), st.sampled_from(ENTITIES), st.integers(0, 7),
+        st.sampled_from([10, 45, 120, 400]), VALUES), min_size=1, max_size=4)),
 )
+AS_OF = ["2023-05-01", "2024-01-15", "2024-06-30", "2025-06-30"]
 initial_cells = st.lists(st.tuples(st.sampled_from(ITEMS), st.sampled_from(ENTITIES[:3]),
                                    st.integers(0, 5), VALUES), min_size=6, max_size=40)
 
@@ -46,27 +52,39 @@ class Model:
     """What the database should hold: the data and the formulas (no computed values)."""
 
     def __init__(self):
-        self.data: dict[tuple[str, str, str], float] = {}
+        self.data: dict[tuple[str, str, str], dict[str, float]] = {}  # known_at -> value
         self.formulas: dict[str, str] = {}
         self.periods: set[str] = set()
         self.entities: set[str] = set()
         self.counter = 0
 
-    def frame(self, cells) -> pd.DataFrame:
+    def frame(self, cells, late: bool = False) -> pd.DataFrame:
         rows = {}
-        for item, ent, q, v in cells:
-            rows[(item, ent, QUARTERS[q])] = v
-        return pd.DataFrame([(i, e, p, "" if v is None else v) for (i, e, p), v in rows.items()],
-                            columns=["item", "entity", "period", "value"])
+        for cell in cells:
+            item, ent, q, v = cell[0], cell[1], cell[2], cell[-1]
+            known = "" if not late else str((pd.Timestamp(QUARTERS[q])
+                                             + pd.Timedelta(days=cell[3])).date())
+            rows[(item, ent, QUARTERS[q], known)] = v
+        return pd.DataFrame([(i, e, p, k, "" if v is None else v)
+                             for (i, e, p, k), v in rows.items()],
+                            columns=["item", "entity", "period", "known_at", "value"])
 
     def apply_load(self, df: pd.DataFrame) -> None:
+        """The rules of docs/formula-language.md, "Report dates and versions"."""
         for r in df.itertuples():
             key = (r.item, r.entity, r.period)
             self.entities.add(r.entity)  # an entity exists once named, even with no value
-            if r.value == "":
-                self.data.pop(key, None)
-            else:
-                self.data[key] = float(r.value)
+            versions = self.data.setdefault(key, {})
+            k = r.known_at or r.period
+            v = math.nan if r.value == "" else float(r.value)
+            if k == r.period and set(versions) <= {r.period}:  # a plain point: replaced
+                versions.clear()
+            versions[k] = v
+            if min(versions) == r.period and math.isnan(versions[r.period]):
+                del versions[r.period]  # an empty first version at its period is none
+            if not versions:
+                del self.data[key]
+            elif any(not math.isnan(x) for x in versions.values()):
                 self.periods.add(r.period)
 
     def pick(self, i: int, exclude=()) -> str:
@@ -77,14 +95,17 @@ class Model:
 def scratch(model: Model) -> dict:
     """A fresh in-memory database, loaded with the model and fully recalculated."""
     eng = Engine("sqlite:///:memory:")
-    rows = [(i, e, p, v) for (i, e, p), v in sorted(model.data.items())]
+    rows = [(i, e, p, "" if k == p else k, "" if math.isnan(v) else v)
+            for (i, e, p), versions in sorted(model.data.items())
+            for k, v in sorted(versions.items())]
     # The calendar and the entities never shrink in a live database: an unreferenced anchor
     # item gives the scratch database the same periods and entities.
-    rows += [("zz_anchor", e, p, 1.0) for e in sorted(model.entities)
+    rows += [("zz_anchor", e, p, "", 1.0) for e in sorted(model.entities)
              for p in sorted(model.periods)]
     # an item whose values were all deleted still exists
-    rows += [(i, "E1", QUARTERS[0], "") for i in ITEMS if not any(k[0] == i for k in model.data)]
-    df = pd.DataFrame(rows, columns=["item", "entity", "period", "value"])
+    rows += [(i, "E1", QUARTERS[0], "", "") for i in ITEMS
+             if not any(k[0] == i for k in model.data)]
+    df = pd.DataFrame(rows, columns=["item", "entity", "period", "known_at", "value"])
     eng.load_data(df, frequencies={n: "quarterly" for n in [*ITEMS, "zz_anchor"]})
     if model.formulas:
         eng.set_formulas([{"name": n, "expression": x} for n, x in model.formulas.items()])
@@ -95,10 +116,18 @@ def scratch(model: Model) -> dict:
 
 
 def records(eng: Engine, model: Model) -> dict:
+    """Every formula's records, and its views as known on the AS_OF dates (or that the
+    view is refused: a cross-sectional formula over restated data)."""
     out = {}
     for name in model.formulas:
         for r in eng.records(name).itertuples():
             out[(name, r.entity, r.period)] = r.value
+        for day in AS_OF:
+            try:
+                for r in eng.records(name, as_of=day).itertuples():
+                    out[(name, day, r.entity, r.period)] = r.value
+            except DataError:
+                out[(name, day)] = math.inf
     return out
 
 
@@ -142,8 +171,8 @@ def run_scenario(url: str, cells, ops) -> None:
                     name = list(model.formulas)[o[1] % len(model.formulas)]
                     eng.delete_formula(name)
                     del model.formulas[name]
-                elif o[0] == "load":
-                    df = model.frame(o[1])
+                elif o[0] in ("load", "restate"):
+                    df = model.frame(o[1], late=o[0] == "restate")
                     eng.load_data(df, frequencies={n: "quarterly" for n in ITEMS})
                     model.apply_load(df)
             except TracecalcError:
