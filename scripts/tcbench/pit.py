@@ -27,6 +27,8 @@ FORMULAS = [
     ("value_score", "earnings_yield + 1 / pb"),
     ("eps_ttm", "ttm(eps)"),
     ("eps_growth", "growth(eps, 4)"),
+    ("pe_ttm", "close / asof(eps_ttm)"),
+    ("bvps_growth", "growth(bvps, 4)"),
 ]
 
 
@@ -106,7 +108,9 @@ def pit_bench(args, results: dict) -> None:
             versions = dict(c.execute(text(
                 "SELECT i.name, COUNT(*) FROM tc_data_versions v JOIN tc_items i "
                 "ON i.id = v.item_id GROUP BY i.name")).all())
-            record_versions = c.execute(text("SELECT COUNT(*) FROM tc_record_versions")).scalar()
+            record_versions = dict(c.execute(text(
+                "SELECT f.name, COUNT(*) FROM tc_record_versions v JOIN tc_formulas f "
+                "ON f.id = v.formula_id GROUP BY f.name")).all())
         eng.close()
     finally:
         db.drop()
@@ -126,5 +130,6 @@ def pit_bench(args, results: dict) -> None:
           + " entities recomputed")
     print("stored versions per item: " + ", ".join(f"{k} {v:,}" for k, v in
                                                    sorted(versions.items())))
-    print(f"stored versions of formula records: {record_versions:,} (issue 13 item 4: "
-          "formulas keep only their latest view so far)")
+    print("stored versions per formula: " + ", ".join(
+        f"{k} {v:,}" for k, v in sorted(record_versions.items())) + " (the daily asof "
+        "formulas have none: each day's record is final)")
