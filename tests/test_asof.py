@@ -222,6 +222,16 @@ def test_asof_of_a_formula_uses_its_versions_known_each_day(engine):
         view = views[max(d for d in views if d <= pd.Timestamp(day))]
         ref = view.stack().dropna().swaplevel().sort_index()
         _same(got.sort_index(), ref)
+    # explain shows the inputs as known then, and the value known then
+    for day in ("2024-01-20", "2024-03-05"):  # before and after A's Q4 report
+        ex = engine.explain("ttm_eps", "A", "2023-12-31", as_of=day)
+        want = views[max(d for d in views if d <= pd.Timestamp(day))].loc[
+            pd.Timestamp("2023-12-31"), "A"]
+        assert ex["stored"] == (None if np.isnan(want) else pytest.approx(want, rel=1e-12))
+        assert ex["tree"]["value"] == ex["stored"]
+    latest = engine.explain("ttm_eps", "A", "2023-12-31")
+    assert latest["tree"]["value"] == latest["stored"]
+    assert engine.explain("pe", "A", "2024-01-16")["tree"]["children"][1]["kind"] == "function"
     # an incremental run after a restatement equals a full one, for the formula's versions
     late = pd.DataFrame({"item": "eps", "entity": ["C"], "period": ["2024-03-31"],
                          "known_at": ["2024-11-20"], "value": [0.1]})

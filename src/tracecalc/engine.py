@@ -354,9 +354,9 @@ class Engine:
             return integrity.verify(self.store, chunk_entities or running.default_chunk_entities(),
                                     progress)
 
-    def explain(self, name: str, entity: str, period) -> dict:
-        """How one record came about: the formula's text and version, and the tree of its
-        sub-expressions with their values there (for time-series functions, the window).
+    def explain(self, name: str, entity: str, period, as_of=None) -> dict:
+        """How one record came about (as known on ``as_of``): the formula's text and
+        version, and the tree of its sub-expressions with their values there.
 
         Returns a dict: ``formula``, ``version``, ``expression``, ``entity``, ``period``,
         ``stored`` (the stored value, None if missing) and ``tree`` (nested dicts with
@@ -365,7 +365,7 @@ class Engine:
         Raises:
             NotFoundError: no such formula, entity or period.
         """
-        return reading.explain_record(self.store, self.facts, name, entity, period)
+        return reading.explain_record(self.store, self.facts, name, entity, period, as_of)
 
     def records(self, name: str, entities: Iterable[str] | str | None = None, start=None,
                 end=None, as_of=None):

@@ -16,6 +16,7 @@ from tracecalc.evaluator import to_panel
 from tracecalc.functions import asof_panel
 from tracecalc.model import FormulaState
 from tracecalc.storage import files
+from tracecalc.storage.versions import Versions
 
 
 def records(store, cache, name: str, entities, start, end, as_of=None):
@@ -148,8 +149,9 @@ def status(store, cache) -> dict:
                 "records": store.count_records(conn)}
 
 
-def explain_record(store, cache, name: str, entity: str, period) -> dict:
+def explain_record(store, cache, name: str, entity: str, period, as_of=None) -> dict:
     """See ``Engine.explain``."""
+    day = None if as_of is None else files.to_day(as_of, "as_of", f"explain of '{name}'")
     with store.transaction(write=False, snapshot=True) as conn:
         cat = catalog.read(store, conn, cache, [name], down=False)
         row = cat.row(name)
@@ -162,16 +164,23 @@ def explain_record(store, cache, name: str, entity: str, period) -> dict:
         if t is None:
             raise NotFoundError(f"{row.frequency} period", str(period),
                                 [str(d) for d in calendar[-3:]])
+        if day is not None:
+            _refuse_latest_only(store, conn, cat, name, day)
         eid = codes[entity]
         ids = store.entity_universe(conn) if facts.cross_sectional else explain.one(eid)
-
         ages = dict(facts.asof)
+
+        def versions(ref: str):
+            key, kind = (cat.items[ref][0], "data") if ref in cat.items else (
+                cat.formulas[ref].id, "records")
+            v = store.every_version(conn, key, ids, kind)
+            return v if day is None else Versions(*(a[v.known_at <= day] for a in v))
 
         def read(ref: str):
             if ref in facts.converted and ref not in facts.direct:  # as known on each date
-                v = store.every_version(conn, cat.items[ref][0], ids)
-                return asof_panel(v.entity_ids, v.periods, v.known_at, v.values, calendar, ids,
-                                  ages[ref])
+                return asof_panel(*versions(ref), calendar, ids, ages[ref])
+            if day is not None:  # each input as known on that date
+                return to_panel(*_known_by(versions(ref), day), calendar, ids)
             if ref in cat.items:
                 rows = store.read_item(conn, cat.items[ref][0], ids)
             else:

@@ -41,17 +41,19 @@ def deps(ctx, name):
 @click.argument("name")
 @click.argument("entity")
 @click.argument("period")
+@click.option("--as-of", "as_of", default=None, metavar="DATE",
+              help="As known on DATE: every input at its version known then.")
 @click.pass_context
 @handle_errors
-def explain(ctx, name, entity, period):
+def explain(ctx, name, entity, period, as_of):
     """Show how the record of NAME for ENTITY at PERIOD was computed."""
     from rich.tree import Tree
 
-    e = _engine(ctx).explain(name, entity, period)
+    e = _engine(ctx).explain(name, entity, period, as_of=as_of)
     cli.out.print(f"[bold]{e['formula']}[/] (version {e['version']}, {e['frequency']}) = "
                   f"{_escape(e['expression'])}")
     cli.out.print(f"entity {_escape(e['entity'])}, period {e['period']}: stored value "
-                  f"{_num(e['stored'])}")
+                  f"{_num(e['stored'])}" + (f" (as known on {as_of})" if as_of else ""))
 
     def add(branch, node):
         label = f"{_escape(node['text'])} = [bold]{_num(node['value'])}[/]"
