@@ -640,6 +640,7 @@ def build(out_dir: Path) -> dict[str, int]:
     rows = [row for row, ok in zip(rows, keep, strict=True) if ok]
 
     restated = restatements(rows)
+    prices, reports = point_in_time(rows)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     by_code = {co.code: co for co in COMPANIES}
@@ -657,8 +658,76 @@ def build(out_dir: Path) -> dict[str, int]:
             out_dir / "restatements.csv", ("item", "entity", "period", "value", "known_at"),
             restated,
         ),
+        "prices.csv": write_csv(out_dir / "prices.csv", ("item", "entity", "period", "value"),
+                                prices),
+        "eps_reports.csv": write_csv(
+            out_dir / "eps_reports.csv", ("item", "entity", "period", "value", "known_at"),
+            reports,
+        ),
+        "daily_formulas.csv": write_csv(
+            out_dir / "daily_formulas.csv", ("name", "expression", "description"),
+            DAILY_FORMULAS,
+        ),
     }
     return counts
+
+
+DAILY_FROM = "2024-01-01"  # daily prices for the last two years
+DAILY_HOLIDAYS = ("2024-01-01", "2024-07-04", "2024-12-25", "2025-01-01", "2025-07-04",
+                  "2025-12-25")  # weekdays without trading: on the calendar, no price
+DAILY_FORMULAS = [
+    ("eps_q", "eps_reported", "Reported quarterly EPS (the latest version of each quarter)"),
+    ("eps_ttm_reported", "ttm(eps_reported)",
+     "Trailing four quarters of reported EPS, with its versions as reports came in"),
+    ("pe_daily", "px / asof(eps_ttm_reported)",
+     "Daily P/E on the trailing EPS known that day (never a report before its date)"),
+    ("earnings_yield_daily", "asof(eps_ttm_reported) / px", "Daily earnings yield, as known"),
+    ("momentum_60", "px / lag(px, 60) - 1", "Price change over 60 trading days"),
+    ("volatility_20", "ts_std(px / lag(px, 1) - 1, 20)",
+     "Standard deviation of daily returns over 20 trading days"),
+]
+
+
+def point_in_time(rows) -> tuple[list[tuple], list[tuple]]:
+    """Daily closes (business days from DAILY_FROM, a few holidays without data) that
+    pass through each quarter's close, and quarterly EPS as reported: each company's filing
+    20 to 60 days after the quarter, and about one in twenty restated 60 to 200 days after
+    that. Their own generator, so that data.csv stays what it was."""
+    rng = np.random.default_rng(SEED + 2)
+    table = {(r[0], r[1], r[2]): float(r[3]) for r in rows}
+    codes = sorted({r[1] for r in rows})
+    days = pd.bdate_range(DAILY_FROM, LAST_PERIOD)
+    days = days[~days.isin(pd.to_datetime(DAILY_HOLIDAYS))]
+    quarters = [p for p in PERIODS if p >= "2023-12-31"]
+    prices = []
+    for code in codes:
+        anchors = [(pd.Timestamp(q), table.get(("close", code, q))) for q in quarters]
+        anchors = [(d, v) for d, v in anchors if v]
+        if len(anchors) < 2:
+            continue
+        t = np.array([(d - anchors[0][0]).days for d, _ in anchors], dtype=float)
+        logv = np.log([v for _, v in anchors])
+        x = np.array([(d - anchors[0][0]).days for d in days], dtype=float)
+        noise = np.cumsum(rng.normal(0, 0.012, len(days)))
+        # a random walk pinned to the quarter closes (a Brownian bridge between them): the
+        # walk less its own straight line between the quarter ends, on the closes' line
+        pinned = np.interp(x, t, logv) + noise - np.interp(x, t, np.interp(t, x, noise))
+        for d, v in zip(days, np.exp(pinned)):
+            prices.append(("px", code, d.strftime("%Y-%m-%d"), fmt(float(v))))
+    reports = []
+    for code in codes:
+        for q in PERIODS:
+            ni, sh = table.get(("net_income", code, q)), table.get(("shares_outstanding", code, q))
+            if ni is None or not sh:
+                continue
+            filed = np.datetime64(q) + int(rng.integers(20, 61))
+            eps = ni / sh
+            reports.append(("eps_reported", code, q, fmt(eps), str(filed)))
+            if rng.random() < 0.05:
+                again = filed + int(rng.integers(60, 201))
+                reports.append(("eps_reported", code, q, fmt(eps * rng.uniform(0.9, 1.05)),
+                                str(again)))
+    return prices, reports
 
 
 RESTATEMENTS = 6  # points of revenue and net income restated, 100 to 200 days after

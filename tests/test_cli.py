@@ -126,6 +126,18 @@ def test_demo(tmp_path, monkeypatch):
         ni = eng.records("net_income", entities="BLRX").set_index("period")["value"]
         assert ni[pd.Timestamp("2024-12-31")] == 191.7094
         assert eng.recalc(full=True).records_written == 0
+        # point in time: the P/E on the filing day and the day before, from the files
+        reports = pd.read_csv(SAMPLE / "eps_reports.csv", parse_dates=["period", "known_at"])
+        px = pd.read_csv(SAMPLE / "prices.csv", parse_dates=["period"])
+        acme = reports[reports["entity"] == "ACME"]
+        for day in ("2025-11-14", "2025-11-17"):
+            known = acme[acme["known_at"] <= day].sort_values("known_at").groupby("period")[
+                "value"].last()
+            ttm = known.rolling(4).sum().iloc[-1]
+            close = px[(px["entity"] == "ACME") & (px["period"] == day)]["value"].iloc[0]
+            got = eng.records("pe_daily", "ACME", start=day, end=day)["value"].iloc[0]
+            assert got == pytest.approx(close / ttm, rel=1e-12), day
+            assert f"pe_daily ACME {day}: {close / ttm:.3f}" in res.output
 
 
 def test_python_dash_m():

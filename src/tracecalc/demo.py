@@ -50,6 +50,8 @@ def run_demo(data_dir: Path, db_file: Path, out: Console, run_recalc) -> None:
 
         if (data_dir / "restatements.csv").is_file():
             _restate(eng, data_dir / "restatements.csv", out, run_recalc)
+        if all((data_dir / f).is_file() for f in PIT_FILES):
+            _point_in_time(eng, data_dir, out, run_recalc)
         _summary(eng, out)
     out.print(f"\nexplore it:  tracecalc --db sqlite:///{db_file} list | show roe | status")
 
@@ -71,6 +73,37 @@ def _restate(eng: Engine, path: Path, out: Console, run_recalc) -> None:
     out.print(f"  recomputed {inc.formulas_computed} formulas, {inc.records_written:,} records: "
               f"{few} for the {restated} restated entities only, the rest for all "
               "(cross-sectional, or downstream of one)")
+
+
+PIT_FILES = ("prices.csv", "eps_reports.csv", "daily_formulas.csv")
+
+
+def _point_in_time(eng: Engine, data_dir: Path, out: Console, run_recalc) -> None:
+    """Daily prices with quarterly EPS as reported: P/E on each day from what it knew."""
+    px = eng.load_data(data_dir / "prices.csv", label="prices.csv",
+                       frequencies={"px": "daily"})
+    eps = eng.load_data(data_dir / "eps_reports.csv", label="eps_reports.csv",
+                        frequencies={"eps_reported": "quarterly"})
+    eng.set_formulas(read_formulas(data_dir / "daily_formulas.csv"))
+    run = run_recalc(eng, False, False)
+    out.print(f"\n[bold]point in time[/]: {px.rows:,} daily prices, {eps.rows:,} EPS reports "
+              f"with their filing dates ({eps.versions:,} versions); {run.formulas_computed} "
+              f"daily and quarterly formulas, {run.records_written:,} records")
+    days = [str(d)[:10] for d in eng.records("px", "ACME")["period"]]
+    last = [r for r in read_rows(data_dir / "eps_reports.csv")
+            if r["entity"] == "ACME" and days[0] < r["known_at"] <= days[-1]][-1]
+    filed = last["known_at"]
+    before = max(d for d in days if d < filed)
+    on = min(d for d in days if d >= filed)
+    pe = eng.records("pe_daily", "ACME", start=before, end=on)
+    for day, value in zip(pe["period"], pe["value"]):
+        out.print(f"  pe_daily ACME {str(day)[:10]}: {_fmt(value)}", markup=False)
+    out.print(f"  (ACME's {last['period']} EPS report was filed {filed}: the P/E moves then, "
+              "never before)", markup=False)
+    view = eng.records("eps_ttm_reported", "ACME", as_of=before)
+    out.print(f"  eps_ttm_reported ACME as known on {before}: latest quarter "
+              f"{str(view['period'].iloc[-1])[:10]} (tracecalc export --as-of {before})",
+              markup=False)
 
 
 def read_rows(path: Path):
