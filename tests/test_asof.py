@@ -140,7 +140,8 @@ def test_mixing_frequencies_names_the_fix_and_asof_is_checked(engine):
     with pytest.raises(FrequencyError, match=r"asof\(eps_rank2\): eps_rank2 works across "
                        "entities \\(or reads a formula that does\\)"):
         engine.set_formula("pe_rank", "close / asof(eps_rank2)")
-    with pytest.raises(FormulaError, match=r"takes the name of a data item, as in asof\(eps\)"):
+    with pytest.raises(FormulaError, match=r"takes the name of a data item or formula, as in "
+                       r"asof\(eps\); save an expression as a formula first"):
         engine.set_formula("pe_ttm", "close / asof(ttm(eps))")
     engine.set_formula("eps_daily", "asof(eps)")  # only converted inputs: daily
     assert engine.formula("eps_daily").frequency == "daily"

@@ -228,9 +228,9 @@ class _Converter:
             else:
                 out.append(self.convert(a))
         if fname == "asof" and not isinstance(out[0], Ref):
-            raise self.fail("asof(x, max_age) takes the name of a data item, as in asof(eps) "
-                            "(a formula of another frequency cannot be converted yet)", args[0],
-                            cls=ArityError)
+            raise self.fail("asof(x, max_age) takes the name of a data item or formula, as in "
+                            "asof(eps); save an expression as a formula first (ttm_eps = "
+                            "ttm(eps)) and convert that", args[0], cls=ArityError)
         return Call(col, fname, tuple(out))
 
     def _int_literal(self, a: ast.AST, p, spec) -> int:
