@@ -501,3 +501,13 @@ def test_an_empty_value_also_takes_a_date_out_of_the_calendar(engine):
     assert res.warnings == ()
     engine.recalc()
     pd.testing.assert_frame_equal(engine.records("prev"), lagged)
+
+
+def test_the_last_points_of_a_frequency_take_its_calendar_with_them(engine):
+    days = pd.bdate_range("2024-06-03", "2024-06-07").strftime("%Y-%m-%d").tolist()
+    engine.load_data(_points("close", ["A"], days))
+    res = engine.delete_data("close", "A")
+    assert res.removed_periods == tuple(dt.date.fromisoformat(d) for d in days)
+    engine.load_data(_points("close", ["A"], ["2025-01-06"]))  # a fresh calendar, not a gap
+    res = engine.load_data(_points("close", ["A"], ["2025-01-08"]))
+    assert res.new_periods == {"daily": (dt.date(2025, 1, 7), dt.date(2025, 1, 8))}

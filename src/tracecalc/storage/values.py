@@ -85,7 +85,7 @@ class ValuesMixin:
         c = data_points.c
         lo, hi = conn.execute(select(func.min(c.period), func.max(c.period))
                               .where(c.item_id.in_(same))).one()
-        keep = np.ones(len(cal), bool) if lo is None else \
+        keep = np.zeros(len(cal), bool) if lo is None else \
             (cal >= np.datetime64(_date(lo), "D")) & (cal <= np.datetime64(_date(hi), "D"))
         return self.drop_periods(conn, frequency, cal[~keep])
 
