@@ -147,7 +147,7 @@ def extract(out: np.ndarray, calendar: np.ndarray, lay: Layout):
     vals = out[r, c]
     # store a point's versions unless it has one, known at its period
     key = lay.block[c].astype(np.int64) * n_rows + r
-    uniq, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+    _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
     store = (cnt[inv] > 1) | (known != periods)
     return latest, (ents, periods, known, vals), store
 

@@ -224,21 +224,15 @@ def history_data(store, name: str, entity: str, period) -> list[dict]:
         if entity not in codes:
             raise NotFoundError("entity", entity, close_matches(entity, codes))
         item_id, eid = known[name][0], codes[entity]
-        v = store.read_versions(conn, "data", item_id, np.array([eid]), day.item())
-        if len(v):
-            order = np.argsort(v.known_at)
-            rows = [(v.known_at[i], v.values[i]) for i in order]
-        else:
-            e, p, vals = store.read_item(conn, item_id, np.array([eid]))
-            rows = [(day, vals[i]) for i in np.flatnonzero(p == day)]
+        v = store.every_version(conn, item_id, np.array([eid]))
         loaded_as = store.snapped_from(conn, item_id, eid, day.item())
-        if not rows:
-            have = np.unique(np.concatenate([store.read_item(conn, item_id, np.array([eid]))[1],
-                                             store.read_versions(conn, "data", item_id,
-                                                                 np.array([eid])).periods]))
-            near = have[np.argsort(np.abs((have - day).astype(np.int64)), kind="stable")[:2]]
-            raise NotFoundError(f"period with {name} data for {entity}", str(day),
-                                [str(d) for d in np.sort(near)])
+    at = np.flatnonzero(v.periods == day)
+    rows = [(v.known_at[i], v.values[i]) for i in at[np.argsort(v.known_at[at])]]
+    if not rows:
+        have = np.unique(v.periods)
+        near = have[np.argsort(np.abs((have - day).astype(np.int64)), kind="stable")[:2]]
+        raise NotFoundError(f"period with {name} data for {entity}", str(day),
+                            [str(d) for d in np.sort(near)])
     return [{"known_at": str(k), "value": None if x != x else float(x),
              "latest": i == len(rows) - 1,
              "loaded_as": None if loaded_as is None else str(loaded_as)}

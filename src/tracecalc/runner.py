@@ -254,9 +254,8 @@ class Runner:
         def read(fn, name):
             return waits(self._reader.submit(IOThread.READ, partial(fn, name, ids), position))
 
-        inputs = [self._input_versions(n, ids, read, self.calendar(task.name))
-                  for n in task.compiled.inputs]
         calendar = self.calendar(task.name)
+        inputs = [self._input_versions(n, ids, read, calendar) for n in task.compiled.inputs]
         lay = pit.layout(ids, inputs)
         out = task.compiled(*(pit.expand(v, calendar, lay) for v in inputs))
         _, every, keep = pit.extract(out, calendar, lay)
@@ -305,16 +304,13 @@ class Runner:
             v = Versions(e, p, p, x)
         else:
             return read(self.versions, name)
-        here = np.isin(v.entity_ids, ids)
-        mine = Versions(*(a[here] for a in (v.entity_ids, v.periods, v.known_at, v.values)))
+        mine = Versions(*(a[np.isin(v.entity_ids, ids)] for a in v))
         rest = np.setdiff1d(ids, cols)
         if not len(rest):
             return mine
         other = read(self.versions, name)
         keep = np.isin(other.entity_ids, rest)
-        return Versions(*(np.concatenate([a, b[keep]]) for a, b in zip(
-            (mine.entity_ids, mine.periods, mine.known_at, mine.values),
-            (other.entity_ids, other.periods, other.known_at, other.values))))
+        return Versions(*(np.concatenate([a, b[keep]]) for a, b in zip(mine, other)))
 
     def _evaluated(self, name: str, ev: Evaluated) -> Future:
         """Record an evaluation, free the panels it was the last consumer of, and queue it

@@ -119,9 +119,8 @@ class RunIO:
         with self.tx(write=False) as conn:
             if asof is not None:  # a coarser input as known on each date of the formula's
                 ref, max_age, freq = asof
-                v = self._versions(conn, ref, ids)
-                return asof_panel(v.entity_ids, v.periods, v.known_at, v.values,
-                                  self.plan.calendars[freq], ids, max_age)
+                return asof_panel(*self._versions(conn, ref, ids), self.plan.calendars[freq],
+                                  ids, max_age)
             if name in self.plan.items:
                 rows = self.store.read_item(conn, self.plan.items[name][0], ids)
             else:
@@ -200,7 +199,7 @@ class RunIO:
                     replace=False)
         if out.versions is not None and (len(out.versions[0]) or len(out.versions[1])):
             self.store.write_versions(conn, "records", ref.id, *out.versions)
-        if diff.written or out.versions is not None:
+        if diff.written or len(out.version_changed):
             users = self.plan.users.get(ref.name, ())
             marks = tracer.result_written([(n, cs) for n, _, cs in users], out.changed)
             catalog.apply(self.store, conn, marks, {n: fid for n, fid, _ in users})

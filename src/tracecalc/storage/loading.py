@@ -170,20 +170,22 @@ class LoadingMixin:
         whose latest value or versions changed, the periods whose point went and the
         periods with a value now."""
         ents = np.unique(new.entity_ids)
-        m = merge(self.read_versions(conn, "data", item_id, ents), self.read_item(
-            conn, item_id, ents), new)
-        changed, deleted = self._upsert_item(conn, item_id, m.entity_ids, m.periods, m.latest)
+        stored = self.read_item(conn, item_id, ents)
+        m = merge(self.read_versions(conn, "data", item_id, ents), stored, new)
+        changed, deleted = self._upsert_item(conn, item_id, m.entity_ids, m.periods, m.latest,
+                                             stored)
         self.write_versions(conn, "data", item_id, m.drop, m.add)
         out.versions_changed += len(m.drop) + len(m.add)
         changed = np.union1d(changed, np.union1d(m.drop.entity_ids, m.add.entity_ids))
         return changed.astype(np.int64), deleted, m.periods[~np.isnan(m.latest)]
 
-    def _upsert_item(self, conn, item_id: int, eids, pers, vals
+    def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """Write what differs from the stored points; returns the entity ids that changed
-        and the periods of the points deleted."""
+        """Write what differs from the stored points (``stored``: those of the entities in
+        ``eids``, when read already); returns the entity ids that changed and the periods
+        of the points deleted."""
         vals = bulk.canonical_zero(vals)
-        old_e, old_p, old_v = self.read_item(conn, item_id)
+        old_e, old_p, old_v = stored if stored is not None else self.read_item(conn, item_id)
         new_k = _point_key(eids, pers)
         present = ~np.isnan(vals)
         if len(old_v) == 0:

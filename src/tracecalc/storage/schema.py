@@ -62,8 +62,13 @@ entities = Table(
 
 
 
-def _values_table(name: str, key: str) -> Table:
+def _values_table(name: str, key: str, versions: bool = False) -> Table:
     """A big table of values: (key, entity, period) -> value; data points and records.
+    With ``versions``, (key, entity, period, known_at) -> value, NULL for "known to be
+    missing from then": every version of the cells whose history is more than one value
+    known at its own period. The latest version of every cell is also in the values table,
+    which every latest-view read uses; a cell known once, at its period, is only there, so a
+    database without report dates or restatements holds no version row.
 
     No foreign keys: a database checks them row by row on every bulk insert (PostgreSQL's
     COPY into tc_records ran at a third of its speed with them). Only tracecalc writes these
@@ -80,35 +85,14 @@ def _values_table(name: str, key: str) -> Table:
         Column(key, Integer, primary_key=True),
         Column("entity_id", Integer, primary_key=True),
         Column("period", Date, primary_key=True),
-        Column("value", Double, nullable=False),
+        *([Column("known_at", Date, primary_key=True)] if versions else []),
+        Column("value", Double, nullable=versions),
         sqlite_with_rowid=False,
     )
 
 
 data_points = _values_table("tc_data", "item_id")
-
-
-def _versions_table(name: str, key: str) -> Table:
-    """Every version of the cells whose history is more than one value known at its own
-    period: (key, entity, period, known_at) -> value, NULL for "restated as missing".
-
-    The latest version of every cell is also in the values table (tc_data, tc_records),
-    which every latest-view read uses as before; a cell known once, at its period, is only
-    there. So a database without report dates or restatements holds no row here.
-    """
-    return Table(
-        name,
-        metadata,
-        Column(key, Integer, primary_key=True),
-        Column("entity_id", Integer, primary_key=True),
-        Column("period", Date, primary_key=True),
-        Column("known_at", Date, primary_key=True),
-        Column("value", Double, nullable=True),
-        sqlite_with_rowid=False,
-    )
-
-
-data_versions = _versions_table("tc_data_versions", "item_id")
+data_versions = _values_table("tc_data_versions", "item_id", versions=True)
 
 # The date a point was loaded with when the load moved it onto its item's calendar
 # (``load_data(snap=True)``; storage.calendars.SNAP_RULES): a fiscal quarter ending on
@@ -177,7 +161,7 @@ formula_history = Table(
 )
 
 records = _values_table("tc_records", "formula_id")
-record_versions = _versions_table("tc_record_versions", "formula_id")
+record_versions = _values_table("tc_record_versions", "formula_id", versions=True)
 
 # One 64-bit digest per (formula, entity) of the entity's computed column over the calendar
 # (tracecalc.evaluator.column_digests). A run compares digests first and reads stored records

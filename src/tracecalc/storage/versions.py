@@ -67,8 +67,7 @@ def diff(old: Versions, new: Versions) -> tuple[Versions, Versions]:
 @dataclass(frozen=True)
 class Merged:
     """What a load does to one item: the new latest values of the keys it touched (NaN:
-    no value now), the version rows to delete and to insert, and the entities whose
-    latest value or versions changed."""
+    no value now), and the version rows to delete and to insert."""
 
     entity_ids: np.ndarray
     periods: np.ndarray
