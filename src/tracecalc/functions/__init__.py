@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tracecalc.functions.common import finite
-from tracecalc.functions.conversion import asof, asof_panel
+from tracecalc.functions.conversion import asof, asof_panel, converted, downsample_panel
 from tracecalc.functions.cross_sectional import cs_demean, cs_rank, cs_zscore
 from tracecalc.functions.elementwise import (
     abs_,
@@ -61,6 +61,7 @@ from tracecalc.functions.timeseries import (
     ttm,
     wilder,
 )
+from tracecalc.model import DOWNSAMPLES
 
 KERNELS: dict[str, Callable[..., np.ndarray]] = {
     "abs": abs_, "sign": sign, "log": log, "exp": exp, "sqrt": sqrt, "round": round_,
@@ -71,11 +72,12 @@ KERNELS: dict[str, Callable[..., np.ndarray]] = {
     "ts_std": ts_std, "ts_corr": ts_corr, "ema": ema, "wilder": wilder,
     "ttm": ttm, "avg_balance": avg_balance, "asof": asof,
     "cs_rank": cs_rank, "cs_zscore": cs_zscore, "cs_demean": cs_demean,
+    **{name: converted(name) for name in DOWNSAMPLES},
 }
 
 
 __all__ = ["KERNELS", "finite", "abs_", "add", "and_", "asof", "asof_panel", "avg_balance",
-    "clip", "coalesce",
+    "clip", "coalesce", "converted", "downsample_panel",
     "cs_demean", "cs_rank", "cs_zscore", "diff", "div", "ema", "eq", "exp", "ffill", "ge",
     "growth", "gt", "if_", "isnull", "lag", "le", "log", "lt", "max_", "min_", "mul", "ne", "neg",
     "not_", "or_", "power", "round_", "sign", "sqrt", "sub", "truediv", "ts_corr", "ts_max",
