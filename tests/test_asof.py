@@ -140,9 +140,15 @@ def test_mixing_frequencies_names_the_fix_and_asof_is_checked(engine):
     with pytest.raises(FrequencyError, match=r"asof\(eps_rank2\): eps_rank2 works across "
                        "entities \\(or reads a formula that does\\)"):
         engine.set_formula("pe_rank", "close / asof(eps_rank2)")
-    with pytest.raises(FormulaError, match=r"takes the name of a data item or formula, as in "
-                       r"asof\(eps\); save an expression as a formula first"):
-        engine.set_formula("pe_ttm", "close / asof(ttm(eps))")
+    with pytest.raises(FormulaError, match=r"asof\(x, max_age\) converts a data item, a "
+                       r"formula or an expression over them, .*; this one reads none"):
+        engine.set_formula("pe_one", "close / asof(1 + 1)")
+    with pytest.raises(FrequencyError, match=r"asof\(cs_rank\(eps\)\) works across "
+                       "entities"):
+        engine.set_formula("pe_rank", "close / asof(cs_rank(eps))")
+    with pytest.raises(FrequencyError, match=r"asof\(eps \+ close\) mixes frequencies "
+                       r"\(eps is quarterly, close is daily\)"):
+        engine.set_formula("pe_mix", "close / asof(eps + close)")
     engine.set_formula("eps_daily", "asof(eps)")  # only converted inputs: daily
     assert engine.formula("eps_daily").frequency == "daily"
 
@@ -274,3 +280,38 @@ def test_asof_of_a_formula_uses_its_versions_known_each_day(engine):
     before = engine.export(as_of="2024-12-31")
     assert engine.recalc(full=True).records_written == 0
     pd.testing.assert_frame_equal(engine.export(as_of="2024-12-31"), before)
+
+
+def test_asof_of_an_expression_is_the_reference_and_a_named_formula_bit_for_bit(engine):
+    """pe = close / asof(ttm(eps)) written inline (done-when 1 of issue 13): each day's
+    trailing sum over the quarters known by then, at the versions known then; equal to
+    asof of the same formula saved under a name, and kept through incremental runs."""
+    prices, eps = _prices(), _eps()
+    engine.load_data(prices, frequencies={"close": "daily"})
+    engine.load_data(eps, frequencies={"eps": "quarterly"})
+    engine.set_formulas([{"name": "ttm_eps", "expression": "ttm(eps)"},
+                         {"name": "pe_named", "expression": "close / asof(ttm_eps)"},
+                         {"name": "pe", "expression": "close / asof(ttm(eps))"},
+                         {"name": "pe2", "expression": "close / asof(ttm_eps * 2, 200)"}])
+    engine.recalc()
+    days = [pd.Timestamp(d) for d in sorted(prices["period"].unique())]
+    asof, _ = pit_reference(eps, days)
+    px = prices.assign(period=pd.to_datetime(prices["period"])).set_index(
+        ["entity", "period"])["value"]
+    want = pd.Series({k: px[k] / v for k, v in asof.items() if not np.isnan(px[k] / v)})
+    _same(_got(engine, "pe"), want.sort_index())
+    pd.testing.assert_series_equal(_got(engine, "pe"), _got(engine, "pe_named"))
+    # a restatement of A: recomputed in the same run as ttm_eps (read from this run's
+    # versions), and equal to a full recalculation
+    engine.load_data(pd.DataFrame([("eps", "A", "2024-03-31", "2024-09-20", 2.5)],
+                                  columns=["item", "entity", "period", "known_at", "value"]))
+    report = engine.recalc()
+    assert {s.name: s.entities for s in report.formulas}["pe"] == 1
+    after = {n: _got(engine, n) for n in ("pe", "pe_named", "pe2")}
+    pd.testing.assert_series_equal(after["pe"], after["pe_named"])
+    engine.recalc(full=True)
+    for n, got in after.items():
+        pd.testing.assert_series_equal(got, _got(engine, n))
+    tree = engine.explain("pe", "A", "2024-10-01")["tree"]
+    assert tree["value"] == pytest.approx(after["pe"][("A", pd.Timestamp("2024-10-01"))],
+                                          rel=1e-12)

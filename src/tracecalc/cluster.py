@@ -80,7 +80,7 @@ def run_partition(plan: RunPlan, names: list[str], ids: np.ndarray,
                     changed=changed, final=False, concurrent_reads=direct,
                     group=session.group if direct else nullcontext, versions=session.versions,
                     stored_versions=session.stored_versions, calendar=session.calendar,
-                    downsample=session.downsample)
+                    downsample=session.downsample, inline=session.inline)
     stats = runner.run()
     return stats, runner.changed, results
 

@@ -37,7 +37,7 @@ def column(ids: np.ndarray, entity_id: int) -> int:
 def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray, t: int,
                  col: int, items, finer: dict | None = None) -> dict:
     """The explanation of ``tree`` at period index ``t`` and panel column ``col``;
-    ``finer``: per aggregated input of a downsampling call (``facts.downsampled_args``),
+    ``finer``: per aggregated input of a downsampling call (``facts.converted_args``),
     (finer calendar, finer panel, period of each finer row, aggregated panel)."""
 
     like = next(iter(panels.values()))  # a formula references at least one input
@@ -54,6 +54,8 @@ def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray
         out: dict = {"text": to_text(node), "value": at(v[t, col]), "children": []}
         if isinstance(node, Ref):
             out["kind"] = "item" if node.name in items else "formula"
+            if source_of(node.name) != node.name:  # asof(ttm(eps)): ttm(eps) as known then
+                out["text"], out["kind"] = source_of(node.name), "expression"
             return out
         if isinstance(node, Num):
             out["kind"] = "number"

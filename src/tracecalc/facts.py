@@ -20,7 +20,19 @@ from functools import cached_property
 
 from tracecalc.evaluator import Compiled, compile_tree, gives_values_from_nothing
 from tracecalc.model import DOWNSAMPLES, SIGNATURES, FunctionKind
-from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, canonical_form, parse, walk
+from tracecalc.parser import (
+    Binary,
+    Call,
+    Node,
+    Num,
+    Ref,
+    Unary,
+    canonical_form,
+    parse,
+    references,
+    to_text,
+    walk,
+)
 
 # How many periods before t a function reads of its argument (None: all of them, a
 # recursive state). Window functions read n - 1 earlier periods, lags k.
@@ -42,7 +54,9 @@ class FormulaFacts:
     spontaneous: bool  # has values where every input is missing (coalesce(x, 0))
     lookback: Mapping[str, int | None]  # reference -> periods before t read (None: all)
     frequency: str | None = None  # known once checked against the catalog (or stored)
-    asof: tuple[tuple[str, int], ...] = ()  # (reference, max_age) of each asof(x, max_age)
+    # (what, max_age) of each asof(x, max_age): x's name, or the text of an expression
+    asof: tuple[tuple[str, int], ...] = ()
+    inline: tuple[tuple[str, Node], ...] = ()  # (text, tree) of each asof of an expression
     # (reference, frequency, how) of each downsampling call (quarterly_last(close))
     downsampled: tuple[tuple[str, str, str], ...] = ()
 
@@ -73,10 +87,18 @@ class FormulaFacts:
                 stack += [node.left, node.right]
         return frozenset(out)
 
-    @property
+    @cached_property
     def converted(self) -> frozenset[str]:
-        """The references read through ``asof`` (another, coarser frequency)."""
-        return frozenset(r for r, _ in self.asof)
+        """The references read through ``asof`` (another, coarser frequency), also those
+        inside an expression it converts."""
+        return frozenset(r for n in walk(self.tree) if isinstance(n, Call) and n.func == "asof"
+                         for r in references(n.args[0]))
+
+    def inline_facts(self, text: str, frequency: str) -> FormulaFacts:
+        """The facts of the expression ``asof`` converts in ``asof(text)``, of the
+        (coarser) ``frequency`` of what it reads: evaluated with its versions."""
+        tree = dict(self.inline)[text]
+        return _facts(tree, text, references(tree), f"{self.name}: asof({text})", frequency)
 
     def with_frequency(self, frequency: str) -> FormulaFacts:
         return self if frequency == self.frequency else replace(self, frequency=frequency)
@@ -95,20 +117,32 @@ def facts_of(text: str, name: str | None = None, frequency: str | None = None
              ) -> FormulaFacts:
     """Parse ``text`` once and derive its facts; raises a ``FormulaError`` subclass."""
     parsed = parse(text, name)
-    tree = parsed.tree
+    return _facts(parsed.tree, parsed.text, parsed.references, name, frequency)
+
+
+def _facts(tree: Node, text: str, refs: tuple[str, ...], name: str | None,
+           frequency: str | None) -> FormulaFacts:
     functions = frozenset(n.func for n in walk(tree) if isinstance(n, Call))
     kinds = {SIGNATURES[f].kind for f in functions}
+    asof = [n for n in walk(tree) if isinstance(n, Call) and n.func == "asof"]
     return FormulaFacts(
-        name=name, text=parsed.text, tree=tree, references=parsed.references,
+        name=name, text=text, tree=tree, references=refs,
         functions=functions, cross_sectional=FunctionKind.CROSS_SECTIONAL in kinds,
         along_time=FunctionKind.TIMESERIES in kinds or "ffill" in functions,
         spontaneous=gives_values_from_nothing(tree), lookback=lookback(tree),
         frequency=frequency, asof=tuple(dict.fromkeys(
-            (n.args[0].name, int(n.args[1].value)) for n in walk(tree)
-            if isinstance(n, Call) and n.func == "asof")),
+            (_converts(n), int(n.args[1].value)) for n in asof)),
+        inline=tuple(dict.fromkeys((_converts(n), n.args[0]) for n in asof
+                                   if not isinstance(n.args[0], Ref))),
         downsampled=tuple(dict.fromkeys(
             (n.args[0].name, *DOWNSAMPLES[n.func]) for n in walk(tree)
             if isinstance(n, Call) and n.func in DOWNSAMPLES)))
+
+
+def _converts(call: Call) -> str:
+    """What ``asof`` converts: a name, or an expression's text (``ttm(eps)``)."""
+    x = call.args[0]
+    return x.name if isinstance(x, Ref) else to_text(x)
 
 
 def asof_input(ref: str, max_age: int, frequency: str | None) -> str:
@@ -146,20 +180,24 @@ def source_of(name: str) -> str:
     return name
 
 
-def downsampled_args(node: Node) -> Node:
-    """The tree with the argument of each downsampling call renamed to its aggregated input
-    (``quarterly_last(to:quarterly:last:close)``): what ``explain`` walks."""
+def converted_args(node: Node, frequency: str) -> Node:
+    """The tree with the argument of each downsampling call, and each expression asof
+    converts, renamed to its converted input (``quarterly_last(to:quarterly:last:close)``,
+    ``asof(asof:ttm(eps):0:daily)``): what ``explain`` walks."""
     if isinstance(node, Call) and node.func in DOWNSAMPLES:
         ref = node.args[0]
         return replace(node, args=(Ref(ref.col, downsample_input(ref.name,
                                                                  *DOWNSAMPLES[node.func])),))
+    if isinstance(node, Call) and node.func == "asof" and not isinstance(node.args[0], Ref):
+        name = asof_input(_converts(node), int(node.args[1].value), frequency)
+        return replace(node, args=(Ref(node.args[0].col, name), node.args[1]))
     if isinstance(node, Call):
-        return replace(node, args=tuple(downsampled_args(a) for a in node.args))
+        return replace(node, args=tuple(converted_args(a, frequency) for a in node.args))
     if isinstance(node, Unary):
-        return replace(node, operand=downsampled_args(node.operand))
+        return replace(node, operand=converted_args(node.operand, frequency))
     if isinstance(node, Binary):
-        return replace(node, left=downsampled_args(node.left),
-                       right=downsampled_args(node.right))
+        return replace(node, left=converted_args(node.left, frequency),
+                       right=converted_args(node.right, frequency))
     return node
 
 
@@ -167,7 +205,7 @@ def _converted_inputs(node: Node, frequency: str | None) -> Node:
     """The tree with each asof(x, max_age) call replaced by its aligned input, and each
     downsampling call by its aggregated one."""
     if isinstance(node, Call) and node.func == "asof":
-        return Ref(node.col, asof_input(node.args[0].name, int(node.args[1].value), frequency))
+        return Ref(node.col, asof_input(_converts(node), int(node.args[1].value), frequency))
     if isinstance(node, Call) and node.func in DOWNSAMPLES:
         return Ref(node.col, downsample_input(node.args[0].name, *DOWNSAMPLES[node.func]))
     if isinstance(node, Call):

@@ -31,6 +31,17 @@ def frequency(cat: Catalog, name: str, p: FormulaFacts, freqs: dict[str, str],
             f"{reader[0]} reads asof({reader[1]}), which would then work across entities (or "
             f"read a formula that does); such formulas keep only their latest values, not the "
             f"versions asof needs; change {reader[0]} in the same batch", formula=name)
+    for text, _ in p.inline:
+        inner = p.inline_facts(text, "")
+        found_in = {per_ref[r] for r in inner.references if r in per_ref}
+        if inner.cross_sectional:
+            return FrequencyError(f"asof({text}) works across entities, and such expressions "
+                                  "keep only their latest values, not the versions asof "
+                                  "needs", formula=name)
+        if len(found_in) > 1:
+            detail = ", ".join(f"{r} is {per_ref[r]}" for r in inner.references if r in per_ref)
+            return FrequencyError(f"asof({text}) mixes frequencies ({detail}); the expression "
+                                  "asof converts has one frequency", formula=name)
     direct = {r: f for r, f in per_ref.items() if r in p.direct}
     _ORDER = list(Frequency)  # finer to coarser
     found = set(direct.values()) | {to for _, to, _ in p.downsampled}

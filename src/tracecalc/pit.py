@@ -151,3 +151,12 @@ def extract(out: np.ndarray, calendar: np.ndarray, lay: Layout):
     store = (cnt[inv] > 1) | (known != periods)
     return latest, (ents, periods, known, vals), store
 
+
+
+def versions_of(compiled, inputs, calendar: np.ndarray, ids: np.ndarray):
+    """Every version of an expression over ``inputs`` (each one's versions at ``ids``, in
+    the order of ``compiled.inputs``): (entity ids, periods, known_at, values), what
+    ``asof`` of that expression reads (``asof(ttm(eps))``)."""
+    lay = layout(ids, inputs)
+    out = compiled(*(expand(v, calendar, lay) for v in inputs))
+    return extract(out, calendar, lay)[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from tracecalc import catalog, tracer
 from tracecalc.facts import FactsCache
 from tracecalc.model import FormulaState
+from tracecalc.parser import references
 from tracecalc.storage import Store
 from tracecalc.tracer import NONE
 from tracecalc.work import FormulaRef, RunPlan
@@ -60,6 +61,9 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
     crossing = {u: (facts.get(u) or cat.facts(u)).cross_sectional
                 for us in users.values() for u in us}
     order = cat.graph.topological_order(targets, key=cat.key)
+    inline = {text: facts[n].inline_facts(text, cat.frequency(tree_refs[0]))
+              for n in order for text, tree in facts[n].inline
+              for tree_refs in [references(tree)]}
     return RunPlan(
         url=store.worker_url, run_id=run_id, universe=universe, items=dict(cat.items),
         formulas={n: FormulaRef(n, r.id, r.version, r.stale_seq, r.frequency)
@@ -70,4 +74,4 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
               for n in targets},
         own=own, facts=facts,
         users={n: [(d, fs[d].id, crossing[d]) for d in users[n]] for n in targets},
-        verify=verify, lock_holder=holder, daily=store.daily_calendar(conn))
+        verify=verify, lock_holder=holder, daily=store.daily_calendar(conn), inline=inline)

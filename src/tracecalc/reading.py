@@ -9,11 +9,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 
-from tracecalc import catalog, explain
+from tracecalc import catalog, explain, pit
 from tracecalc.catalog import Catalog
 from tracecalc.errors import NotFoundError, StaleWarning, close_matches
 from tracecalc.evaluator import to_panel
-from tracecalc.facts import downsample_input, downsampled_args
+from tracecalc.facts import asof_input, converted_args, downsample_input
 from tracecalc.functions import asof_panel, downsample_panel
 from tracecalc.model import FormulaState
 from tracecalc.parser import references
@@ -192,9 +192,16 @@ def explain_record(store, cache, name: str, entity: str, period, as_of=None) -> 
                 rows = store.read_records(conn, cat.formulas[ref].id, ids)
             return to_panel(*rows, calendar, ids)
 
-        tree, finer = facts.tree, {}
+        tree, finer, panels = facts.tree, {}, {}
+        if facts.downsampled or facts.inline:
+            tree = converted_args(tree, row.frequency)
+        for text, inner in facts.inline:  # an expression as known each date, its versions
+            f = facts.inline_facts(text, cat.frequency(references(inner)[0]))
+            v = pit.versions_of(f.compiled, [versions(n) for n in f.compiled.inputs],
+                                store.calendar(conn, f.frequency), ids)
+            panels[asof_input(text, ages[text], row.frequency)] = asof_panel(
+                *v, calendar, ids, ages[text])
         if facts.downsampled:  # a finer input, aggregated per period (and the dates behind)
-            tree = downsampled_args(tree)
             daily = store.daily_calendar(conn)
             for ref, to, how in facts.downsampled:
                 freq = cat.frequency(ref)
@@ -204,8 +211,8 @@ def explain_record(store, cache, name: str, entity: str, period, as_of=None) -> 
                 finer[downsample_input(ref, to, how)] = (
                     fcal, fine, period, downsample_panel(fine, period, len(calendar), how,
                                                          complete))
-        panels = {ref: finer[ref][3] if ref in finer else read(ref)
-                  for ref in references(tree)}
+        panels.update({ref: finer[ref][3] if ref in finer else read(ref)
+                       for ref in references(tree) if ref not in panels})
         stored = read(name)
     col = int(explain.column(ids, eid))
     value = stored[t, col]

@@ -144,7 +144,8 @@ class Here:
                         versions=getattr(s, "versions", None),
                         stored_versions=getattr(s, "stored_versions", None),
                         calendar=getattr(s, "calendar", None),
-                        downsample=getattr(s, "downsample", None))
+                        downsample=getattr(s, "downsample", None),
+                        inline=getattr(s, "inline", None))
         tally.add(runner.run(), runner.changed, runner.io_seconds)
 
 

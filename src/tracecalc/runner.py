@@ -73,9 +73,11 @@ class Evaluated(NamedTuple):
     versions: object = None  # a point-in-time formula's every version there (Versions)
 
 
-def _sources(inputs) -> list[str]:
-    """The formulas and items compiled inputs come from (``asof:x:...`` reads x)."""
-    return list(dict.fromkeys(source_of(n) for n in inputs))
+def _sources(inputs, inline: dict) -> list[str]:
+    """The formulas and items compiled inputs come from (``asof:x:...`` reads x, and
+    ``asof:ttm(x):...`` x: what the expression reads)."""
+    return list(dict.fromkeys(r for n in inputs for r in (
+        inline[source_of(n)].compiled.inputs if source_of(n) in inline else (source_of(n),))))
 
 
 class _Waits:
@@ -108,7 +110,7 @@ class Runner:
                  group: Callable[[], AbstractContextManager] = nullcontext,
                  versions: Callable | None = None, stored_versions: Callable | None = None,
                  calendar: Callable[[str], np.ndarray] | None = None,
-                 downsample: Callable | None = None):
+                 downsample: Callable | None = None, inline: dict | None = None):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self._position = {n: i for i, n in enumerate(self.order)}
@@ -120,6 +122,7 @@ class Runner:
         self.read, self.write, self.digests = read, write, digests
         self.versions, self.stored_versions = versions, stored_versions
         self.calendar, self.downsample = calendar, downsample
+        self.inline = inline or {}  # asof's expressions: text -> their facts
         self.final, self.prior, self.finished = final, prior or {}, finished
         self.workers = max(1, workers)
         self.concurrent_reads, self.group = concurrent_reads, group
@@ -128,7 +131,8 @@ class Runner:
         self.stats: list[FormulaRunStats] = []  # as committed
         self.io_seconds = 0.0  # the I/O thread's busy time
         # The loop's own; evaluation threads only get what they need as arguments.
-        self._remaining = Counter(n for t in tasks for n in _sources(t.compiled.inputs))
+        self._remaining = Counter(n for t in tasks
+                                  for n in _sources(t.compiled.inputs, self.inline))
         self._full: dict[str, Future] = {}  # inputs read for every entity
         self._computed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (ids, panel)
         self._versions: dict[str, tuple[np.ndarray, object]] = {}  # name -> (ids, Versions)
@@ -201,7 +205,8 @@ class Runner:
                                          self.universe)
         sources: list[Source] = []
         for n in task.compiled.inputs if len(ids) else ():
-            if source_of(n) != n and source_of(n) in self._computed:  # from this run's values
+            if source_of(n) != n and (source_of(n) in self._computed
+                                      or source_of(n) in self.inline):  # read in _input
                 sources.append(None)
                 continue
             computed = self._computed.get(n)
@@ -274,10 +279,18 @@ class Runner:
             fine = self._input(ref, self._computed[ref], ids, read, waits)
             return self.downsample(ref, freq, how, fine)
         asof = parse_asof_input(name)
-        if asof and asof[0] in self._computed:  # a formula of this run, as known each date
-            ref, max_age, freq = asof
-            v = self._input_versions(ref, ids, lambda fn, n: waits(self._reader.submit(
-                IOThread.READ, partial(fn, n, ids))), self.calendar(ref))
+        if asof and (asof[0] in self._computed or asof[0] in self.inline):
+            ref, max_age, freq = asof  # a formula of this run, or an expression, as known
+
+            def rd(fn, n):
+                return waits(self._reader.submit(IOThread.READ, partial(fn, n, ids)))
+            if ref in self.inline:
+                f = self.inline[ref]
+                v = pit.versions_of(f.compiled, [self._input_versions(
+                    n, ids, rd, self.calendar(n)) for n in f.compiled.inputs],
+                    self.calendar(None, f.frequency), ids)
+            else:
+                v = self._input_versions(ref, ids, rd, self.calendar(ref))
             return asof_panel(*v, self.calendar(None, freq), ids, max_age)
         if isinstance(source, Future):
             if len(ids) == len(self.universe):
@@ -321,7 +334,7 @@ class Runner:
         """Record an evaluation, free the panels it was the last consumer of, and queue it
         for the writer. Returns the future set once it is written."""
         self.changed[name] = NONE if ev.outcome is None else ev.outcome.changed
-        for n in _sources(self.tasks[name].compiled.inputs):
+        for n in _sources(self.tasks[name].compiled.inputs, self.inline):
             self._remaining[n] -= 1
             if self._remaining[n] == 0:  # its last consumer has run
                 self._full.pop(n, None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tracecalc import catalog, tracer
+from tracecalc import catalog, pit, tracer
 from tracecalc.evaluator import from_panel, to_panel
 from tracecalc.facts import FormulaFacts, parse_asof_input, parse_downsample_input
 from tracecalc.functions import asof_panel, downsample_panel
@@ -57,6 +57,7 @@ class RunPlan:
     lock_holder: int | None = None
     pit: frozenset[str] = frozenset()  # formulas computed with their versions (tracecalc.pit)
     daily: str = calendars.WEEKDAYS  # the database's daily calendar (weekdays or an exchange)
+    inline: dict[str, FormulaFacts] = field(default_factory=dict)  # asof(ttm(eps)): ttm(eps)
 
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
@@ -125,8 +126,14 @@ class RunIO:
         with self.tx(write=False) as conn:
             if asof is not None:  # a coarser input as known on each date of the formula's
                 ref, max_age, freq = asof
-                return asof_panel(*self._versions(conn, ref, ids), self.plan.calendars[freq],
-                                  ids, max_age)
+                if ref in self.plan.inline:  # an expression, with its versions
+                    f = self.plan.inline[ref]
+                    v = pit.versions_of(f.compiled, [self._versions(conn, n, ids)
+                                                     for n in f.compiled.inputs],
+                                        self.plan.calendars[f.frequency], ids)
+                else:
+                    v = self._versions(conn, ref, ids)
+                return asof_panel(*v, self.plan.calendars[freq], ids, max_age)
             if name in self.plan.items:
                 rows = self.store.read_item(conn, self.plan.items[name][0], ids)
             else:
@@ -144,6 +151,10 @@ class RunIO:
                 self.plan.daily)
         period, complete = self._periods[key]
         return downsample_panel(panel, period, len(complete), how, complete)
+
+    @property
+    def inline(self) -> dict[str, FormulaFacts]:
+        return self.plan.inline
 
     def calendar(self, name: str | None, frequency: str | None = None) -> np.ndarray:
         """The calendar of formula or item ``name`` (or of ``frequency``)."""

@@ -30,6 +30,7 @@ from tracecalc.parser.nodes import (
     ParsedFormula,
     Ref,
     Unary,
+    walk,
 )
 
 MAX_LENGTH = 2_000
@@ -227,10 +228,10 @@ class _Converter:
                 out.append(Num(a.col_offset, float(self._int_literal(a, p, spec))))
             else:
                 out.append(self.convert(a))
-        if fname == "asof" and not isinstance(out[0], Ref):
-            raise self.fail("asof(x, max_age) takes the name of a data item or formula, as in "
-                            "asof(eps); save an expression as a formula first (ttm_eps = "
-                            "ttm(eps)) and convert that", args[0], cls=ArityError)
+        if fname == "asof" and not any(isinstance(n, Ref) for n in walk(out[0])):
+            raise self.fail("asof(x, max_age) converts a data item, a formula or an "
+                            "expression over them, as in asof(eps) or asof(ttm(eps)); this "
+                            "one reads none", args[0], cls=ArityError)
         if fname in DOWNSAMPLES and not isinstance(out[0], Ref):
             raise self.fail(f"{fname}(x) takes the name of a data item or formula, as in "
                             f"{fname}(close); save an expression as a formula first (dollar_"
