@@ -30,7 +30,8 @@ TEMPLATES = [
     "isnull({a}) + {b}", "diff({a}, 1) * 2", "cs_demean({a})", "({a} > 1) or ({b} < 0)",
 ]
 # a daily formula over a quarterly name {q}; a quarterly one over a daily name {d}
-DAILY_TEMPLATES = ["px / asof({q})", "asof({q}) + px", "asof({q}, 60) * 2", "lag(px, 1) - px"]
+DAILY_TEMPLATES = ["px / asof({q})", "asof({q}) + px", "asof({q}, 60) * 2", "lag(px, 1) - px",
+                   "px / asof(ts_sum({q}, 2))", "asof(lag({q}, 1) * 2, 200) - px"]
 DOWNSAMPLING = ["quarterly_last({d}) + {q}", "quarterly_mean({d})", "quarterly_count({d})",
                 "quarterly_max({d}) - quarterly_min({d})", "quarterly_sum({d})"]
 DAYS = [str(d.date()) for d in pd.bdate_range("2023-03-01", "2025-03-31")[::23]]

@@ -129,7 +129,10 @@ def _facts(tree: Node, text: str, refs: tuple[str, ...], name: str | None,
         name=name, text=text, tree=tree, references=refs,
         functions=functions, cross_sectional=FunctionKind.CROSS_SECTIONAL in kinds,
         along_time=FunctionKind.TIMESERIES in kinds or "ffill" in functions,
-        spontaneous=gives_values_from_nothing(tree), lookback=lookback(tree),
+        # a count over a period with no value is 0 (its kernel only sees the counts)
+        spontaneous=gives_values_from_nothing(tree) or any(
+            n.func.endswith("_count") and n.func in DOWNSAMPLES for n in walk(tree)
+            if isinstance(n, Call)), lookback=lookback(tree),
         frequency=frequency, asof=tuple(dict.fromkeys(
             (_converts(n), int(n.args[1].value)) for n in asof)),
         inline=tuple(dict.fromkeys((_converts(n), n.args[0]) for n in asof
