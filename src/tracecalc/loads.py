@@ -39,7 +39,8 @@ def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap:
                                    snap=snap, progress=tell)
         tell(len(batch), len(batch), "marking dependents stale")
         stale = trace(store, conn, cat, changes.changed_entities,
-                      grown=changes.grown_calendars, shrunk=set(changes.removed_periods),
+                      grown=changes.grown_calendars,
+                      shrunk=set(changes.removed_periods) | changes.shrunk_coarser,
                       new_entities=changes.new_entity_ids)
     return LoadResult(rows=len(batch), items=tuple(changes.items),
                       new_items=tuple(changes.new_items), new_entities=changes.new_entities,

@@ -29,6 +29,8 @@ class LoadChanges:
     added_periods: dict[str, np.ndarray] = field(default_factory=dict)  # frequency -> new
     calendars_before: dict[str, np.ndarray] = field(default_factory=dict)  # of grown ones
     removed_periods: dict[str, np.ndarray] = field(default_factory=dict)  # no data left
+    # coarser calendars that lost periods because finer ones did (they gain them silently)
+    shrunk_coarser: set[str] = field(default_factory=set)
     snapped: int = 0  # points moved onto their item's calendar
     versions_changed: int = 0  # version rows written or deleted
     changed_items: list[str] = field(default_factory=list)
@@ -131,15 +133,13 @@ class LoadingMixin:
         return out
 
     def _follow_finer(self, conn, out: LoadChanges, changed: set[str], known: dict) -> None:
-        """Coarser calendars follow the periods the finer ones complete (``cover_finer``)."""
-        for freq, (before, added) in self.cover_finer(conn, changed, known).items():
+        """Coarser calendars follow the periods the finer ones complete (``cover_finer``);
+        the load reports its own frequencies' new and removed periods, the tracer all."""
+        for freq, (before, _) in self.cover_finer(conn, changed, known).items():
             out.grown_calendars.add(freq)
-            out.added_periods[freq] = np.union1d(out.added_periods.get(freq, added), added)
             out.calendars_before.setdefault(freq, before)
         for freq in sorted(out.removed_periods, key=calendars.FREQUENCIES.index):
-            for coarser, removed in self.prune_coarser(conn, freq).items():
-                out.removed_periods[coarser] = np.union1d(
-                    out.removed_periods.get(coarser, removed), removed)
+            out.shrunk_coarser |= set(self.prune_coarser(conn, freq))
 
     def _on_calendar(self, conn, batch: DataBatch, idx, name: str, item_id: int, freq: str,
                      daily: str, snap: bool, eids, pers, out: LoadChanges) -> np.ndarray:
