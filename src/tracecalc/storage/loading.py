@@ -98,7 +98,9 @@ class LoadingMixin:
                 out.new_items.append(name)
             pers = self._on_calendar(conn, batch, idx, name, item_id, str(freq), daily, snap,
                                      eids, pers, out)
-            if batch.known_at is None and not self.has_versions(conn, "data", item_id):
+            # every point known at its period, and no history stored: a plain upsert
+            plain = batch.known_at is None or not (batch.known_at[idx] > pers).any()
+            if plain and not self.has_versions(conn, "data", item_id):
                 changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals)
                 now_present = pers[~np.isnan(vals)]
             else:
