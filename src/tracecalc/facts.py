@@ -183,42 +183,48 @@ def source_of(name: str) -> str:
     return name
 
 
-def converted_args(node: Node, frequency: str) -> Node:
+def _rewrite(node: Node, swap) -> Node:
+    """The tree with each node for which ``swap`` gives a node (not None) replaced by it."""
+    if (new := swap(node)) is not None:
+        return new
+    if isinstance(node, Call):
+        return replace(node, args=tuple(_rewrite(a, swap) for a in node.args))
+    if isinstance(node, Unary):
+        return replace(node, operand=_rewrite(node.operand, swap))
+    if isinstance(node, Binary):
+        return replace(node, left=_rewrite(node.left, swap), right=_rewrite(node.right, swap))
+    return node
+
+
+def _input_of(call: Call, frequency: str | None) -> str | None:
+    """The compiled input that stands for a conversion call (None: not one)."""
+    if call.func == "asof":
+        return asof_input(_converts(call), int(call.args[1].value), frequency)
+    if call.func in DOWNSAMPLES:
+        return downsample_input(call.args[0].name, *DOWNSAMPLES[call.func])
+    return None
+
+
+def converted_args(tree: Node, frequency: str) -> Node:
     """The tree with the argument of each downsampling call, and each expression asof
     converts, renamed to its converted input (``quarterly_last(to:quarterly:last:close)``,
     ``asof(asof:ttm(eps):0:daily)``): what ``explain`` walks."""
-    if isinstance(node, Call) and node.func in DOWNSAMPLES:
-        ref = node.args[0]
-        return replace(node, args=(Ref(ref.col, downsample_input(ref.name,
-                                                                 *DOWNSAMPLES[node.func])),))
-    if isinstance(node, Call) and node.func == "asof" and not isinstance(node.args[0], Ref):
-        name = asof_input(_converts(node), int(node.args[1].value), frequency)
-        return replace(node, args=(Ref(node.args[0].col, name), node.args[1]))
-    if isinstance(node, Call):
-        return replace(node, args=tuple(converted_args(a, frequency) for a in node.args))
-    if isinstance(node, Unary):
-        return replace(node, operand=converted_args(node.operand, frequency))
-    if isinstance(node, Binary):
-        return replace(node, left=converted_args(node.left, frequency),
-                       right=converted_args(node.right, frequency))
-    return node
+    def swap(n: Node) -> Node | None:
+        if not isinstance(n, Call) or (n.func == "asof" and isinstance(n.args[0], Ref)):
+            return None
+        name = _input_of(n, frequency)
+        return None if name is None else replace(
+            n, args=(Ref(n.args[0].col, name), *n.args[1:]))
+    return _rewrite(tree, swap)
 
 
-def _converted_inputs(node: Node, frequency: str | None) -> Node:
+def _converted_inputs(tree: Node, frequency: str | None) -> Node:
     """The tree with each asof(x, max_age) call replaced by its aligned input, and each
     downsampling call by its aggregated one."""
-    if isinstance(node, Call) and node.func == "asof":
-        return Ref(node.col, asof_input(_converts(node), int(node.args[1].value), frequency))
-    if isinstance(node, Call) and node.func in DOWNSAMPLES:
-        return Ref(node.col, downsample_input(node.args[0].name, *DOWNSAMPLES[node.func]))
-    if isinstance(node, Call):
-        return replace(node, args=tuple(_converted_inputs(a, frequency) for a in node.args))
-    if isinstance(node, Unary):
-        return replace(node, operand=_converted_inputs(node.operand, frequency))
-    if isinstance(node, Binary):
-        return replace(node, left=_converted_inputs(node.left, frequency),
-                       right=_converted_inputs(node.right, frequency))
-    return node
+    def swap(n: Node) -> Node | None:
+        name = _input_of(n, frequency) if isinstance(n, Call) else None
+        return None if name is None else Ref(n.col, name)
+    return _rewrite(tree, swap)
 
 
 def lookback(tree: Node) -> dict[str, int | None]:
