@@ -237,3 +237,37 @@ def history_data(store, name: str, entity: str, period) -> list[dict]:
              "latest": i == len(rows) - 1,
              "loaded_as": None if loaded_as is None else str(loaded_as)}
             for i, (k, x) in enumerate(rows)]
+
+
+def formula(store, cache, name: str):
+    """See ``Engine.formula``."""
+    from tracecalc.model import FormulaInfo, Frequency
+
+    with store.transaction(write=False) as conn:
+        cat = catalog.read(store, conn, cache, [name], down=False)
+        r = cat.row(name)
+        refs = tuple(sorted(cat.graph.predecessors(name)))
+    return FormulaInfo(r.name, r.expression, catalog.canonical_of(r, cache),
+                       Frequency(r.frequency), r.version, FormulaState(r.state),
+                       r.description, refs)
+
+
+def dependencies(store, cache, name: str, transitive: bool) -> list[str]:
+    """See ``Engine.dependencies``."""
+    with store.transaction(write=False) as conn:
+        cat = catalog.read(store, conn, cache, [name], down=False)
+        cat.row(name)
+        if transitive:
+            return cat.graph.topological_order(cat.graph.ancestors(name))
+        return sorted(cat.graph.predecessors(name))
+
+
+def dependents(store, cache, name: str, transitive: bool) -> list[str]:
+    """See ``Engine.dependents``."""
+    with store.transaction(write=False) as conn:
+        cat = catalog.read(store, conn, cache, [name], up=False, items_down=True)
+        if name not in cat.names:
+            raise NotFoundError("formula or item", name, close_matches(name, cat.all_names()))
+        if transitive:
+            return cat.downstream([name])
+        return sorted(cat.graph.successors(name))

@@ -1,0 +1,315 @@
+"""In-memory evaluation: saved formulas and ad-hoc expressions over the stored data, with
+nothing written (``Engine.evaluate``, ``tracecalc eval``).
+
+Every expression is checked as ``check`` checks a formula (syntax, references with
+suggestions, frequencies), then evaluated, together with the whole upstream closure of the
+saved formulas it reads, from the data items, in one snapshot transaction: stored records
+are never read, so a stale, partial or pending formula upstream cannot give a stale answer,
+and the result is what a recalculation would store. Each item is read once for all the
+expressions.
+
+What is computed follows what the outputs need (``_needs``), per node of the closure:
+
+- entities: the requested ones, or every entity where a cross-sectional formula reads the
+  node (directly or through formulas that work entity by entity): ``cs_rank`` of one
+  entity alone would be 1 everywhere;
+- periods: from the first period the outputs show back by each reference's look-back
+  (``facts.lookback``; all of history under ``ema``, ``wilder`` and ``asof``), so the
+  values in the window equal a full evaluation's; nothing looks ahead, so every calendar
+  ends at ``end``;
+- versions: an ``asof`` input is aligned from its versions (an item's stored ones; a
+  formula's from its point-in-time evaluation, ``tracecalc.pit``, when it reads versioned
+  data entity by entity, else one per value known at its period), as a run does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracecalc import catalog, pit
+from tracecalc.errors import (
+    FormulaError,
+    NotFoundError,
+    UnknownReferenceError,
+    UsageError,
+    ValidationError,
+    clip,
+    close_matches,
+)
+from tracecalc.evaluator import from_panel, to_panel
+from tracecalc.facts import FormulaFacts, facts_of, parse_asof_input
+from tracecalc.frequencies import frequency as _frequency
+from tracecalc.functions import asof_panel
+from tracecalc.model import Problem
+from tracecalc.parser import Ref, walk
+from tracecalc.storage import files
+from tracecalc.storage.frames import tidy_frame
+from tracecalc.storage.versions import Versions
+
+SOURCE = "evaluation"
+RESERVED = ("period", "entity")  # the frame's key columns
+
+
+@dataclass
+class _Need:
+    """What the outputs need of one node (an item, a formula or an output expression)."""
+
+    frequency: str
+    facts: FormulaFacts | None  # None: a data item
+    wide: bool = False  # every entity (a cross-sectional formula reads it)
+    since: np.datetime64 | None = None  # the first period needed; None: all history
+    panel: bool = False  # its latest values
+    versions: bool = False  # its versions (read through asof)
+    pit: bool = False  # computed with versions over versioned inputs (tracecalc.pit)
+    users: list[str] = field(default_factory=list)
+
+
+def specs(expressions) -> list[tuple[str, str]]:
+    """(column label, text) of each expression: one text, texts, or {label: text}."""
+    if isinstance(expressions, str):
+        expressions = [expressions]
+    if isinstance(expressions, Mapping):
+        pairs = list(expressions.items())
+    elif isinstance(expressions, Iterable):
+        pairs = [(e, e) for e in expressions]
+    else:
+        raise UsageError(f"cannot evaluate a {type(expressions).__name__}; pass an expression, "
+                         "a list of expressions or a mapping {label: expression}")
+    if not pairs:
+        raise UsageError("nothing to evaluate: pass at least one expression")
+    for label, text in pairs:
+        if not isinstance(text, str) or not isinstance(label, str) or not label:
+            raise UsageError(f"an expression and its label are text, not {clip(text, 40)}")
+        if label in RESERVED:
+            raise UsageError(f"'{label}' cannot label a column (the frame's keys are period "
+                             f"and entity); pass {{'{label}_': '{label}'}}")
+    return list(dict(pairs).items())
+
+
+def evaluate(store, cache, expressions, entities=None, start=None, end=None):
+    """See ``Engine.evaluate``."""
+    pairs = specs(expressions)
+    lo = None if start is None else files.to_day(start, "start", SOURCE)
+    hi = None if end is None else files.to_day(end, "end", SOURCE)
+    if lo is not None and hi is not None and lo > hi:
+        raise UsageError(f"{SOURCE}: start {lo} is after end {hi}")
+    codes = None if entities is None else (
+        [entities] if isinstance(entities, str) else list(dict.fromkeys(entities)))
+    parsed: dict[str, FormulaFacts] = {}  # by label
+    problems: list[tuple[str, Exception]] = []
+    for label, text in pairs:
+        try:
+            parsed[label] = facts_of(text)
+        except FormulaError as e:
+            problems.append((label, e))
+    refs = {r for p in parsed.values() for r in p.references}
+    with store.transaction(write=False, snapshot=True) as conn:
+        cat = catalog.read(store, conn, cache, refs, down=False)
+        checked = _check(cat, parsed, problems)
+        if problems:
+            _refuse(problems)
+        known = store.entity_ids(conn)
+        for c in codes or ():
+            if c not in known:
+                raise NotFoundError("entity", str(c), close_matches(str(c), known))
+        universe = store.entity_universe(conn)
+        chosen = universe if codes is None else np.sort(
+            np.array([known[c] for c in codes], dtype=np.int64))
+        # outputs by a key no name can be ("#0"): a label may be a formula's name too
+        outputs = {f"#{i}": checked[label] for i, (label, _) in enumerate(pairs)}
+        full = _Calendars(store, conn)
+        needs = _needs(store, conn, cat, outputs, lo, full)
+        calendars = _cut(needs, full, hi)
+        panels = _run(store, conn, cat, needs, calendars, universe, chosen) \
+            if len(chosen) else {}
+        code_of = store.entity_codes(conn)
+    columns, frequencies = {}, {}
+    for (label, _), (key, p) in zip(pairs, outputs.items()):
+        cal = calendars[p.frequency]
+        rows = slice(None) if lo is None else slice(int(np.searchsorted(cal, lo)), None)
+        panel = panels.get(key, np.full((len(cal), len(chosen)), np.nan))
+        columns[label] = (cal[rows], panel[rows])
+        frequencies[label] = p.frequency
+    return tidy_frame(code_of, chosen, columns, frequencies)
+
+
+class _Calendars(dict):
+    """Each frequency's whole calendar, read on first use."""
+
+    def __init__(self, store, conn):
+        super().__init__()
+        self.store, self.conn = store, conn
+
+    def __missing__(self, frequency: str) -> np.ndarray:
+        self[frequency] = cal = self.store.calendar(self.conn, frequency)
+        return cal
+
+
+def _check(cat, parsed: dict[str, FormulaFacts], problems: list) -> dict[str, FormulaFacts]:
+    """Each parsed expression with its frequency; unknown references and frequency problems
+    join ``problems`` (as ``check`` reports them)."""
+    out = {}
+    for label, p in parsed.items():
+        unknown: set[str] = set()
+        for node in walk(p.tree):
+            if isinstance(node, Ref) and node.name not in cat.names and node.name not in unknown:
+                unknown.add(node.name)
+                problems.append((label, UnknownReferenceError(
+                    node.name, close_matches(node.name, cat.all_names()), text=p.text,
+                    col=node.col)))
+        if unknown:
+            continue
+        freq = _frequency(cat, None, p, {}, {})
+        if isinstance(freq, Exception):
+            problems.append((label, freq))
+        elif freq is not None:
+            out[label] = p.with_frequency(freq)
+    return out
+
+
+def _refuse(problems: list[tuple[str, Exception]]) -> None:
+    if len(problems) == 1:
+        raise problems[0][1]
+    raise ValidationError([Problem(n, str(e)) for n, e in problems],
+                          what="evaluation", outcome="nothing was evaluated")
+
+
+def _earlier(a, b):
+    """The earlier of two first periods (None: all history)."""
+    return None if a is None or b is None else min(a, b)
+
+
+def _needs(store, conn, cat, outputs: dict[str, FormulaFacts], lo, full: _Calendars
+           ) -> dict[str, _Need]:
+    """What each node of the outputs' closure must give, outputs first, then upstream in
+    reverse dependency order (every user of a node is handled before it)."""
+    refs = {r for p in outputs.values() for r in p.references}
+    names = cat.graph.ancestors(refs) | refs
+    order = cat.graph.topological_order({n for n in names if n in cat.formulas}, key=cat.key)
+    needs = {n: _Need(cat.frequency(n), None) for n in sorted(names) if n in cat.items}
+    for n in order:
+        needs[n] = _Need(cat.frequency(n), cat.facts(n))
+    if any(needs[n].facts.asof for n in order) or any(p.asof for p in outputs.values()):
+        _point_in_time(store, conn, cat, needs, order)
+    for key, p in outputs.items():
+        needs[key] = _Need(p.frequency, p, since=lo, panel=True)
+    for n in [*outputs, *reversed(order)]:
+        need = needs[n]
+        if not (need.panel or need.versions):
+            continue  # upstream only of what is not needed
+        f = need.facts
+        wide = need.wide or f.cross_sectional
+        for r in f.references:
+            up = needs[r]
+            up.users.append(n)
+            up.wide |= wide
+            back = f.lookback.get(r, 0)
+            first = None if back is None or need.since is None else \
+                _back(full[need.frequency], need.since, back)
+            up.since = first if not (up.panel or up.versions) else _earlier(up.since, first)
+            if r in f.converted:
+                up.versions = True
+            elif need.panel or not need.pit:
+                up.panel = True
+            if need.versions and need.pit:
+                up.versions = True
+    return needs
+
+
+def _point_in_time(store, conn, cat, needs: dict[str, _Need], order: list[str]) -> None:
+    """Which formulas have versions of their own (as ``planning`` decides for a run): those
+    that read, entity by entity, an item or a formula with versions; producers first."""
+    versioned = store.versioned(conn, "data")
+    for n in order:
+        f = needs[n].facts
+        if not (f.cross_sectional or f.asof):
+            needs[n].pit = any(needs[r].pit if r in cat.formulas else
+                               cat.items[r][0] in versioned for r in f.references)
+
+
+def _back(calendar: np.ndarray, since, periods: int):
+    """The period ``periods`` calendar dates before ``since`` (the first date, at most)."""
+    i = int(np.searchsorted(calendar, since)) - periods
+    return calendar[max(i, 0)] if i < len(calendar) else since
+
+
+def _cut(needs: dict[str, _Need], full: _Calendars, hi) -> dict[str, np.ndarray]:
+    """Per frequency, its calendar from the first period a node of it needs, to ``hi``
+    (nothing looks ahead)."""
+    first: dict[str, object] = {}
+    for need in needs.values():
+        if need.panel or need.versions:
+            f = need.frequency
+            first[f] = need.since if f not in first else _earlier(first[f], need.since)
+    out = {}
+    for f, since in first.items():
+        cal = full[f]
+        a = 0 if since is None else int(np.searchsorted(cal, since))
+        b = len(cal) if hi is None else int(np.searchsorted(cal, hi, side="right"))
+        out[f] = cal[a:max(a, b)]
+    return out
+
+
+def _run(store, conn, cat, needs: dict[str, _Need], calendars, universe, chosen
+         ) -> dict[str, np.ndarray]:
+    """Every needed node in dependency order; returns the outputs' panels (chosen entities).
+    A panel is freed once its last user has run."""
+    panels: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (columns, panel)
+    versions: dict[str, Versions] = {}
+    left = Counter({n: len(need.users) for n, need in needs.items()})
+    outputs = [n for n in needs if n.startswith("#")]
+    order = [n for n in cat.graph.topological_order(
+        {n for n in needs if n in cat.names}, key=lambda n: (n in cat.formulas, n))
+        if needs[n].panel or needs[n].versions]
+    result = {}
+    for n in [*order, *outputs]:
+        need = needs[n]
+        cal = calendars[need.frequency]
+        ids = universe if need.wide or (need.facts and need.facts.cross_sectional) \
+            else chosen
+        if need.facts is None:  # a data item
+            item = cat.items[n][0]
+            if need.panel:
+                panels[n] = (ids, to_panel(*store.read_item(conn, item, ids), cal, ids))
+            if need.versions:
+                versions[n] = store.every_version(conn, item, ids)
+            continue
+        compiled = need.facts.compiled
+        if need.panel or not need.pit:
+            args = [_input(a, panels, versions, cal, ids) for a in compiled.inputs]
+            panel = compiled(*args)
+            if n in cat.formulas:
+                panels[n] = (ids, panel)
+            else:
+                result[n] = panel[:, np.searchsorted(ids, chosen)]
+            if need.versions and not need.pit:  # one version per value, known at its period
+                e, p, x = from_panel(panel, cal, ids)
+                versions[n] = Versions(e, p, p, x)
+        if need.versions and need.pit:
+            inputs = [versions[r] for r in compiled.inputs]
+            lay = pit.layout(ids, inputs)
+            out = compiled(*(pit.expand(v, cal, lay) for v in inputs))
+            _, every, _ = pit.extract(out, cal, lay)
+            versions[n] = Versions(*every)
+        for r in need.facts.references:
+            left[r] -= 1
+            if left[r] == 0:
+                panels.pop(r, None)
+                versions.pop(r, None)
+    return result
+
+
+def _input(name: str, panels, versions, cal, ids) -> np.ndarray:
+    """A compiled input at ``ids``: a panel cut to them, or an asof input aligned."""
+    asof = parse_asof_input(name)
+    if asof is not None:
+        ref, max_age, _ = asof
+        return asof_panel(*versions[ref], cal, ids, max_age)
+    cols, panel = panels[name]
+    if len(cols) == len(ids):
+        return panel
+    return panel[:, np.searchsorted(cols, ids)]
