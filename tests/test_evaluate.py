@@ -5,10 +5,13 @@ evaluations sliced to a window, and against what a recalculation stores; nothing
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from conftest import make_cli
@@ -188,6 +191,9 @@ def test_a_window_equals_the_full_evaluation_sliced(sqlite_engine, start, end, e
         keep &= (full["period"] <= end).to_numpy()
     want = full[keep].reset_index(drop=True)
     _same(part, want)
+    for expr in exprs:  # alone: its inputs read from its own look-back (no ema beside it)
+        alone = sqlite_engine.evaluate([expr], entities=entities, start=start, end=end)
+        _same(alone, want[["period", "entity", expr]].dropna().reset_index(drop=True))
     if start == "2023-01-01":
         assert len(part) == 0 and list(part.columns) == ["period", "entity", *exprs]
 
@@ -344,3 +350,61 @@ def test_the_eval_command(tmp_path):
     err = cli("eval", "ma / clsoe", code=1).stderr
     assert err.startswith("error: unknown reference 'clsoe'. Did you mean 'close'?")
     assert "nothing was written" not in cli("eval", "ma + 1", "--csv").stdout
+
+
+# -- the sample catalog: every function the language has, against a recalculation ------------
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    from conftest import SAMPLE
+    from tracecalc.engine import Engine
+    from tracecalc.storage.files import read_formulas
+
+    eng = Engine(f"sqlite:///{tmp_path_factory.mktemp('sample') / 's.db'}", user="tester")
+    eng.load_entities(SAMPLE / "entities.csv")
+    eng.load_data(SAMPLE / "data.csv")
+    eng.load_data(SAMPLE / "restatements.csv")  # quarterly items with versions
+    eng.load_data(SAMPLE / "prices.csv", frequencies={"px": "daily"})
+    eng.load_data(SAMPLE / "eps_reports.csv", frequencies={"eps_reported": "quarterly"})
+    eng.set_formulas(read_formulas(SAMPLE / "formulas.csv"))
+    eng.set_formulas(read_formulas(SAMPLE / "daily_formulas.csv"))
+    eng.recalc()
+    names = list(eng.formulas(canonical=False)["name"])
+    yield eng, names, eng.evaluate(names)
+    eng.close()
+
+
+def test_every_sample_formula_equals_its_records(sample):
+    eng, names, full = sample
+    assert len(names) > 90
+    for name in names:
+        rec = eng.records(name).set_index(["period", "entity"])["value"].sort_index()
+        mine = _tidy(full, name)
+        assert list(rec.index) == list(mine.index), name
+        assert np.array_equal(rec.to_numpy(), mine.to_numpy()), name
+
+
+@settings(max_examples=int(os.environ.get("TRACECALC_EVAL_EXAMPLES", "15")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_window_of_the_sample_catalog_equals_the_full_one_sliced(sample, data):
+    eng, names, full = sample
+    codes = sorted(set(full["entity"]))
+    days = sorted(set(full["period"]))
+    picked = data.draw(st.lists(st.sampled_from(names), min_size=1, max_size=6, unique=True))
+    entities = data.draw(st.none() | st.lists(st.sampled_from(codes), min_size=1,
+                                              max_size=4, unique=True))
+    start = data.draw(st.none() | st.sampled_from(days))
+    end = data.draw(st.none() | st.sampled_from(days))
+    if start is not None and end is not None and start > end:
+        start, end = end, start
+    part = eng.evaluate(picked, entities=entities, start=start, end=end)
+    want = full[["period", "entity", *picked]]
+    keep = ~want[picked].isna().all(axis=1).to_numpy()
+    if entities is not None:
+        keep &= want["entity"].isin(entities).to_numpy()
+    if start is not None:
+        keep &= (want["period"] >= start).to_numpy()
+    if end is not None:
+        keep &= (want["period"] <= end).to_numpy()
+    _same(part, want[keep].reset_index(drop=True))

@@ -15,8 +15,8 @@ What is computed follows what the outputs need (``_needs``), per node of the clo
   entity alone would be 1 everywhere;
 - periods: from the first period the outputs show back by each reference's look-back
   (``facts.lookback``; all of history under ``ema``, ``wilder`` and ``asof``), so the
-  values in the window equal a full evaluation's; nothing looks ahead, so every calendar
-  ends at ``end``;
+  values in the window equal a full evaluation's; nothing looks ahead, so every node's
+  rows end at ``end``;
 - versions: an ``asof`` input is aligned from its versions (an item's stored ones; a
   formula's from its point-in-time evaluation, ``tracecalc.pit``, when it reads versioned
   data entity by entity, else one per value known at its period), as a run does.
@@ -62,6 +62,7 @@ class _Need:
     facts: FormulaFacts | None  # None: a data item
     wide: bool = False  # every entity (a cross-sectional formula reads it)
     since: np.datetime64 | None = None  # the first period needed; None: all history
+    start: np.datetime64 | None = None  # the first computed (since less its look-back)
     panel: bool = False  # its latest values
     versions: bool = False  # its versions (read through asof)
     pit: bool = False  # computed with versions over versioned inputs (tracecalc.pit)
@@ -123,16 +124,16 @@ def evaluate(store, cache, expressions, entities=None, start=None, end=None):
         outputs = {f"#{i}": checked[label] for i, (label, _) in enumerate(pairs)}
         full = _Calendars(store, conn)
         needs = _needs(store, conn, cat, outputs, lo, full)
-        calendars = _cut(needs, full, hi)
-        panels = _run(store, conn, cat, needs, calendars, universe, chosen) \
+        rows = {n: _rows(full[need.frequency], need, hi) for n, need in needs.items()
+                if need.panel or need.versions}
+        panels = _run(store, conn, cat, needs, full, rows, universe, chosen) \
             if len(chosen) else {}
         code_of = store.entity_codes(conn)
     columns, frequencies = {}, {}
     for (label, _), (key, p) in zip(pairs, outputs.items()):
-        cal = calendars[p.frequency]
-        rows = slice(None) if lo is None else slice(int(np.searchsorted(cal, lo)), None)
+        cal = full[p.frequency][rows[key][1]:rows[key][0].stop]  # from lo on
         panel = panels.get(key, np.full((len(cal), len(chosen)), np.nan))
-        columns[label] = (cal[rows], panel[rows])
+        columns[label] = (cal, panel)
         frequencies[label] = p.frequency
     return tidy_frame(code_of, chosen, columns, frequencies)
 
@@ -203,14 +204,18 @@ def _needs(store, conn, cat, outputs: dict[str, FormulaFacts], lo, full: _Calend
             continue  # upstream only of what is not needed
         f = need.facts
         wide = need.wide or f.cross_sectional
+        # computed from its look-back before the first period it gives, with every input
+        # from there on (a window at that first period reads them)
+        backs = [f.lookback.get(r, 0) for r in f.references if r not in f.converted]
+        need.start = None if need.since is None or None in backs else \
+            _back(full[need.frequency], need.since, max(backs, default=0))
         for r in f.references:
             up = needs[r]
             up.users.append(n)
             up.wide |= wide
-            back = f.lookback.get(r, 0)
-            first = None if back is None or need.since is None else \
-                _back(full[need.frequency], need.since, back)
+            first = None if r in f.converted else need.start  # asof: all of its history
             up.since = first if not (up.panel or up.versions) else _earlier(up.since, first)
+            up.start = up.since  # an item's (a formula's is set when it is reached)
             if r in f.converted:
                 up.versions = True
             elif need.panel or not need.pit:
@@ -237,28 +242,22 @@ def _back(calendar: np.ndarray, since, periods: int):
     return calendar[max(i, 0)] if i < len(calendar) else since
 
 
-def _cut(needs: dict[str, _Need], full: _Calendars, hi) -> dict[str, np.ndarray]:
-    """Per frequency, its calendar from the first period a node of it needs, to ``hi``
-    (nothing looks ahead)."""
-    first: dict[str, object] = {}
-    for need in needs.values():
-        if need.panel or need.versions:
-            f = need.frequency
-            first[f] = need.since if f not in first else _earlier(first[f], need.since)
-    out = {}
-    for f, since in first.items():
-        cal = full[f]
-        a = 0 if since is None else int(np.searchsorted(cal, since))
-        b = len(cal) if hi is None else int(np.searchsorted(cal, hi, side="right"))
-        out[f] = cal[a:max(a, b)]
-    return out
+def _rows(calendar: np.ndarray, need: _Need, hi) -> tuple[slice, int]:
+    """The calendar rows a node is computed on (from its look-back before its first period
+    needed, to ``hi``: nothing looks ahead), and the first row it keeps."""
+    a, kept = (0 if d is None else int(np.searchsorted(calendar, d))
+               for d in (need.start, need.since))
+    b = len(calendar) if hi is None else int(np.searchsorted(calendar, hi, side="right"))
+    return slice(a, max(a, b)), max(kept, a)
 
 
-def _run(store, conn, cat, needs: dict[str, _Need], calendars, universe, chosen
-         ) -> dict[str, np.ndarray]:
-    """Every needed node in dependency order; returns the outputs' panels (chosen entities).
-    A panel is freed once its last user has run."""
-    panels: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (columns, panel)
+def _run(store, conn, cat, needs: dict[str, _Need], full: _Calendars,
+         rows: dict[str, slice], universe, chosen) -> dict[str, np.ndarray]:
+    """Every needed node in dependency order, each on its own rows; returns the outputs'
+    panels (chosen entities). A panel is freed once its last user has run. A node's first
+    row is never before a user's (its look-back reaches further back), so a user cuts the
+    leading rows off."""
+    panels: dict[str, tuple[np.ndarray, int, np.ndarray]] = {}  # (columns, first row, panel)
     versions: dict[str, Versions] = {}
     left = Counter({n: len(need.users) for n, need in needs.items()})
     outputs = [n for n in needs if n.startswith("#")]
@@ -268,26 +267,28 @@ def _run(store, conn, cat, needs: dict[str, _Need], calendars, universe, chosen
     result = {}
     for n in [*order, *outputs]:
         need = needs[n]
-        cal = calendars[need.frequency]
+        (computed, kept), whole = rows[n], full[need.frequency]
+        cal, first = whole[computed], computed.start
         ids = universe if need.wide or (need.facts and need.facts.cross_sectional) \
             else chosen
         if need.facts is None:  # a data item
             item = cat.items[n][0]
             if need.panel:
-                panels[n] = (ids, to_panel(*store.read_item(conn, item, ids), cal, ids))
+                panels[n] = (ids, first, to_panel(*store.read_item(conn, item, ids), cal,
+                                                  ids))  # (an item keeps what it reads)
             if need.versions:
                 versions[n] = store.every_version(conn, item, ids)
             continue
         compiled = need.facts.compiled
         if need.panel or not need.pit:
-            args = [_input(a, panels, versions, cal, ids) for a in compiled.inputs]
-            panel = compiled(*args)
+            args = [_input(a, panels, versions, cal, first, ids) for a in compiled.inputs]
+            panel = compiled(*args)[kept - first:]  # before kept: short look-backs
             if n in cat.formulas:
-                panels[n] = (ids, panel)
+                panels[n] = (ids, kept, panel)
             else:
                 result[n] = panel[:, np.searchsorted(ids, chosen)]
             if need.versions and not need.pit:  # one version per value, known at its period
-                e, p, x = from_panel(panel, cal, ids)
+                e, p, x = from_panel(panel, cal[kept - first:], ids)
                 versions[n] = Versions(e, p, p, x)
         if need.versions and need.pit:
             inputs = [versions[r] for r in compiled.inputs]
@@ -303,13 +304,15 @@ def _run(store, conn, cat, needs: dict[str, _Need], calendars, universe, chosen
     return result
 
 
-def _input(name: str, panels, versions, cal, ids) -> np.ndarray:
-    """A compiled input at ``ids``: a panel cut to them, or an asof input aligned."""
+def _input(name: str, panels, versions, cal, first: int, ids) -> np.ndarray:
+    """A compiled input on the rows from ``first`` at ``ids``: a panel cut to them, or an
+    asof input aligned on ``cal``."""
     asof = parse_asof_input(name)
     if asof is not None:
         ref, max_age, _ = asof
         return asof_panel(*versions[ref], cal, ids, max_age)
-    cols, panel = panels[name]
+    cols, start, panel = panels[name]
+    panel = panel[first - start:]
     if len(cols) == len(ids):
         return panel
     return panel[:, np.searchsorted(cols, ids)]
