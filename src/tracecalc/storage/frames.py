@@ -24,9 +24,9 @@ def tidy_frame(codes: np.ndarray, ids: np.ndarray,
         present = np.zeros((len(cal), len(ids)), bool)
         for label in labels:
             present |= ~np.isnan(columns[label][1])
-        r, c = np.nonzero(present)
+        r, c = np.nonzero(present)  # row-major: by period, then entity id
         parts.append((cal[r].astype("datetime64[D]").astype(np.int64), ids[c],
-                      {label: columns[label][1][r, c] for label in labels}))
+                      {label: columns[label][1][present] for label in labels}))
     if len(parts) == 1:
         days, ents, values = parts[0]
     else:  # an outer join on (period, entity)
@@ -42,10 +42,14 @@ def tidy_frame(codes: np.ndarray, ids: np.ndarray,
                 values[label][at] = v
     rank = np.zeros(len(codes), np.int64)  # entity id -> place of its code in code order
     rank[ids[np.argsort(codes[ids].astype(str), kind="stable")]] = np.arange(len(ids))
-    order = np.lexsort((rank[ents], days))
+    by_code = rank[ents]
+    if len(parts) > 1 or (np.diff(by_code) < 0).any():  # else ids follow the codes' order
+        order = np.lexsort((by_code, days))
+        days, ents = days[order], ents[order]
+        values = {label: v[order] for label, v in values.items()}
     df = pd.DataFrame({
-        "period": days[order].astype("datetime64[D]").astype("datetime64[s]"),
-        "entity": codes[ents[order]] if len(ents) else np.empty(0, dtype=object),
-        **{label: values[label][order] for label in columns}})
+        "period": days.astype("datetime64[D]").astype("datetime64[s]"),
+        "entity": codes[ents] if len(ents) else np.empty(0, dtype=object),
+        **{label: values[label] for label in columns}})
     df.attrs["frequencies"] = dict(frequencies)
     return df
