@@ -408,3 +408,33 @@ def test_any_window_of_the_sample_catalog_equals_the_full_one_sliced(sample, dat
     if end is not None:
         keep &= (want["period"] <= end).to_numpy()
     _same(part, want[keep].reset_index(drop=True))
+
+
+def _eps_known_by(eps: pd.DataFrame, day: str) -> pd.DataFrame:
+    """Each quarter's latest version known by ``day`` (a missing one: absent), from the
+    rule: an empty known_at is the period."""
+    e = eps.assign(known_at=eps["known_at"].where(eps["known_at"] != "", eps["period"]))
+    e = e[e["known_at"] <= day].sort_values("known_at", kind="stable")
+    return e.groupby(["entity", "period"]).tail(1).dropna(subset=["value"])
+
+
+@pytest.mark.parametrize("day", ["2023-05-20", "2024-01-20", "2024-03-05", "2024-08-01"])
+def test_as_of_a_date(sqlite_engine, day):
+    eng = sqlite_engine
+    prices, eps = _load_asof(eng)
+    eng.recalc()
+    got = eng.evaluate(["eps", "ttm_eps", "eps2", "pe", "cs_rank(eps)"], as_of=day)
+    assert got["period"].max() <= pd.Timestamp(day)  # nothing after it is known then
+    known = _eps_known_by(eps, day).assign(period=lambda d: pd.to_datetime(d["period"]))
+    panel = known.pivot(index="period", columns="entity", values="value")
+    _close(_tidy(got, "eps"), _long(panel))
+    _close(_tidy(got, "eps2"), _long(panel * 2))
+    _close(_tidy(got, "cs_rank(eps)"), _long(panel.rank(axis=1, pct=True)))
+    want = asof_reference(prices, eps)
+    want = want[want.index.get_level_values(1) <= pd.Timestamp(day)].swaplevel().sort_index()
+    _close(_tidy(got, "pe"), want)
+    for name in ["ttm_eps", "pe"]:  # as the as-of view of the records
+        rec = eng.records(name, as_of=day).set_index(["period", "entity"])["value"]
+        mine = _tidy(got, name)
+        assert list(rec.sort_index().index) == list(mine.index)
+        assert np.array_equal(rec.sort_index().to_numpy(), mine.to_numpy())

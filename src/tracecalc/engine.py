@@ -347,13 +347,14 @@ class Engine:
         return reading.explain_record(self.store, self.facts, name, entity, period, as_of)
 
     def evaluate(self, expressions, entities: Iterable[str] | str | None = None, start=None,
-                 end=None):
+                 end=None, as_of=None):
         """Evaluate formulas (by name) or ad-hoc expressions (``"close / ts_mean(close, 20)"``,
         ``"pe * 2"``) over the stored data, in memory: nothing is written.
 
         ``expressions``: one text, a list, or ``{label: text}``. Saved formulas they read are
         evaluated with their upstream closure from the data items, never from stored records
-        (docs/formula-language.md, "Evaluating in memory").
+        (docs/formula-language.md, "Evaluating in memory"); with ``as_of``, the data as known
+        on that date.
 
         Returns:
             A DataFrame: period (``datetime64[s]``), entity, one column per expression; a
@@ -364,7 +365,8 @@ class Engine:
             The errors of ``check`` (several bad expressions: ``ValidationError``);
             ``NotFoundError`` for an unknown entity, ``DataError`` for a bad date.
         """
-        return evaluating.evaluate(self.store, self.facts, expressions, entities, start, end)
+        return evaluating.evaluate(self.store, self.facts, expressions, entities, start, end,
+                                   as_of)
 
     def records(self, name: str, entities: Iterable[str] | str | None = None, start=None,
                 end=None, as_of=None):

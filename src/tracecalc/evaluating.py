@@ -17,7 +17,8 @@ What is computed follows what the outputs need (``_needs``), per node of the clo
   (``facts.lookback``; all of history under ``ema``, ``wilder`` and ``asof``), so the
   values in the window equal a full evaluation's; nothing looks ahead, so every node's
   rows end at ``end``;
-- versions: an ``asof`` input is aligned from its versions (an item's stored ones; a
+- versions: with ``as_of``, each item as known then (its latest version known by then)
+  and nothing after it; an ``asof`` input is aligned from its versions (an item's stored ones; a
   formula's from its point-in-time evaluation, ``tracecalc.pit``, when it reads versioned
   data entity by entity, else one per value known at its period), as a run does.
 """
@@ -91,13 +92,16 @@ def specs(expressions) -> list[tuple[str, str]]:
     return list(dict(pairs).items())
 
 
-def evaluate(store, cache, expressions, entities=None, start=None, end=None):
+def evaluate(store, cache, expressions, entities=None, start=None, end=None, as_of=None):
     """See ``Engine.evaluate``."""
     pairs = specs(expressions)
     lo = None if start is None else files.to_day(start, "start", SOURCE)
     hi = None if end is None else files.to_day(end, "end", SOURCE)
     if lo is not None and hi is not None and lo > hi:
         raise UsageError(f"{SOURCE}: start {lo} is after end {hi}")
+    day = None if as_of is None else files.to_day(as_of, "as_of", SOURCE)
+    if day is not None:  # nothing after it is known then
+        hi = day if hi is None else min(hi, day)
     codes = None if entities is None else (
         [entities] if isinstance(entities, str) else list(dict.fromkeys(entities)))
     parsed: dict[str, FormulaFacts] = {}  # by label
@@ -126,7 +130,7 @@ def evaluate(store, cache, expressions, entities=None, start=None, end=None):
         needs = _needs(store, conn, cat, outputs, lo, full)
         rows = {n: _rows(full[need.frequency], need, hi) for n, need in needs.items()
                 if need.panel or need.versions}
-        panels = _run(store, conn, cat, needs, full, rows, universe, chosen) \
+        panels = _run(store, conn, cat, needs, full, rows, universe, chosen, day) \
             if len(chosen) else {}
         code_of = store.entity_codes(conn)
     columns, frequencies = {}, {}
@@ -252,7 +256,7 @@ def _rows(calendar: np.ndarray, need: _Need, hi) -> tuple[slice, int]:
 
 
 def _run(store, conn, cat, needs: dict[str, _Need], full: _Calendars,
-         rows: dict[str, slice], universe, chosen) -> dict[str, np.ndarray]:
+         rows: dict[str, slice], universe, chosen, day=None) -> dict[str, np.ndarray]:
     """Every needed node in dependency order, each on its own rows; returns the outputs'
     panels (chosen entities). A panel is freed once its last user has run. A node's first
     row is never before a user's (its look-back reaches further back), so a user cuts the
@@ -271,13 +275,15 @@ def _run(store, conn, cat, needs: dict[str, _Need], full: _Calendars,
         cal, first = whole[computed], computed.start
         ids = universe if need.wide or (need.facts and need.facts.cross_sectional) \
             else chosen
-        if need.facts is None:  # a data item
+        if need.facts is None:  # a data item (it keeps what it reads)
             item = cat.items[n][0]
+            if day is not None or need.versions:
+                v = store.every_version(conn, item, ids)
+                versions[n] = v if day is None else v.known_by(day)
             if need.panel:
-                panels[n] = (ids, first, to_panel(*store.read_item(conn, item, ids), cal,
-                                                  ids))  # (an item keeps what it reads)
-            if need.versions:
-                versions[n] = store.every_version(conn, item, ids)
+                points = store.read_item(conn, item, ids) if day is None else \
+                    versions[n].latest()
+                panels[n] = (ids, first, to_panel(*points, cal, ids))
             continue
         compiled = need.facts.compiled
         if need.panel or not need.pit:

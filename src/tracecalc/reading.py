@@ -62,18 +62,9 @@ def _records(store, conn, cat: Catalog, name: str, as_of=None):
     return files.records_frame(store.entity_codes(conn), *rows)
 
 
-def _known_by(v, day):
+def _known_by(v: Versions, day):
     """(entity, period, value) of the latest version of each point known by ``day``."""
-    import numpy as np
-
-    sel = v.known_at <= day
-    e, p, k, x = v.entity_ids[sel], v.periods[sel], v.known_at[sel], v.values[sel]
-    order = np.lexsort((k, p, e))
-    e, p, x = e[order], p[order], x[order]
-    last = np.ones(len(e), bool)
-    last[:-1] = (e[1:] != e[:-1]) | (p[1:] != p[:-1])
-    keep = last & ~np.isnan(x)
-    return e[keep], p[keep], x[keep]
+    return v.known_by(day).latest()
 
 
 def _refuse_latest_only(store, conn, cat: Catalog, name: str, day) -> None:

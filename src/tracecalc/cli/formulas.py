@@ -190,18 +190,20 @@ def history(ctx, name):
               help="Only this entity (repeatable); cross-sections still rank every entity.")
 @click.option("--start", default=None, metavar="DATE", help="The first period shown.")
 @click.option("--end", default=None, metavar="DATE", help="The last period shown.")
+@click.option("--as-of", "as_of", default=None, metavar="DATE",
+              help="The data as known on DATE: each point at its version known then.")
 @click.option("--csv", "as_csv", is_flag=True,
               help="CSV on standard output (every value exactly) instead of a table.")
 @click.pass_context
 @handle_errors
-def eval_(ctx, exprs, entities, start, end, as_csv):
+def eval_(ctx, exprs, entities, start, end, as_of, as_csv):
     """Evaluate formulas or expressions EXPR over the stored data, writing nothing.
 
     An EXPR is a formula's name or any expression ("close / ts_mean(close, 20)", "pe * 2");
     the formulas it reads are computed from the data items. One row per period and entity
     where an EXPR has a value, one column per EXPR."""
     df = _engine(ctx).evaluate(list(exprs), entities=list(entities) or None, start=start,
-                               end=end)
+                               end=end, as_of=as_of)
     labels = list(df.columns[2:])
     if as_csv:
         df.assign(period=df["period"].dt.strftime("%Y-%m-%d")).to_csv(
