@@ -318,6 +318,9 @@ def test_the_frame(sqlite_engine):
     assert keys == sorted(keys) and set(got["entity"]) == {"B", "E"}
     assert not got[["m", "r"]].isna().all(axis=1).any()  # a row only where a value is
     assert got.attrs["frequencies"] == {"m": "daily", "r": "daily"}
+    none = sqlite_engine.evaluate(["ma", "rk"], entities=[])
+    assert len(none) == 0 and list(none.columns) == ["period", "entity", "ma", "rk"]
+    assert list(sqlite_engine.evaluate(["rel", "rel"]).columns) == ["period", "entity", "rel"]
 
 
 # -- the command --------------------------------------------------------------------------
@@ -350,6 +353,8 @@ def test_the_eval_command(tmp_path):
     err = cli("eval", "ma / clsoe", code=1).stderr
     assert err.startswith("error: unknown reference 'clsoe'. Did you mean 'close'?")
     assert "nothing was written" not in cli("eval", "ma + 1", "--csv").stdout
+    known = cli("eval", "ma", "--entity", "A", "--as-of", "2024-01-09", "--csv").stdout
+    assert known.splitlines()[-1].startswith("2024-01-09,A,")  # nothing after the date
 
 
 # -- the sample catalog: every function the language has, against a recalculation ------------
