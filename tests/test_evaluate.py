@@ -210,9 +210,9 @@ def test_entities_restrict_the_output_never_a_cross_section(sqlite_engine):
     reads = []
     real = sqlite_engine.store.read_item
 
-    def counting(conn, item_id, entity_ids=None):
+    def counting(conn, item_id, entity_ids=None, since=None):
         reads.append((item_id, None if entity_ids is None else tuple(entity_ids)))
-        return real(conn, item_id, entity_ids)
+        return real(conn, item_id, entity_ids, since)
 
     sqlite_engine.store.read_item = counting
     sqlite_engine.evaluate(["close * 2", "ts_mean(close, 3)", "rel", "sm", "rk"], entities="A")
@@ -220,6 +220,26 @@ def test_entities_restrict_the_output_never_a_cross_section(sqlite_engine):
     reads.clear()
     sqlite_engine.evaluate(["close * 2", "rel", "sm"], entities="A")
     assert len(reads) == 1 and len(reads[0][1]) == 1
+
+
+def test_a_window_reads_only_its_look_back_on_every_database(engine):
+    _load(engine)
+    exprs = ["ts_mean(close, 5) - lag(close, 3)", "rel", "cs_rank(close)"]
+    full = engine.evaluate(exprs)
+    seen = []
+    real = engine.store.read_item
+
+    def spying(conn, item_id, entity_ids=None, since=None):
+        seen.append(since)
+        return real(conn, item_id, entity_ids, since)
+
+    engine.store.read_item = spying
+    part = engine.evaluate(exprs, entities=["B", "D"], start="2024-04-10", end="2024-05-10")
+    # ma (5 days) inside rel: 4 weekdays before the start; lag 3: 3 (2024-04-04 .. 04-09)
+    assert [str(s) for s in seen] == ["2024-04-04"]
+    keep = (full["entity"].isin(["B", "D"]) & (full["period"] >= "2024-04-10")
+            & (full["period"] <= "2024-05-10"))
+    _same(part, full[keep].reset_index(drop=True))
 
 
 # -- frequencies and asof --------------------------------------------------------------------

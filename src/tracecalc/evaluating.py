@@ -281,7 +281,8 @@ def _run(store, conn, cat, needs: dict[str, _Need], full: _Calendars,
                 v = store.every_version(conn, item, ids)
                 versions[n] = v if day is None else v.known_by(day)
             if need.panel:
-                points = store.read_item(conn, item, ids) if day is None else \
+                since = cal[0] if first and len(cal) else None  # before: not needed
+                points = store.read_item(conn, item, ids, since) if day is None else \
                     versions[n].latest()
                 panels[n] = (ids, first, to_panel(*points, cal, ids))
             continue
