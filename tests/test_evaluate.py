@@ -322,9 +322,11 @@ def test_bad_expressions_give_the_errors_of_check(sqlite_engine):
         eng.evaluate("rel", start="2024-02-30")
     with pytest.raises(UsageError, match="is after end"):
         eng.evaluate("rel", start="2024-03-01", end="2024-02-01")
-    for bad in [[], 3, {"period": "rel"}]:
+    for bad in [[], 3, {"period": "rel"}, [None]]:
         with pytest.raises(UsageError):
             eng.evaluate(bad)
+    with pytest.raises(UsageError, match="one code or several"):
+        eng.evaluate("rel", entities=7)
 
 
 def test_the_frame(sqlite_engine):

@@ -17,10 +17,10 @@ What is computed follows what the outputs need (``_needs``), per node of the clo
   (``facts.lookback``; all of history under ``ema``, ``wilder`` and ``asof``), so the
   values in the window equal a full evaluation's; nothing looks ahead, so every node's
   rows end at ``end``;
-- versions: with ``as_of``, each item as known then (its latest version known by then)
-  and nothing after it; an ``asof`` input is aligned from its versions (an item's stored ones; a
-  formula's from its point-in-time evaluation, ``tracecalc.pit``, when it reads versioned
-  data entity by entity, else one per value known at its period), as a run does.
+- versions: an ``asof`` input is aligned from its versions, as a run aligns it (an item's
+  stored ones; a formula's from its point-in-time evaluation, ``tracecalc.pit``, when it
+  reads versioned data entity by entity, else one per value known at its period); with
+  ``as_of``, every item is read as known then and nothing after it is computed.
 """
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ def evaluate(store, cache, expressions, entities=None, start=None, end=None, as_
     day = None if as_of is None else files.to_day(as_of, "as_of", SOURCE)
     if day is not None:  # nothing after it is known then
         hi = day if hi is None else min(hi, day)
+    if entities is not None and not isinstance(entities, (str, Iterable)):
+        raise UsageError(f"entities: one code or several, not a {type(entities).__name__}")
     codes = None if entities is None else (
         [entities] if isinstance(entities, str) else list(dict.fromkeys(entities)))
     parsed: dict[str, FormulaFacts] = {}  # by label
