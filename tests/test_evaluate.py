@@ -465,3 +465,26 @@ def test_as_of_a_date(sqlite_engine, day):
         mine = _tidy(got, name)
         assert list(rec.sort_index().index) == list(mine.index)
         assert np.array_equal(rec.sort_index().to_numpy(), mine.to_numpy())
+
+
+def test_asof_of_a_formula_without_versions(sqlite_engine):
+    eng = sqlite_engine
+    prices = _prices()
+    quarters = pd.date_range("2022-12-31", "2024-09-30", freq="QE").strftime("%Y-%m-%d")
+    rev = pd.DataFrame([("rev", e, q, float(i + 10 * j)) for i, e in enumerate("ABC")
+                        for j, q in enumerate(quarters)],
+                       columns=["item", "entity", "period", "value"])
+    eng.load_data(prices, frequencies={"close": "daily"})
+    eng.load_data(rev, frequencies={"rev": "quarterly"})
+    eng.set_formulas({"rev2": "rev * 2", "ratio": "close / asof(rev2)"})
+    got = eng.evaluate(["ratio", "close / (asof(rev) * 2)"], start="2023-03-01")
+    assert len(got) > 1000
+    assert np.array_equal(got["ratio"].to_numpy(), got["close / (asof(rev) * 2)"].to_numpy(),
+                          equal_nan=True)
+    eng.recalc()
+    rec = eng.records("ratio", start="2023-03-01").set_index(["period", "entity"])["value"]
+    assert np.array_equal(rec.sort_index().to_numpy(), _tidy(got, "ratio").to_numpy())
+    # on each day, the latest quarter ended by then (a value known at its period), times 2
+    day = got[(got["entity"] == "B") & (got["period"] == "2023-05-15")]
+    close = prices[(prices["entity"] == "B") & (prices["period"] == "2023-05-15")]["value"]
+    assert day["ratio"].iloc[0] == close.iloc[0] / (2 * (1 + 10 * 1))  # 2023-03-31's value
