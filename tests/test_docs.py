@@ -83,3 +83,13 @@ def test_the_readme_documents_the_exit_codes():
     assert table, "README: the exit-code table"
     codes = {int(c) for c in re.findall(r"^\| (\d+) \|", table.group(1), re.M)}
     assert codes == {0, 1, 2, cli.EXIT_BUSY, cli.EXIT_INTERRUPTED}
+
+
+def test_the_eval_command_is_documented_where_its_rules_are():
+    """README's synopsis of ``tracecalc eval`` is the one docs/formula-language.md gives with
+    its rules ("Evaluating in memory"), and its options are the command's."""
+    synopsis = "eval" + _readme_commands()["eval"]
+    text = " ".join((ROOT / "docs" / "formula-language.md").read_text().split())
+    assert "## Evaluating in memory" in text
+    assert f"`tracecalc {synopsis}`" in text
+    assert "as_of=None)` and `tracecalc eval" in text

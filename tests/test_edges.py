@@ -424,6 +424,7 @@ EVERY = {
     "load-formulas": (str(SAMPLE / "formulas.csv"),), "demo": ("--data", str(SAMPLE)),
     "verify": (), "delete-data": ("revenue", "--entity", "ACME"), "db": ("current",),
     "history-data": ("revenue", "ACME", "2025-12-31"), "daily-calendar": (),
+    "eval": ("gross_margin * 2", "--entity", "ACME"),
 }
 WRITERS = {"init", "set", "delete", "recalc", "load-data", "load-entities", "load-formulas",
            "delete-data"}

@@ -12,15 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 
-from tracecalc import catalog, integrity, loads, planning, reading, running, saving
-from tracecalc.errors import NotFoundError, close_matches
+from tracecalc import catalog, evaluating, integrity, loads, planning, reading, running, saving
 from tracecalc.facts import FactsCache
 from tracecalc.model import (
     CheckReport,
     DeleteResult,
     FormulaInfo,
-    FormulaState,
-    Frequency,
     ItemInfo,
     LoadResult,
     RunReport,
@@ -226,13 +223,7 @@ class Engine:
 
     def formula(self, name: str) -> FormulaInfo:
         """One formula as stored."""
-        with self.store.transaction(write=False) as conn:
-            cat = self._read(conn, [name], down=False)
-            r = cat.row(name)
-            refs = tuple(sorted(cat.graph.predecessors(name)))
-        return FormulaInfo(r.name, r.expression, catalog.canonical_of(r, self.facts),
-                           Frequency(r.frequency), r.version, FormulaState(r.state),
-                           r.description, refs)
+        return reading.formula(self.store, self.facts, name)
 
     def formulas(self, canonical: bool = True):
         """A DataFrame, one row per formula: name, expression, description, frequency,
@@ -241,24 +232,12 @@ class Engine:
 
     def dependencies(self, name: str, transitive: bool = False) -> list[str]:
         """What ``name`` references (all the way up with ``transitive``)."""
-        with self.store.transaction(write=False) as conn:
-            cat = self._read(conn, [name], down=False)
-            cat.row(name)
-            if transitive:
-                return cat.graph.topological_order(cat.graph.ancestors(name))
-            return sorted(cat.graph.predecessors(name))
+        return reading.dependencies(self.store, self.facts, name, transitive)
 
     def dependents(self, name: str, transitive: bool = False) -> list[str]:
         """Formulas that use ``name`` (all the way down, in recalculation order, with
         ``transitive``)."""
-        with self.store.transaction(write=False) as conn:
-            cat = self._read(conn, [name], up=False, items_down=True)
-            if name not in cat.names:
-                raise NotFoundError("formula or item", name,
-                                    close_matches(name, cat.all_names()))
-            if transitive:
-                return cat.downstream([name])
-            return sorted(cat.graph.successors(name))
+        return reading.dependents(self.store, self.facts, name, transitive)
 
     def history(self, name: str) -> list[dict]:
         """Every saved version of a formula: version, action, old and new text, who, when."""
@@ -366,6 +345,28 @@ class Engine:
             NotFoundError: no such formula, entity or period.
         """
         return reading.explain_record(self.store, self.facts, name, entity, period, as_of)
+
+    def evaluate(self, expressions, entities: Iterable[str] | str | None = None, start=None,
+                 end=None, as_of=None):
+        """Evaluate formulas (by name) or ad-hoc expressions (``"close / ts_mean(close, 20)"``,
+        ``"pe * 2"``) over the stored data, in memory: nothing is written.
+
+        ``expressions``: one text, a list, or ``{label: text}``. Saved formulas they read are
+        evaluated with their upstream closure from the data items, never from stored records
+        (docs/formula-language.md, "Evaluating in memory"); with ``as_of``, the data as known
+        on that date.
+
+        Returns:
+            A DataFrame: period (``datetime64[s]``), entity, one column per expression; a
+            row per (period, entity) of ``entities`` (default all) from ``start`` to ``end``
+            where one has a value, by period then entity; ``attrs["frequencies"]``.
+
+        Raises:
+            The errors of ``check`` (several bad expressions: ``ValidationError``);
+            ``NotFoundError`` for an unknown entity, ``DataError`` for a bad date.
+        """
+        return evaluating.evaluate(self.store, self.facts, expressions, entities, start, end,
+                                   as_of)
 
     def records(self, name: str, entities: Iterable[str] | str | None = None, start=None,
                 end=None, as_of=None):

@@ -102,10 +102,10 @@ class CycleError(TracecalcError):
 class ValidationError(TracecalcError):
     """A batch had problems; ``problems`` lists every one of them."""
 
-    def __init__(self, problems: Sequence, what: str = "validation"):
+    def __init__(self, problems: Sequence, what: str = "validation",
+                 outcome: str = "nothing was saved"):
         self.problems = list(problems)
-        lines = [f"{what} failed with {plural(len(self.problems), 'problem')}; nothing was "
-                 "saved:"]
+        lines = [f"{what} failed with {plural(len(self.problems), 'problem')}; {outcome}:"]
         for p in self.problems:
             row = getattr(p, "row", None)
             where = f"row {row}, {p.name}" if row is not None else p.name

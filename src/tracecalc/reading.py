@@ -64,18 +64,9 @@ def _records(store, conn, cat: Catalog, name: str, as_of=None):
     return files.records_frame(store.entity_codes(conn), *rows)
 
 
-def _known_by(v, day):
+def _known_by(v: Versions, day):
     """(entity, period, value) of the latest version of each point known by ``day``."""
-    import numpy as np
-
-    sel = v.known_at <= day
-    e, p, k, x = v.entity_ids[sel], v.periods[sel], v.known_at[sel], v.values[sel]
-    order = np.lexsort((k, p, e))
-    e, p, x = e[order], p[order], x[order]
-    last = np.ones(len(e), bool)
-    last[:-1] = (e[1:] != e[:-1]) | (p[1:] != p[:-1])
-    keep = last & ~np.isnan(x)
-    return e[keep], p[keep], x[keep]
+    return v.known_by(day).latest()
 
 
 def _refuse_latest_only(store, conn, cat: Catalog, name: str, day) -> None:
@@ -262,3 +253,37 @@ def history_data(store, name: str, entity: str, period) -> list[dict]:
              "latest": i == len(rows) - 1,
              "loaded_as": None if loaded_as is None else str(loaded_as)}
             for i, (k, x) in enumerate(rows)]
+
+
+def formula(store, cache, name: str):
+    """See ``Engine.formula``."""
+    from tracecalc.model import FormulaInfo, Frequency
+
+    with store.transaction(write=False) as conn:
+        cat = catalog.read(store, conn, cache, [name], down=False)
+        r = cat.row(name)
+        refs = tuple(sorted(cat.graph.predecessors(name)))
+    return FormulaInfo(r.name, r.expression, catalog.canonical_of(r, cache),
+                       Frequency(r.frequency), r.version, FormulaState(r.state),
+                       r.description, refs)
+
+
+def dependencies(store, cache, name: str, transitive: bool) -> list[str]:
+    """See ``Engine.dependencies``."""
+    with store.transaction(write=False) as conn:
+        cat = catalog.read(store, conn, cache, [name], down=False)
+        cat.row(name)
+        if transitive:
+            return cat.graph.topological_order(cat.graph.ancestors(name))
+        return sorted(cat.graph.predecessors(name))
+
+
+def dependents(store, cache, name: str, transitive: bool) -> list[str]:
+    """See ``Engine.dependents``."""
+    with store.transaction(write=False) as conn:
+        cat = catalog.read(store, conn, cache, [name], up=False, items_down=True)
+        if name not in cat.names:
+            raise NotFoundError("formula or item", name, close_matches(name, cat.all_names()))
+        if transitive:
+            return cat.downstream([name])
+        return sorted(cat.graph.successors(name))

@@ -182,3 +182,39 @@ def history(ctx, name):
         row(t, h["version"], h["action"], h["changed_at"], h["changed_by"],
             h["old_expression"], h["new_expression"])
     _show(t)
+
+
+@main.command("eval", cls=_ExpressionCommand)
+@click.argument("exprs", nargs=-1, required=True)
+@click.option("--entity", "-e", "entities", multiple=True, metavar="E",
+              help="Only this entity (repeatable); cross-sections still rank every entity.")
+@click.option("--start", default=None, metavar="DATE", help="The first period shown.")
+@click.option("--end", default=None, metavar="DATE", help="The last period shown.")
+@click.option("--as-of", "as_of", default=None, metavar="DATE",
+              help="The data as known on DATE: each point at its version known then.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="CSV on standard output (every value exactly) instead of a table.")
+@click.pass_context
+@handle_errors
+def eval_(ctx, exprs, entities, start, end, as_of, as_csv):
+    """Evaluate formulas or expressions EXPR over the stored data, writing nothing.
+
+    An EXPR is a formula's name or any expression ("close / ts_mean(close, 20)", "pe * 2");
+    the formulas it reads are computed from the data items. One row per period and entity
+    where an EXPR has a value, one column per EXPR."""
+    df = _engine(ctx).evaluate(list(exprs), entities=list(entities) or None, start=start,
+                               end=end, as_of=as_of)
+    labels = list(df.columns[2:])
+    if as_csv:
+        df.assign(period=df["period"].dt.strftime("%Y-%m-%d")).to_csv(
+            cli.out.file, index=False)
+        return
+    t = table("period", "entity", *labels, numeric=labels, whole=["period", "entity"])
+    days = df["period"].dt.strftime("%Y-%m-%d").tolist()
+    values = [df[c].tolist() for c in labels]
+    for i, (day, code) in enumerate(zip(days, df["entity"].tolist())):
+        row(t, day, code, *("" if v[i] != v[i] else f"{v[i]:.8g}" for v in values))
+    _show(t)
+    freqs = sorted(set(df.attrs["frequencies"].values()))
+    cli.out.print(f"{plural(len(df), 'row')} ({', '.join(freqs)}); nothing was written",
+                  markup=False)

@@ -44,6 +44,21 @@ class Versions:
         return pd.DataFrame({"e": self.entity_ids, "p": self.periods, "k": self.known_at,
                              "v": self.values})
 
+    def known_by(self, day) -> Versions:
+        """The versions known by ``day`` (``known_at <= day``)."""
+        sel = self.known_at <= day
+        return Versions(*(a[sel] for a in self))
+
+    def latest(self):
+        """(entity, period, value) of each point's latest version, without the points whose
+        latest version is "missing"."""
+        order = np.lexsort((self.known_at, self.periods, self.entity_ids))
+        e, p, x = self.entity_ids[order], self.periods[order], self.values[order]
+        last = np.ones(len(e), bool)
+        last[:-1] = (e[1:] != e[:-1]) | (p[1:] != p[:-1])
+        keep = last & ~np.isnan(x)
+        return e[keep], p[keep], x[keep]
+
     @staticmethod
     def of(df) -> Versions:
         return Versions(df["e"].to_numpy(np.int64), df["p"].to_numpy("datetime64[D]"),

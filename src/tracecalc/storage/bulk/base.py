@@ -45,12 +45,15 @@ class BulkWriter:
         raise NotImplementedError
 
     def read_rows(self, conn: Connection, table: Table, key_col: str, key: int,
-                  entity_ids: np.ndarray | None = None) -> Rows:
+                  entity_ids: np.ndarray | None = None, since=None) -> Rows:
         """The (entity, period, value) rows of one key, as numpy arrays; only those of
-        ``entity_ids`` when given (a few entities by index look-up, many by one scan)."""
+        ``entity_ids`` when given (a few entities by index look-up, many by one scan), and
+        with ``since`` (a date) only its periods from then on."""
         key = int(key)
         where = f"{key_col} = {key:d}"
         where += _entity_filter(entity_ids)
+        if since is not None:  # an ISO literal of our own date: every database compares it
+            where += f" AND period >= '{np.datetime64(since, 'D').item().isoformat()}'"
         if entity_ids is not None and len(entity_ids) == 0:
             return _columns([])
         rows = self._read_where(conn, table, where)
