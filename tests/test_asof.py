@@ -312,6 +312,12 @@ def test_asof_of_an_expression_is_the_reference_and_a_named_formula_bit_for_bit(
     engine.recalc(full=True)
     for n, got in after.items():
         pd.testing.assert_series_equal(got, _got(engine, n))
+    ev = engine.evaluate({"pe": "pe", "inline": "close / asof(ttm(eps))"})
+    ev = ev.set_index(["entity", "period"])
+    for col in ("pe", "inline"):
+        s = ev[col].dropna()
+        s.index = s.index.set_names(["entity", "period"])
+        np.testing.assert_array_equal(s.sort_index().to_numpy(), after["pe"].to_numpy())
     tree = engine.explain("pe", "A", "2024-10-01")["tree"]
     assert tree["value"] == pytest.approx(after["pe"][("A", pd.Timestamp("2024-10-01"))],
                                           rel=1e-12)

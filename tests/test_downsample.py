@@ -180,3 +180,20 @@ def test_a_database_without_the_coarser_periods_gets_them_when_a_formula_needs_t
     sqlite_engine.set_formula("q_last", "quarterly_last(close)")
     sqlite_engine.recalc()
     _same(_got(sqlite_engine, "q_last"), reference(prices, "quarterly", "last"))
+
+
+def test_evaluate_aggregates_as_a_run_does(engine):
+    prices = _prices()
+    engine.load_data(prices)
+    engine.set_formula("q_mean", "quarterly_mean(close)")
+    engine.recalc()
+    got = engine.evaluate({"m": "q_mean", "x": "quarterly_max(close) * 2"},
+                          start="2023-06-30")
+    want = reference(prices, "quarterly", "mean")
+    want = want[[p >= "2023-06-30" for _, p in want.index]]
+    mine = got.set_index(["entity", got["period"].dt.strftime("%Y-%m-%d")])["m"].dropna()
+    _same(mine.sort_index(), want)
+    mx = reference(prices, "quarterly", "max") * 2
+    mx = mx[[p >= "2023-06-30" for _, p in mx.index]]
+    _same(got.set_index(["entity", got["period"].dt.strftime("%Y-%m-%d")])["x"].dropna()
+          .sort_index(), mx)

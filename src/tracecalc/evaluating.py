@@ -42,12 +42,12 @@ from tracecalc.errors import (
     close_matches,
 )
 from tracecalc.evaluator import from_panel, to_panel
-from tracecalc.facts import FormulaFacts, facts_of, parse_asof_input
+from tracecalc.facts import FormulaFacts, facts_of, parse_asof_input, parse_downsample_input
 from tracecalc.frequencies import frequency as _frequency
-from tracecalc.functions import asof_panel
+from tracecalc.functions import asof_panel, downsample_panel
 from tracecalc.model import Problem
-from tracecalc.parser import Ref, walk
-from tracecalc.storage import files
+from tracecalc.parser import Ref, references, walk
+from tracecalc.storage import calendars, files
 from tracecalc.storage.frames import tidy_frame
 from tracecalc.storage.versions import Versions
 
@@ -237,7 +237,7 @@ def _point_in_time(store, conn, cat, needs: dict[str, _Need], order: list[str]) 
     versioned = store.versioned(conn, "data")
     for n in order:
         f = needs[n].facts
-        if not (f.cross_sectional or f.asof):
+        if not (f.cross_sectional or f.asof or f.downsampled):
             needs[n].pit = any(needs[r].pit if r in cat.formulas else
                                cat.items[r][0] in versioned for r in f.references)
 
@@ -290,7 +290,11 @@ def _run(store, conn, cat, needs: dict[str, _Need], full: _Calendars,
             continue
         compiled = need.facts.compiled
         if need.panel or not need.pit:
-            args = [_input(a, panels, versions, cal, first, ids) for a in compiled.inputs]
+            args = [_converted(a, need.facts, cat, needs, full, panels, versions, cal, ids,
+                               store.daily_calendar(conn))
+                    if a.startswith(("asof:", "to:")) else _input(a, panels, versions, cal,
+                                                                  first, ids)
+                    for a in compiled.inputs]
             panel = compiled(*args)[kept - first:]  # before kept: short look-backs
             if n in cat.formulas:
                 panels[n] = (ids, kept, panel)
@@ -311,6 +315,32 @@ def _run(store, conn, cat, needs: dict[str, _Need], full: _Calendars,
                 panels.pop(r, None)
                 versions.pop(r, None)
     return result
+
+
+def _converted(name: str, facts: FormulaFacts, cat, needs, full, panels, versions, cal, ids,
+               daily: str) -> np.ndarray:
+    """A converted input on ``cal`` at ``ids``: asof of an item or formula (its versions),
+    of an expression (computed with its versions, ``pit.versions_of``), or a finer input
+    aggregated per period (``quarterly_last(close)``), as a run reads them."""
+    asof = parse_asof_input(name)
+    if asof is not None:
+        what, max_age, _ = asof
+        if what in versions:
+            return asof_panel(*versions[what], cal, ids, max_age)
+        inner = dict(facts.inline)[what]
+        f = facts.inline_facts(what, cat.frequency(references(inner)[0]))
+        mine = [Versions(*(a[np.isin(v.entity_ids, ids)] for a in v))
+                for v in (versions[r] for r in f.compiled.inputs)]
+        v = pit.versions_of(f.compiled, mine, full[f.frequency], ids)
+        return asof_panel(*v, cal, ids, max_age)
+    ref, to, how = parse_downsample_input(name)
+    cols, start, panel = panels[ref]
+    fine = needs[ref].frequency
+    fcal = full[fine][start:start + len(panel)]
+    if len(cols) != len(ids):
+        panel = panel[:, np.searchsorted(cols, ids)]
+    period, complete = calendars.periods_of(fine, fcal, to, cal, daily)
+    return downsample_panel(panel, period, len(cal), how, complete)
 
 
 def _input(name: str, panels, versions, cal, first: int, ids) -> np.ndarray:
