@@ -2,7 +2,9 @@
 
 ``reference.py`` is the documented semantics written out one record at a time. Hypothesis
 generates random data panels and random formula graphs (as text, through the parser) over
-every operator and every function in ``SIGNATURES`` (but ``asof``), and checks:
+every operator and every function in ``SIGNATURES`` (but the frequency conversions:
+``asof`` and the downsampling functions, which tests/test_asof.py and
+tests/test_downsample.py hold to their own references), and checks:
 
 A. ``compile_tree`` + ``run_steps`` against the reference, cell by cell (fast, no database);
    thousands of graphs: TRACECALC_PROPERTY_EXAMPLES (default 2000) sets how many;
@@ -35,7 +37,7 @@ from hypothesis import strategies as st
 from reference import Elementary, Reference
 from tracecalc.errors import FormulaError
 from tracecalc.evaluator import Compiled, compile_tree
-from tracecalc.model import SIGNATURES, Param
+from tracecalc.model import DOWNSAMPLES, SIGNATURES, Param
 from tracecalc.parser import parse
 
 
@@ -146,7 +148,7 @@ CONSTANT_BASES = ("2", "0.5", "0", "1", "10", "(-2)")
 # which converts between frequencies over versions (tests/test_asof.py holds it to its own
 # reference).
 CONSTRUCTORS = (*BINARY_OPS, "neg", "not", "pow", "cpow",
-                *sorted(n for n in SIGNATURES if n != "asof"))
+                *sorted(n for n in SIGNATURES if n != "asof" and n not in DOWNSAMPLES))
 
 # Values: NaN (often), small integers, exact zeros, negatives, a few fixed fractions and
 # extremes (so that overflow, G1, is reached now and then), and a few arbitrary floats drawn
