@@ -54,7 +54,7 @@ class LoadingMixin:
         daily = self.daily_calendar(conn)
         known = self.items(conn)
         codes = self.entity_ids(conn)
-        uniq_codes, inv = np.unique(batch.entities.astype(str), return_inverse=True)
+        uniq_codes, inv = _sorted_codes(batch.entity_names, batch.entity_codes)
         new_codes = [c for c in uniq_codes.tolist() if c not in codes]
         if new_codes and not allow_new_entities:
             first = int(np.argmax(np.isin(uniq_codes, new_codes)[inv]))  # in file order
@@ -70,8 +70,9 @@ class LoadingMixin:
         out.new_entities = len(new_codes)
         out.new_entity_ids = np.sort(np.array([codes[c] for c in new_codes], dtype=np.int64))
         all_eids = np.array([codes[c] for c in uniq_codes.tolist()], dtype=np.int64)[inv]
-        order = np.argsort(batch.items, kind="stable")
-        names, starts = np.unique(batch.items[order], return_index=True)
+        names, by_item = _sorted_codes(batch.item_names, batch.item_codes)
+        order = np.argsort(by_item, kind="stable")  # each item's rows, in file order
+        starts = np.searchsorted(by_item[order], np.arange(len(names)))
         bounds = list(starts[1:]) + [len(order)]
         present: dict[str, list[np.ndarray]] = {}  # frequency -> periods with data now
         emptied: dict[str, list[np.ndarray]] = {}  # frequency -> periods that lost points
@@ -201,11 +202,17 @@ class LoadingMixin:
     def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Write what differs from the stored points (``stored``: those of the entities in
-        ``eids``, when read already); returns the entity ids that changed and the periods
-        of the points deleted."""
-        vals = bulk.canonical_zero(vals)
-        old_e, old_p, old_v = stored if stored is not None else self.read_item(conn, item_id)
+        ``eids``, when read already), in the table's key order (rows inserted in key order
+        append to the b-tree; in file order they split pages all over it); returns the
+        entity ids that changed and the periods of the points deleted. An unchanged point
+        is not written."""
         new_k = _point_key(eids, pers)
+        o = np.argsort(new_k, kind="stable")
+        eids, pers, new_k = eids[o], pers[o], new_k[o]
+        vals = bulk.canonical_zero(vals)[o]
+        if stored is None:  # only stored points inside the file's (entity, period) box
+            stored = self.read_item(conn, item_id, np.unique(eids), (pers.min(), pers.max()))
+        old_e, old_p, old_v = stored
         present = ~np.isnan(vals)
         if len(old_v) == 0:
             self.insert_data(conn, item_id, eids[present], pers[present], vals[present])
@@ -226,6 +233,16 @@ class LoadingMixin:
         if dele.any():
             self.delete_data(conn, item_id, eids[dele], pers[dele])
         return np.unique(eids[ins | upd | dele]), np.unique(pers[dele])
+
+
+def _sorted_codes(names: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct names sorted, and each row's index into them (``np.unique`` of the rows'
+    names with ``return_inverse``, without sorting a string per row)."""
+    text = names.astype(str)
+    srt = np.argsort(text, kind="stable")
+    rank = np.empty(len(srt), np.int64)
+    rank[srt] = np.arange(len(srt))
+    return text[srt], rank[codes]
 
 
 def _point_key(entity_ids: np.ndarray, periods: np.ndarray) -> np.ndarray:

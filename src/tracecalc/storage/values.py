@@ -158,8 +158,12 @@ class ValuesMixin:
              .where(items.c.frequency == frequency, data_points.c.period == day).limit(1))
         return conn.execute(q).scalar()
 
-    def read_item(self, conn: Connection, item_id: int, entity_ids=None) -> bulk.Rows:
-        return self.bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids)
+    def read_item(self, conn: Connection, item_id: int, entity_ids=None,
+                  period_range=None) -> bulk.Rows:
+        """An item's points (of ``entity_ids``, in ``period_range`` (first, last) when
+        given)."""
+        return self.bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids,
+                                   period_range)
 
     def insert_data(self, conn, item_id, entity_ids, pers, values) -> int:
         return self.bulk.insert_rows(conn, data_points, "item_id", item_id, entity_ids, pers,

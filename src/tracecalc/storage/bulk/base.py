@@ -45,14 +45,18 @@ class BulkWriter:
         raise NotImplementedError
 
     def read_rows(self, conn: Connection, table: Table, key_col: str, key: int,
-                  entity_ids: np.ndarray | None = None) -> Rows:
+                  entity_ids: np.ndarray | None = None, period_range=None) -> Rows:
         """The (entity, period, value) rows of one key, as numpy arrays; only those of
-        ``entity_ids`` when given (a few entities by index look-up, many by one scan)."""
+        ``entity_ids`` when given (a few entities by index look-up, many by one scan), and
+        of the periods in ``period_range`` (first, last; days) when given."""
         key = int(key)
         where = f"{key_col} = {key:d}"
         where += _entity_filter(entity_ids)
         if entity_ids is not None and len(entity_ids) == 0:
             return _columns([])
+        if period_range is not None:  # ISO dates: every database compares them as dates
+            lo, hi = (np.datetime_as_string(np.datetime64(d, "D")) for d in period_range)
+            where += f" AND period BETWEEN '{lo}' AND '{hi}'"
         rows = self._read_where(conn, table, where)
         if entity_ids is not None and len(entity_ids) > MAX_IN_LIST and \
                 len(entity_ids) <= entity_ids.max() - entity_ids.min():  # gaps in the range
