@@ -20,12 +20,12 @@ from tracecalc.model import DeleteResult, LoadResult
 from tracecalc.storage import calendars, files
 
 
-def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap: bool = False
-         ) -> LoadResult:
+def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap: bool = False,
+         chunk_rows: int | None = None) -> LoadResult:
     """See ``Engine.load_data``."""
     path = data if isinstance(data, (str, os.PathLike)) else "data"
     tell(0, 0, f"reading {label or path}")
-    batch = files.read_data(data, label, progress=tell)
+    batch = files.read_data(data, label, chunk_rows=chunk_rows, progress=tell)
     declared = {k: files.frequency(v, item=k) for k, v in (frequencies or {}).items()}
     declared.update(batch.frequencies)
     with store.transaction() as conn:

@@ -74,14 +74,15 @@ class _Codes:
         return np.array(list(self.index), dtype=object).reshape(-1)
 
 
-def read_data(data, label: str = "", *, chunk_rows: int = CHUNK_ROWS,
+def read_data(data, label: str = "", *, chunk_rows: int | None = None,
               progress: Callable[[int, int, str], None] | None = None) -> DataBatch:
     """Check a data file or frame with columns item, entity, period, value [, frequency]
     [, known_at]; ``formula`` may name the item column, as in what ``export`` writes.
     ``known_at`` (a date, on or after the period; empty: the period) says when the value
     became known: one (item, entity, period) may appear once per ``known_at``. The file is
-    read ``chunk_rows`` rows at a time; ``progress(rows read, rows, what)`` after each when
-    there are several."""
+    read ``chunk_rows`` (default ``CHUNK_ROWS``) rows at a time; ``progress(rows read,
+    rows, what)`` after each when there are several."""
+    chunk_rows = chunk_rows or CHUNK_ROWS
     chunks, label = frame_chunks(data, label, chunk_rows)
     lines = count_lines(data) if progress is not None else None
     total = len(data) if isinstance(data, pd.DataFrame) else max(0, (lines or 1) - 1)
