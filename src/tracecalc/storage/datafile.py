@@ -242,10 +242,11 @@ def _no_duplicates(b: DataBatch) -> None:
     if b.known_at is None and len(b.item_names) < (1 << 16) and \
             len(b.entity_names) < (1 << 25):
         key = (b.item_codes << 47) | (b.entity_codes << 22) | days
-        order = np.argsort(key, kind="stable")
-        same = key[order][1:] == key[order][:-1]
-        if not same.any():
+        srt = np.sort(key)
+        if not (srt[1:] == srt[:-1]).any():  # the usual case: one sort, no more
             return
+        order = np.argsort(key)
+        same = key[order][1:] == key[order][:-1]
         dup = np.zeros(len(key), bool)
         dup[order[1:][same]] = dup[order[:-1][same]] = True
         first = int(np.argmax(dup))

@@ -71,7 +71,8 @@ class LoadingMixin:
         out.new_entity_ids = np.sort(np.array([codes[c] for c in new_codes], dtype=np.int64))
         all_eids = np.array([codes[c] for c in uniq_codes.tolist()], dtype=np.int64)[inv]
         names, by_item = _sorted_codes(batch.item_names, batch.item_codes)
-        order = np.argsort(by_item, kind="stable")  # each item's rows, in file order
+        small = by_item.astype(np.uint16) if len(names) < (1 << 16) else by_item
+        order = np.argsort(small, kind="stable")  # each item's rows in file order (radix)
         starts = np.searchsorted(by_item[order], np.arange(len(names)))
         bounds = list(starts[1:]) + [len(order)]
         present: dict[str, list[np.ndarray]] = {}  # frequency -> periods with data now
@@ -207,7 +208,7 @@ class LoadingMixin:
         entity ids that changed and the periods of the points deleted. An unchanged point
         is not written."""
         new_k = _point_key(eids, pers)
-        o = np.argsort(new_k, kind="stable")
+        o = np.argsort(new_k)  # the keys are distinct (read_data and snap refuse repeats)
         eids, pers, new_k = eids[o], pers[o], new_k[o]
         vals = bulk.canonical_zero(vals)[o]
         if stored is None:  # only stored points inside the file's (entity, period) box
