@@ -175,3 +175,39 @@ def test_unchanged_reload_writes_nothing_on_sqlite_triggers(tmp_path):
         eng.load_data(path)
         with eng.store.engine.begin() as c:
             assert c.exec_driver_sql("SELECT count(*) FROM seen").scalar() == 0
+
+
+def test_bulk_reads_give_back_every_double_and_date(engine):
+    """The per-database read paths (SQLite tuples, PostgreSQL server-packed bytea, MariaDB
+    server-written text) give back the very bits written, in the box asked for."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    vals = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64).view(np.float64)
+    vals = np.where(np.isfinite(vals), vals, 1.5)
+    vals[:8] = [5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1,
+                0.30000000000000004, 1 / 3, 0.0]
+    eids = np.repeat(np.arange(1, 31), n // 30)
+    days = np.tile(np.array(["0001-01-01", "0999-12-31", "1582-10-04", "1582-10-15",
+                             "1970-01-01", "2024-02-29", "9999-12-31"], "datetime64[D]"),
+                   n // 7 + 1)[:n]
+    days = days + ((np.arange(n) // 7 * 3) % 1000).astype("timedelta64[D]")
+    days = np.minimum(days, np.datetime64("9999-12-31"))
+    key = eids.astype(np.int64) * 10**7 + (days - np.datetime64("0001-01-01")).astype(np.int64)
+    keep = np.unique(key, return_index=True)[1]
+    eids, days, vals = eids[keep], days[keep], vals[keep]
+    store = engine.store
+    with store.transaction() as conn:
+        store.insert_data(conn, 7, eids, days, vals)
+    with store.transaction(write=False) as conn:
+        e, p, v = store.read_item(conn, 7)
+        box = store.read_item(conn, 7, np.array([3, 4, 5]),
+                              (np.datetime64("1000-01-01"), np.datetime64("2024-12-31")))
+    o = np.lexsort((p, e))
+    assert np.array_equal(e[o], eids) and np.array_equal(p[o], days)
+    assert np.array_equal(v[o].view(np.int64), (vals + 0.0).view(np.int64))
+    inside = np.isin(eids, [3, 4, 5]) & (days >= np.datetime64("1000-01-01")) & \
+        (days <= np.datetime64("2024-12-31"))
+    ob = np.lexsort((box[1], box[0]))
+    assert inside.sum() > 10
+    assert np.array_equal(box[0][ob], eids[inside]) and np.array_equal(box[1][ob], days[inside])
+    assert np.array_equal(box[2][ob].view(np.int64), (vals[inside] + 0.0).view(np.int64))
