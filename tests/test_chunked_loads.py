@@ -211,3 +211,18 @@ def test_bulk_reads_give_back_every_double_and_date(engine):
     assert inside.sum() > 10
     assert np.array_equal(box[0][ob], eids[inside]) and np.array_equal(box[1][ob], days[inside])
     assert np.array_equal(box[2][ob].view(np.int64), (vals[inside] + 0.0).view(np.int64))
+
+
+def test_progress_moves_inside_a_large_item(engine, tmp_path, monkeypatch):
+    from tracecalc.storage import loading
+
+    monkeypatch.setattr(loading, "WRITE_STEP", 10)
+    path = _file(tmp_path)  # 28 rows of each item, one cogs value empty
+    calls = []
+    engine.load_data(path, progress=lambda *a: calls.append(a))
+    writing = [c for c in calls if c[2].startswith("writing")]
+    assert writing == [(0, 56, "writing cogs"), (10, 56, "writing cogs"),
+                       (20, 56, "writing cogs"), (27, 56, "writing cogs"),
+                       (28, 56, "writing revenue"), (38, 56, "writing revenue"),
+                       (48, 56, "writing revenue"), (56, 56, "writing revenue")]
+    assert len(engine.records("revenue")) == 28 and len(engine.records("cogs")) == 27

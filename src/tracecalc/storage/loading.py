@@ -17,6 +17,8 @@ from tracecalc.storage.files import DataBatch, infer_frequency
 from tracecalc.storage.lazy import pandas as pd
 from tracecalc.storage.versions import Versions, merge
 
+WRITE_STEP = 500_000  # rows inserted between two progress reports inside one item
+
 
 @dataclass
 class LoadChanges:
@@ -103,7 +105,10 @@ class LoadingMixin:
             # every point known at its period, and no history stored: a plain upsert
             plain = batch.known_at is None or not (batch.known_at[idx] > pers).any()
             if plain and not self.has_versions(conn, "data", item_id):
-                changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals)
+                tell = None if progress is None or hi - lo <= WRITE_STEP else \
+                    (lambda k, lo=lo, name=name: progress(lo + k, len(order), f"writing {name}"))
+                changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals,
+                                                     tell=tell)
                 now_present = pers[~np.isnan(vals)]
             else:
                 known_at = pers if batch.known_at is None else batch.known_at[idx]
@@ -200,7 +205,7 @@ class LoadingMixin:
         changed = np.union1d(changed, np.union1d(m.drop.entity_ids, m.add.entity_ids))
         return changed.astype(np.int64), deleted, m.periods[~np.isnan(m.latest)]
 
-    def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None
+    def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None, tell=None
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Write what differs from the stored points (``stored``: those of the entities in
         ``eids``, when read already), in the table's key order (rows inserted in key order
@@ -216,7 +221,8 @@ class LoadingMixin:
         old_e, old_p, old_v = stored
         present = ~np.isnan(vals)
         if len(old_v) == 0:
-            self.insert_data(conn, item_id, eids[present], pers[present], vals[present])
+            self._insert_steps(conn, item_id, eids[present], pers[present], vals[present],
+                               tell)
             return np.unique(eids[present]), pers[:0]
         old_k = _point_key(old_e, old_p)
         sorter = np.argsort(old_k)
@@ -228,12 +234,22 @@ class LoadingMixin:
         ins = present & ~hit
         upd = present & hit & ~same_bits
         dele = ~present & hit
-        self.insert_data(conn, item_id, eids[ins], pers[ins], vals[ins])
+        self._insert_steps(conn, item_id, eids[ins], pers[ins], vals[ins], tell)
         if upd.any():
             self.update_data(conn, item_id, eids[upd], pers[upd], vals[upd])
         if dele.any():
             self.delete_data(conn, item_id, eids[dele], pers[dele])
         return np.unique(eids[ins | upd | dele]), np.unique(pers[dele])
+
+    def _insert_steps(self, conn, item_id: int, eids, pers, vals, tell) -> None:
+        """Insert, telling ``tell(rows inserted)`` every ``WRITE_STEP`` rows when given (a
+        progress bar that moves inside a large item)."""
+        step = WRITE_STEP if tell is not None else max(len(vals), 1)
+        for lo in range(0, len(vals), step):
+            hi = min(lo + step, len(vals))
+            self.insert_data(conn, item_id, eids[lo:hi], pers[lo:hi], vals[lo:hi])
+            if tell is not None:
+                tell(hi)
 
 
 def _sorted_codes(names: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
