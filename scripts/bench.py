@@ -6,6 +6,7 @@
     python scripts/bench.py --rss-entities 1000,5000,20000    # memory as entities grow
     python scripts/bench.py --formulas 50 --entities 500 --json out.json
     python scripts/bench.py --costs [--formulas 50000] [--costs-full] [--chains 1000,2000]
+    python scripts/bench.py --loads [--rows 1000000] [--big-rows 5000000] [--db URL]
 
 Everything runs in one process and one run, against one fresh database (a temporary SQLite
 file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards), on a

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .costs import costs_bench
 from .databases import Database
+from .loads import child_loads, loads_bench
 from .pit import pit_bench
 from .runs import child, recalc_bench, rss_scaling
 from .saves import print_saves, save_bench
@@ -66,6 +67,14 @@ def main(argv=None) -> int:
                      help="only: daily prices and quarterly fundamentals with report dates and "
                           "5%% restatements, daily asof formulas; cold full recalc vs floor")
     pit.add_argument("--years", type=int, default=5, help="business years of prices (--pit)")
+    loads = ap.add_argument_group("data loads (--loads)")
+    loads.add_argument("--loads", action="store_true",
+                       help="only: load_data of a CSV into a fresh database, the same file "
+                            "again unchanged, and a big file's peak RSS, next to the floor")
+    loads.add_argument("--rows", type=int, default=1_000_000, help="rows of the file (--loads)")
+    loads.add_argument("--big-rows", type=int, default=5_000_000,
+                       help="rows of the big file, loaded in a child process (0: skip)")
+    ap.add_argument("--child-loads", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-load", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-recalc", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -73,6 +82,9 @@ def main(argv=None) -> int:
     for name, default in zip(("formulas", "entities", "periods", "items"), sizes):
         if getattr(args, name) is None:
             setattr(args, name, default)
+    if args.child_loads:
+        child_loads(args.child_loads, args.json)
+        return 0
     if args.child_load or args.child_recalc:
         child(args)
         return 0
@@ -82,6 +94,10 @@ def main(argv=None) -> int:
             args.entities = 500
         args.repeat = args.repeat or 3
         pit_bench(args, results)
+        _write_json(args, results)
+        return 0
+    if args.loads:
+        loads_bench(args, results)
         _write_json(args, results)
         return 0
     if args.costs:

@@ -78,7 +78,8 @@ class Engine:
 
     def load_data(self, data, *, frequencies: dict[str, str] | None = None,
                   label: str = "", allow_new_entities: bool = True, snap: bool = False,
-                  progress: Progress | None = None) -> LoadResult:
+                  progress: Progress | None = None, chunk_rows: int | None = None
+                  ) -> LoadResult:
         """Load data points (a CSV path or a DataFrame: item, entity, period, value
         [, frequency] [, known_at]); all or nothing, the first bad row raises ``DataError``.
 
@@ -86,15 +87,15 @@ class Engine:
         ``frequencies``, or the periods. A period off its calendar is refused, or with
         ``snap`` moved onto it (docs/formula-language.md, "Calendars"). A later ``known_at``
         adds a version, the same one replaces it (``history_data``). Unknown entities are
-        added unless ``allow_new_entities`` is false. ``progress(done, total, what)``.
+        added unless ``allow_new_entities`` is false. ``progress(done, total, what)``. The
+        whole file is checked first, ``chunk_rows`` rows at a time (default 500,000).
 
         Raises:
             DataError: a bad file or row, or an unknown entity with ``allow_new_entities``
                 false; nothing is written.
         """
-        tell = progress or (lambda done, total, what: None)
-        return loads.load(self.store, self.facts, data, frequencies, label,
-                          allow_new_entities, tell, snap)
+        return loads.load(self.store, self.facts, data, frequencies, label, allow_new_entities,
+                          progress or (lambda done, total, what: None), snap, chunk_rows)
 
     def delete_data(self, item: str, entity: str | Sequence[str] | None = None,
                     period=None) -> DeleteResult:

@@ -20,19 +20,19 @@ from tracecalc.model import DeleteResult, LoadResult
 from tracecalc.storage import calendars, files
 
 
-def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap: bool = False
-         ) -> LoadResult:
+def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap: bool = False,
+         chunk_rows: int | None = None) -> LoadResult:
     """See ``Engine.load_data``."""
     path = data if isinstance(data, (str, os.PathLike)) else "data"
     tell(0, 0, f"reading {label or path}")
-    batch = files.read_data(data, label)
+    batch = files.read_data(data, label, chunk_rows=chunk_rows, progress=tell)
     declared = {k: files.frequency(v, item=k) for k, v in (frequencies or {}).items()}
     declared.update(batch.frequencies)
     with store.transaction() as conn:
         tell(0, 0, "checking against the catalog")
         store.lock_catalog(conn)
         cat = catalog.read(store, conn, cache, whole=True)
-        clash = sorted(set(batch.items.tolist()) & set(cat.formulas))
+        clash = sorted(set(batch.item_names.tolist()) & set(cat.formulas))
         if clash:
             raise DataError(f"'{clash[0]}' is a formula, not a data item", source=batch.source)
         changes = store.load_batch(conn, batch, declared, allow_new_entities=allow_new_entities,

@@ -6,18 +6,23 @@ Every check runs before anything is written; the first bad row is reported with 
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import re
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tracecalc.errors import DataError, clip
-from tracecalc.model import FUNCTION_NAMES, NAME_RE, Frequency
+from tracecalc.storage.csvio import (  # noqa: F401 (callers get these from files)
+    MAX_ENTITY_CODE,
+    _frame,
+    _good_code,
+    _read_csv,
+)
+from tracecalc.storage.datafile import (  # noqa: F401
+    DATA_COLUMNS,
+    OPTIONAL_DATA_COLUMNS,
+    DataBatch,
+    read_data,
+)
 from tracecalc.storage.dates import (  # noqa: F401 (callers get the dates from files too)
     FIRST_DAY,
     LAST_DAY,
@@ -28,183 +33,6 @@ from tracecalc.storage.dates import (  # noqa: F401 (callers get the dates from 
     to_day,
 )
 from tracecalc.storage.lazy import pandas as pd
-
-DATA_COLUMNS = ("item", "entity", "period", "value")
-OPTIONAL_DATA_COLUMNS = ("frequency", "known_at")
-MAX_ENTITY_CODE = 64
-
-
-@dataclass(frozen=True)
-class DataBatch:
-    """A checked data file: one array per column, NaN values meaning 'delete this point'."""
-
-    items: np.ndarray  # object (str)
-    entities: np.ndarray  # object (str)
-    periods: np.ndarray  # datetime64[D]
-    values: np.ndarray  # float64
-    frequencies: dict[str, Frequency]  # declared in a 'frequency' column
-    source: str
-    # when each value became known (datetime64[D]); None: every value at its period
-    known_at: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
-def _read_csv(source, label: str) -> pd.DataFrame:
-    try:
-        with warnings.catch_warnings():
-            # index_col=False: never take a first column as the index when rows are longer
-            # than the header; pandas only warns about that, so the warning becomes an error.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(source, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                               index_col=False)
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", source=label) from None
-    except pd.errors.EmptyDataError:
-        raise DataError("the file is empty", source=label) from None
-    except (pd.errors.ParserError, pd.errors.ParserWarning, ValueError) as e:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-        if m:  # pandas names the line for rows after the first
-            raise DataError(f"not a valid CSV file: {m[3]} fields where the header has {m[1]}"
-                            f"{_QUOTE}", row=int(m[2]), source=label) from None
-        bad = _ragged_row(source)
-        if bad is not None:
-            raise DataError(f"not a valid CSV file: {bad[1]} fields where the header has "
-                            f"{bad[2]}{_QUOTE}", row=bad[0], source=label) from None
-        raise DataError(f"not a valid CSV file: {e}", source=label) from None
-    except FileNotFoundError:
-        raise DataError("no such file", source=label) from None
-    except OSError as e:
-        raise DataError(f"cannot read the file: {e.strerror}", source=label) from None
-
-
-_QUOTE = ' (a field with a comma in it needs double quotes: "ts_mean(x, 5)")'
-
-
-def _ragged_row(source) -> tuple[int, int, int] | None:
-    """(row, fields, header fields) of the first row whose length differs from the
-    header's, for the errors pandas gives without a line."""
-    if not isinstance(source, (str, os.PathLike)):
-        return None
-    try:
-        with open(source, newline="", encoding="utf-8-sig") as f:
-            rows = csv.reader(f)
-            width = len(next(rows, []))
-            for i, row in enumerate(rows, start=2):
-                if row and len(row) != width:
-                    return i, len(row), width
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
-    return None
-
-
-def _frame(data, label: str) -> tuple[pd.DataFrame, str]:
-    if isinstance(data, pd.DataFrame):
-        return data.copy(), label or "data frame"
-    if isinstance(data, (str, os.PathLike)):
-        return _read_csv(data, str(data)), str(data)
-    if isinstance(data, io.IOBase):
-        return _read_csv(data, label or "stream"), label or "stream"
-    raise DataError(f"cannot read data from {type(data).__name__}", source=label)
-
-
-def _text(col: pd.Series) -> pd.Series:
-    return col.map(lambda x: "" if x is None or (isinstance(x, float) and np.isnan(x))
-                   else str(x))
-
-
-def read_data(data, label: str = "") -> DataBatch:
-    """Check a data file or frame with columns item, entity, period, value [, frequency]
-    [, known_at]; ``formula`` may name the item column, as in what ``export`` writes.
-    ``known_at`` (a date, on or after the period; empty: the period) says when the value
-    became known: one (item, entity, period) may appear once per ``known_at``."""
-    df, label = _frame(data, label)
-    cols = [str(c).strip().lower() for c in df.columns]
-    if "formula" in cols and "item" not in cols:  # what export writes loads back
-        cols[cols.index("formula")] = "item"
-    missing = [c for c in DATA_COLUMNS if c not in cols]
-    extra = [c for c in cols if c not in (*DATA_COLUMNS, *OPTIONAL_DATA_COLUMNS)]
-    if missing or extra:
-        raise DataError(
-            f"expected columns item, entity, period, value (and optionally frequency, "
-            f"known_at); "
-            f"missing {missing or 'none'}, unexpected {extra or 'none'}", row=1, source=label)
-    df.columns = cols
-    if len(df) == 0:
-        raise DataError("no data rows", source=label)
-    row_no = np.arange(len(df)) + 2
-
-    item = _text(df["item"]).str.strip()
-    bad = ~item.map(lambda s: bool(NAME_RE.match(s)))
-    if bad.any():
-        i = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"bad item name {clip(item.iloc[i])} (a letter, then letters, digits or _)",
-                        row=int(row_no[i]), source=label)
-    clash = item.isin(FUNCTION_NAMES)
-    if clash.any():
-        i = int(np.argmax(clash.to_numpy()))
-        raise DataError(f"item name {clip(item.iloc[i])} is a function name", row=int(row_no[i]),
-                        source=label)
-
-    ent = _text(df["entity"])
-    ok = ent.map(_good_code)
-    if not ok.all():
-        i = int(np.argmax(~ok.to_numpy()))
-        raise DataError(f"bad entity code {clip(ent.iloc[i])} (1 to {MAX_ENTITY_CODE} printable "
-                        "characters, no leading or trailing spaces)", row=int(row_no[i]),
-                        source=label)
-
-    per = read_periods(df["period"], row_no, label)
-
-    raw = df["value"]
-    if pd.api.types.is_numeric_dtype(raw):
-        values = raw.to_numpy(dtype=np.float64)
-        empty = np.isnan(values)
-        bad_num = np.zeros(len(values), bool)
-    else:
-        vtext = _text(raw).str.strip()
-        empty = (vtext == "").to_numpy()
-        values = pd.to_numeric(vtext.where(~empty, "nan"), errors="coerce").to_numpy(np.float64)
-        bad_num = np.isnan(values) & ~empty
-        lowered = vtext.str.lower()
-        bad_num |= lowered.isin(["nan", "+nan", "-nan"]).to_numpy()
-    bad_num |= np.isinf(values)
-    if bad_num.any():
-        i = int(np.argmax(bad_num))
-        raise DataError(f"bad value {clip(str(raw.iloc[i]))} (expected a finite number, or empty "
-                        "for missing)", row=int(row_no[i]), source=label)
-    values = np.where(empty, np.nan, values)
-
-    known = read_known_at(df["known_at"], per, row_no, label) if "known_at" in df.columns \
-        else None
-    key = pd.DataFrame({"i": item, "e": ent, "p": per})
-    if known is not None:
-        key["k"] = known
-    dup = key.duplicated(keep=False).to_numpy()
-    if dup.any():
-        rows = row_no[dup][:2]
-        at = "" if known is None else f", known_at {known[rows[0] - 2]}"
-        raise DataError(f"duplicate key (item {clip(item.iloc[rows[0] - 2])}, entity "
-                        f"{clip(ent.iloc[rows[0] - 2])}, period {per[rows[0] - 2]}{at}) "
-                        f"also on row {rows[1]}", row=int(rows[0]), source=label)
-
-    freqs: dict[str, Frequency] = {}
-    if "frequency" in df.columns:
-        ftext = _text(df["frequency"]).str.strip().str.lower()
-        for i, (it, f) in enumerate(zip(item, ftext)):
-            if not f:
-                continue
-            fr = frequency(f, row=i + 2, source=label)
-            if freqs.setdefault(it, fr) is not fr:
-                raise DataError(f"item {clip(it)} declared both {freqs[it]} and {fr}", row=i + 2,
-                                source=label)
-    return DataBatch(item.to_numpy(dtype=object), ent.to_numpy(dtype=object),
-                     per, values, freqs, label, known)
-
-
-def _good_code(s: str) -> bool:
-    return (0 < len(s) <= MAX_ENTITY_CODE and s == s.strip() and s.isprintable())
 
 
 def read_entities(data, label: str = "") -> list[dict]:

@@ -17,6 +17,8 @@ from tracecalc.storage.files import DataBatch, infer_frequency
 from tracecalc.storage.lazy import pandas as pd
 from tracecalc.storage.versions import Versions, merge
 
+WRITE_STEP = 500_000  # rows inserted between two progress reports inside one item
+
 
 @dataclass
 class LoadChanges:
@@ -54,7 +56,7 @@ class LoadingMixin:
         daily = self.daily_calendar(conn)
         known = self.items(conn)
         codes = self.entity_ids(conn)
-        uniq_codes, inv = np.unique(batch.entities.astype(str), return_inverse=True)
+        uniq_codes, inv = _sorted_codes(batch.entity_names, batch.entity_codes)
         new_codes = [c for c in uniq_codes.tolist() if c not in codes]
         if new_codes and not allow_new_entities:
             first = int(np.argmax(np.isin(uniq_codes, new_codes)[inv]))  # in file order
@@ -70,8 +72,10 @@ class LoadingMixin:
         out.new_entities = len(new_codes)
         out.new_entity_ids = np.sort(np.array([codes[c] for c in new_codes], dtype=np.int64))
         all_eids = np.array([codes[c] for c in uniq_codes.tolist()], dtype=np.int64)[inv]
-        order = np.argsort(batch.items, kind="stable")
-        names, starts = np.unique(batch.items[order], return_index=True)
+        names, by_item = _sorted_codes(batch.item_names, batch.item_codes)
+        small = by_item.astype(np.uint16) if len(names) < (1 << 16) else by_item
+        order = np.argsort(small, kind="stable")  # each item's rows in file order (radix)
+        starts = np.searchsorted(by_item[order], np.arange(len(names)))
         bounds = list(starts[1:]) + [len(order)]
         present: dict[str, list[np.ndarray]] = {}  # frequency -> periods with data now
         emptied: dict[str, list[np.ndarray]] = {}  # frequency -> periods that lost points
@@ -101,7 +105,10 @@ class LoadingMixin:
             # every point known at its period, and no history stored: a plain upsert
             plain = batch.known_at is None or not (batch.known_at[idx] > pers).any()
             if plain and not self.has_versions(conn, "data", item_id):
-                changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals)
+                tell = None if progress is None or hi - lo <= WRITE_STEP else \
+                    (lambda k, lo=lo, name=name: progress(lo + k, len(order), f"writing {name}"))
+                changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals,
+                                                     tell=tell)
                 now_present = pers[~np.isnan(vals)]
             else:
                 known_at = pers if batch.known_at is None else batch.known_at[idx]
@@ -198,17 +205,24 @@ class LoadingMixin:
         changed = np.union1d(changed, np.union1d(m.drop.entity_ids, m.add.entity_ids))
         return changed.astype(np.int64), deleted, m.periods[~np.isnan(m.latest)]
 
-    def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None
+    def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None, tell=None
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Write what differs from the stored points (``stored``: those of the entities in
-        ``eids``, when read already); returns the entity ids that changed and the periods
-        of the points deleted."""
-        vals = bulk.canonical_zero(vals)
-        old_e, old_p, old_v = stored if stored is not None else self.read_item(conn, item_id)
+        ``eids``, when read already), in the table's key order (rows inserted in key order
+        append to the b-tree; in file order they split pages all over it); returns the
+        entity ids that changed and the periods of the points deleted. An unchanged point
+        is not written."""
         new_k = _point_key(eids, pers)
+        o = np.argsort(new_k)  # the keys are distinct (read_data and snap refuse repeats)
+        eids, pers, new_k = eids[o], pers[o], new_k[o]
+        vals = bulk.canonical_zero(vals)[o]
+        if stored is None:  # only stored points inside the file's (entity, period) box
+            stored = self.read_item(conn, item_id, np.unique(eids), (pers.min(), pers.max()))
+        old_e, old_p, old_v = stored
         present = ~np.isnan(vals)
         if len(old_v) == 0:
-            self.insert_data(conn, item_id, eids[present], pers[present], vals[present])
+            self._insert_steps(conn, item_id, eids[present], pers[present], vals[present],
+                               tell)
             return np.unique(eids[present]), pers[:0]
         old_k = _point_key(old_e, old_p)
         sorter = np.argsort(old_k)
@@ -220,12 +234,32 @@ class LoadingMixin:
         ins = present & ~hit
         upd = present & hit & ~same_bits
         dele = ~present & hit
-        self.insert_data(conn, item_id, eids[ins], pers[ins], vals[ins])
+        self._insert_steps(conn, item_id, eids[ins], pers[ins], vals[ins], tell)
         if upd.any():
             self.update_data(conn, item_id, eids[upd], pers[upd], vals[upd])
         if dele.any():
             self.delete_data(conn, item_id, eids[dele], pers[dele])
         return np.unique(eids[ins | upd | dele]), np.unique(pers[dele])
+
+    def _insert_steps(self, conn, item_id: int, eids, pers, vals, tell) -> None:
+        """Insert, telling ``tell(rows inserted)`` every ``WRITE_STEP`` rows when given (a
+        progress bar that moves inside a large item)."""
+        step = WRITE_STEP if tell is not None else max(len(vals), 1)
+        for lo in range(0, len(vals), step):
+            hi = min(lo + step, len(vals))
+            self.insert_data(conn, item_id, eids[lo:hi], pers[lo:hi], vals[lo:hi])
+            if tell is not None:
+                tell(hi)
+
+
+def _sorted_codes(names: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct names sorted, and each row's index into them (``np.unique`` of the rows'
+    names with ``return_inverse``, without sorting a string per row)."""
+    text = names.astype(str)
+    srt = np.argsort(text, kind="stable")
+    rank = np.empty(len(srt), np.int64)
+    rank[srt] = np.arange(len(srt))
+    return text[srt], rank[codes]
 
 
 def _point_key(entity_ids: np.ndarray, periods: np.ndarray) -> np.ndarray:

@@ -159,9 +159,12 @@ class ValuesMixin:
         return conn.execute(q).scalar()
 
     def read_item(self, conn: Connection, item_id: int, entity_ids=None,
-                  since=None) -> bulk.Rows:
-        """An item's points (of ``entity_ids``; from ``since`` on, a date, when given)."""
-        return self.bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids, since)
+                  periods=None) -> bulk.Rows:
+        """An item's points (of ``entity_ids``; of ``periods`` when given: a date, from then
+        on, or (first, last), either of them None for open)."""
+        if periods is not None and not isinstance(periods, tuple):
+            periods = (periods, None)
+        return self.bulk.read_rows(conn, data_points, "item_id", item_id, entity_ids, periods)
 
     def insert_data(self, conn, item_id, entity_ids, pers, values) -> int:
         return self.bulk.insert_rows(conn, data_points, "item_id", item_id, entity_ids, pers,

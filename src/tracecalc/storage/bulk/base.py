@@ -45,17 +45,19 @@ class BulkWriter:
         raise NotImplementedError
 
     def read_rows(self, conn: Connection, table: Table, key_col: str, key: int,
-                  entity_ids: np.ndarray | None = None, since=None) -> Rows:
+                  entity_ids: np.ndarray | None = None, period_range=None) -> Rows:
         """The (entity, period, value) rows of one key, as numpy arrays; only those of
         ``entity_ids`` when given (a few entities by index look-up, many by one scan), and
-        with ``since`` (a date) only its periods from then on."""
+        of the periods in ``period_range`` (first, last; days; either may be None: open)
+        when given."""
         key = int(key)
         where = f"{key_col} = {key:d}"
         where += _entity_filter(entity_ids)
-        if since is not None:  # an ISO literal of our own date: every database compares it
-            where += f" AND period >= '{np.datetime64(since, 'D').item().isoformat()}'"
         if entity_ids is not None and len(entity_ids) == 0:
             return _columns([])
+        for op, d in zip((">=", "<="), period_range or ()):
+            if d is not None:  # an ISO literal of our own date: every database compares it
+                where += f" AND period {op} '{np.datetime_as_string(np.datetime64(d, 'D'))}'"
         rows = self._read_where(conn, table, where)
         if entity_ids is not None and len(entity_ids) > MAX_IN_LIST and \
                 len(entity_ids) <= entity_ids.max() - entity_ids.min():  # gaps in the range

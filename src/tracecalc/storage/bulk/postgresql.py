@@ -17,10 +17,7 @@ _PG_TUPLE = np.dtype([
     ("nf", ">i2"), ("l1", ">i4"), ("k", ">i4"), ("l2", ">i4"), ("e", ">i4"),
     ("l3", ">i4"), ("d", ">i4"), ("l4", ">i4"), ("v", ">f8"),
 ])
-_PG_OUT = np.dtype([
-    ("nf", ">i2"), ("l1", ">i4"), ("e", ">i4"), ("l2", ">i4"), ("d", ">i4"),
-    ("l3", ">i4"), ("v", ">f8"),
-])
+_PG_ROW = np.dtype([("e", ">i4"), ("d", ">i4"), ("v", ">f8")])  # a row as _read_where packs it
 _PG_PAIR = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("k", ">i4"), ("l2", ">i4"), ("e", ">i4"),
                      ("l3", ">i4"), ("v", ">i8")])
 
@@ -49,21 +46,21 @@ class PostgreSQLBulk(BulkWriter):
             cur.close()
 
     def _read_where(self, conn: Connection, table: Table, where: str) -> Rows:
+        # The server packs each entity's rows into one bytea (int4 entity, int4 day since
+        # 2000, float8 value, as binary COPY sends them), so the client handles one row per
+        # entity: COPY TO hands psycopg one message per row (1M Python calls, 2-4 s per 1M
+        # rows measured), this one blob per entity (values are NOT NULL in these tables).
         cur = conn.connection.cursor()
-        chunks = []
         try:
-            sql = (f"COPY (SELECT entity_id, period, value FROM {table.name} WHERE {where}) "
-                   "TO STDOUT (FORMAT BINARY)")
-            with cur.copy(sql) as cp:
-                for data in cp:
-                    chunks.append(bytes(data))
+            cur.execute(f"SELECT string_agg(int4send(entity_id) || date_send(period) || "
+                        f"float8send(value), ''::bytea) FROM {table.name} WHERE {where} "
+                        "GROUP BY entity_id")
+            blobs = []
+            while batch := cur.fetchmany(1000):
+                blobs.extend(b[0] for b in batch)
         finally:
             cur.close()
-        raw = b"".join(chunks)
-        # header: 11-byte signature, flags, extension length (then the extension itself)
-        ext = struct.unpack("!i", raw[15:19])[0]
-        body = raw[19 + ext: len(raw) - 2]
-        arr = np.frombuffer(body, dtype=_PG_OUT)
+        arr = np.frombuffer(b"".join(blobs), dtype=_PG_ROW)
         return (arr["e"].astype(np.int64), PG_EPOCH + arr["d"].astype("timedelta64[D]"),
                 arr["v"].astype(np.float64))
 
