@@ -102,7 +102,7 @@ def _gen(node: Node, params: dict[str, str]) -> ast.expr:
         p = spec.params[min(i, len(spec.params) - 1)]
         if p.literal:
             assert isinstance(a, Num)
-            args.append(ast.Constant(int(a.value)))
+            args.append(ast.Constant(float(a.value) if p.real else int(a.value)))
         else:
             code = _gen(a, params)
             if node.func in _PANEL_KERNELS and params and not references(a):
@@ -160,8 +160,9 @@ def interpret(tree: Node, panels: dict[str, np.ndarray], like: np.ndarray) -> np
         spec = SIGNATURES[node.func]
         args = []
         for i, a in enumerate(node.args):
-            if spec.params[min(i, len(spec.params) - 1)].literal:
-                args.append(int(a.value))
+            p = spec.params[min(i, len(spec.params) - 1)]
+            if p.literal:
+                args.append(float(a.value) if p.real else int(a.value))
             elif node.func in _PANEL_KERNELS and not references(a):
                 args.append(_constant_panel(value(a), like))
             else:
