@@ -380,3 +380,14 @@ def test_groups_are_checked():
     same(KERNELS["cs_demean"](x, groups=np.array([-1, -1, -1])), [[N, N, N]])
     same(KERNELS["cs_rank"](panel(np.empty((2, 0))), groups=np.array([], dtype=np.int64)),
          np.empty((2, 0)))
+
+
+@pytest.mark.parametrize(("text", "spontaneous"), [
+    ("ts_count(x, 8)", False), ("ts_rank(x, 50)", False), ("ts_count(x > 0, 8)", False),
+    # a window over something with values from nothing: longer than the 3 periods the check
+    # ran on before, it was taken for not spontaneous
+    ("ts_count(isnull(x), 8)", True), ("ts_sum(isnull(x), 5)", True),
+    ("lag(coalesce(x, 0), 4)", True), ("decay_linear(lag(coalesce(x, 1), 3), 6)", True),
+])
+def test_spontaneous_sees_past_long_windows(text, spontaneous):
+    assert facts_of(text).spontaneous is spontaneous

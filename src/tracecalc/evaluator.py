@@ -16,7 +16,7 @@ import numpy as np
 
 from tracecalc import functions as F
 from tracecalc.model import SIGNATURES, FunctionKind
-from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references
+from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references, walk
 
 _OPERATORS = {
     "+": "add", "-": "sub", "*": "mul", "/": "truediv", "**": "power",
@@ -177,9 +177,17 @@ def interpret(tree: Node, panels: dict[str, np.ndarray], like: np.ndarray) -> np
 
 def gives_values_from_nothing(tree: Node) -> bool:
     """Whether a formula has values where every input is missing (``coalesce(x, 0)``,
-    ``isnull(x)``, ``(x > 0) or 1``): such formulas reach entities and periods that have no
-    data of their own."""
-    nothing = np.full((3, 1), np.nan)
+    ``isnull(x)``, ``(x > 0) or 1``, ``ts_sum(isnull(x), 5)``): such formulas reach entities
+    and periods that have no data of their own. Run on missing inputs over enough periods
+    for every window to fill: 3 more than the windows' summed lengths (at most 20,000)."""
+    reach = 0
+    for n in walk(tree):
+        if isinstance(n, Call) and n.func in _PANEL_KERNELS and n.func != "asof":
+            spec = SIGNATURES[n.func]
+            reach += 4 if n.func == "ttm" else max(
+                (int(a.value) for a, p in zip(n.args, spec.params)
+                 if p.literal and not p.real), default=0)
+    nothing = np.full((3 + min(reach, 20_000), 1), np.nan)
     panels = dict.fromkeys(references(tree), nothing)
     return bool((~np.isnan(interpret(tree, panels, nothing))).any())
 
