@@ -391,3 +391,31 @@ def test_groups_are_checked():
 ])
 def test_spontaneous_sees_past_long_windows(text, spontaneous):
     assert facts_of(text).spontaneous is spontaneous
+
+
+def test_a_new_entity_gets_a_long_window_over_values_from_nothing(tmp_path):
+    # E2 arrives with x2 only: isnull(x1) is 1 there, so ts_count(isnull(x1), 4) has values
+    # from its 4th period. The incremental run must reach E2 as a full run does (it did not
+    # while the spontaneous check ran over 3 periods only).
+    import pandas as pd
+
+    from tracecalc.engine import Engine
+
+    quarters = [str(d.date()) for d in pd.date_range("2023-03-31", periods=6, freq="QE")]
+    cols = ["item", "entity", "period", "value"]
+    eng = Engine(f"sqlite:///{tmp_path / 't.db'}", user="tester")
+    try:
+        eng.load_data(pd.DataFrame([(i, "E1", p, 1.0) for i in ("x1", "x2") for p in quarters],
+                                   columns=cols))
+        eng.set_formulas([{"name": "f", "expression": "ts_count(isnull(x1), 4)"},
+                          {"name": "g", "expression": "x2 + 0"}])
+        eng.recalc()
+        eng.load_data(pd.DataFrame([("x2", "E2", p, 2.0) for p in quarters], columns=cols))
+        eng.recalc()
+        incremental = eng.records("f")
+        assert incremental[incremental.entity == "E2"].value.tolist() == [4.0, 4.0, 4.0]
+        assert incremental[incremental.entity == "E1"].value.tolist() == [0.0, 0.0, 0.0]
+        eng.recalc(full=True)
+        assert eng.records("f").equals(incremental)
+    finally:
+        eng.close()
