@@ -147,6 +147,34 @@ def test_mixing_frequencies_names_the_fix_and_asof_is_checked(engine):
     assert engine.formula("eps_daily").frequency == "daily"
 
 
+def test_an_edit_cannot_make_what_asof_reads_cross_sectional(engine):
+    """Else the daily formula would read latest-only values from their periods on: numbers
+    before they were published."""
+    _load(engine)
+    engine.set_formula("eps2", "eps * 2")
+    engine.set_formula("eps4", "eps2 * 2")
+    engine.set_formula("pe4", "close / asof(eps4)")
+    engine.recalc()
+    before = _got(engine, "pe4")
+    with pytest.raises(FrequencyError, match=r"formula 'eps2': pe4 reads asof\(eps4\), which "
+                       r"would then work across entities \(or read a formula that does\); .*"
+                       r"change pe4 in the same batch"):
+        engine.set_formula("eps2", "cs_rank(eps)")
+    assert engine.formula("eps2").expression == "eps * 2"
+    assert engine.status()["stale"] == []
+    # in one batch with the reader changed too, it is fine
+    engine.set_formulas([{"name": "eps2", "expression": "cs_rank(eps)"},
+                         {"name": "pe4", "expression": "close * 2"}])
+    engine.recalc()
+    p = _prices()
+    want = pd.Series(p["value"].to_numpy() * 2, index=pd.MultiIndex.from_arrays(
+        [p["entity"], pd.to_datetime(p["period"])], names=["entity", "period"])).sort_index()
+    got = _got(engine, "pe4")
+    got.index = got.index.set_levels(pd.to_datetime(got.index.levels[1]), level=1)
+    assert len(before) and not before.equals(got)
+    _same(got, want)
+
+
 def test_the_view_known_on_a_date(engine):
     prices, eps = _load(engine)
     day = pd.Timestamp("2024-02-20")

@@ -1,6 +1,8 @@
 """Property: after any sequence of formula edits, additions, deletions, data loads and late
 reports or restatements (``known_at``), each followed by an incremental recalc, the records
-and their views as known on past dates equal a full recalculation from scratch."""
+and their views as known on past dates equal a full recalculation from scratch. Beside the
+quarterly items there is a daily one (``px``), daily formulas that read quarterly ones
+through ``asof`` and quarterly ones that aggregate daily ones (``quarterly_last``)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ TEMPLATES = [
     "ts_count(isnull({a}), 4)", "ts_rank({a}, 3) + cs_scale({b})", "decay_linear({a}, 3)",
     "cs_winsorize({a}, 1.5)", "ts_quantile({a}, 3, 0.5) - ts_slope({b}, 2)",
 ]
+# a daily formula over a quarterly name {q}; a quarterly one over a daily name {d}
+DAILY_TEMPLATES = ["px / asof({q})", "asof({q}) + px", "asof({q}, 60) * 2", "lag(px, 1) - px"]
+DOWNSAMPLING = ["quarterly_last({d}) + {q}", "quarterly_mean({d})", "quarterly_count({d})",
+                "quarterly_max({d}) - quarterly_min({d})", "quarterly_sum({d})"]
+DAYS = [str(d.date()) for d in pd.bdate_range("2023-03-01", "2025-03-31")[::23]]
 VALUES = st.sampled_from([0.0, 1.0, -1.0, 2.5, 10.0, -3.0, 0.5, 100.0, None])
 EXAMPLES = int(os.environ.get("TRACECALC_INCREMENTAL_EXAMPLES", "25"))
 
@@ -40,6 +47,13 @@ op = st.one_of(
     st.tuples(st.just("add"), st.integers(0, len(TEMPLATES) - 1), st.integers(0, 99),
               st.integers(0, 99)),
     st.tuples(st.just("delete"), st.integers(0, 99)),
+    st.tuples(st.just("add_daily"), st.integers(0, len(DAILY_TEMPLATES) - 1),
+              st.integers(0, 99)),
+    st.tuples(st.just("add_down"), st.integers(0, len(DOWNSAMPLING) - 1), st.integers(0, 99),
+              st.integers(0, 99)),
+    st.tuples(st.just("price"), st.lists(st.tuples(st.sampled_from(ENTITIES),
+                                                   st.integers(0, len(DAYS) - 1), VALUES),
+                                         min_size=1, max_size=6)),
     st.tuples(st.just("load"), st.lists(cell, min_size=1, max_size=6)),
     # a report known 10 to 400 days after its quarter: late, or a restatement
     st.tuples(st.just("restate"), st.lists(st.tuples(
@@ -58,6 +72,8 @@ class Model:
         self.data: dict[tuple[str, str, str], dict[str, float]] = {}  # known_at -> value
         self.formulas: dict[str, str] = {}
         self.periods: set[str] = set()
+        self.days: set[str] = set()
+        self.frequency: dict[str, str] = {"px": "daily"}
         self.entities: set[str] = set()
         self.counter = 0
 
@@ -88,10 +104,17 @@ class Model:
             if not versions:
                 del self.data[key]
             elif any(not math.isnan(x) for x in versions.values()):
-                self.periods.add(r.period)
+                (self.days if r.item == "px" else self.periods).add(r.period)
 
-    def pick(self, i: int, exclude=()) -> str:
-        names = [n for n in ITEMS + list(self.formulas) if n not in exclude]
+    def prices(self, cells) -> pd.DataFrame:
+        rows = {("px", e, DAYS[d]): v for e, d, v in cells}
+        return pd.DataFrame([(i, e, p, "", "" if v is None else v)
+                             for (i, e, p), v in rows.items()],
+                            columns=["item", "entity", "period", "known_at", "value"])
+
+    def pick(self, i: int, exclude=(), frequency: str = "quarterly") -> str:
+        names = [n for n in ["px"] + ITEMS + list(self.formulas)
+                 if n not in exclude and self.frequency.get(n, "quarterly") == frequency]
         return names[i % len(names)]
 
 
@@ -105,11 +128,13 @@ def scratch(model: Model) -> dict:
     # item gives the scratch database the same periods and entities.
     rows += [("zz_anchor", e, p, "", 1.0) for e in sorted(model.entities)
              for p in sorted(model.periods)]
+    rows += [("zz_day", "E1", d, "", 1.0) for d in sorted(model.days)]
     # an item whose values were all deleted still exists
     rows += [(i, "E1", QUARTERS[0], "", "") for i in ITEMS
              if not any(k[0] == i for k in model.data)]
     df = pd.DataFrame(rows, columns=["item", "entity", "period", "known_at", "value"])
-    eng.load_data(df, frequencies={n: "quarterly" for n in [*ITEMS, "zz_anchor"]})
+    eng.load_data(df, frequencies={**{n: "quarterly" for n in [*ITEMS, "zz_anchor"]},
+                                   "px": "daily", "zz_day": "daily"})
     if model.formulas:
         eng.set_formulas([{"name": n, "expression": x} for n, x in model.formulas.items()])
     eng.recalc(full=True, workers=1)
@@ -148,6 +173,10 @@ def run_scenario(url: str, cells, ops) -> None:
         first = model.frame([(i, "E1", 0, 1.0) for i in ITEMS] + list(cells))
         eng.load_data(first, frequencies={n: "quarterly" for n in ITEMS})
         model.apply_load(first)
+        px = model.prices([(e, d, 1.0 + d + 10 * i) for i, e in enumerate(ENTITIES[:3])
+                           for d in range(0, len(DAYS), 3)])
+        eng.load_data(px, frequencies={"px": "daily"})
+        model.apply_load(px)
         for k in range(3):
             name = f"f{k}"
             expr = TEMPLATES[(k * 7) % len(TEMPLATES)].format(a=model.pick(k),
@@ -174,12 +203,27 @@ def run_scenario(url: str, cells, ops) -> None:
                     name = list(model.formulas)[o[1] % len(model.formulas)]
                     eng.delete_formula(name)
                     del model.formulas[name]
+                elif o[0] in ("add_daily", "add_down"):
+                    model.counter += 1
+                    name = f"h{model.counter}"
+                    if o[0] == "add_daily":
+                        expr = DAILY_TEMPLATES[o[1]].format(q=model.pick(o[2]))
+                    else:
+                        expr = DOWNSAMPLING[o[1]].format(d=model.pick(o[2], (), "daily"),
+                                                         q=model.pick(o[3]))
+                    eng.set_formula(name, expr)
+                    model.formulas[name] = expr
+                elif o[0] == "price":
+                    df = model.prices(o[1])
+                    eng.load_data(df, frequencies={"px": "daily"})
+                    model.apply_load(df)
                 elif o[0] in ("load", "restate"):
                     df = model.frame(o[1], late=o[0] == "restate")
                     eng.load_data(df, frequencies={n: "quarterly" for n in ITEMS})
                     model.apply_load(df)
             except TracecalcError:
                 pass  # a refused change (a cycle, a formula in use): nothing changed
+            model.frequency.update({n: eng.formula(n).frequency for n in model.formulas})
             eng.recalc(workers=2)
             assert eng.status()["stale"] == []
             assert_same(records(eng, model), scratch(model), f"step {step}: {o}")

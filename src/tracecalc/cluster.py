@@ -79,7 +79,8 @@ def run_partition(plan: RunPlan, names: list[str], ids: np.ndarray,
                     session.write if direct else keep, threads, digests=session.digests,
                     changed=changed, final=False, concurrent_reads=direct,
                     group=session.group if direct else nullcontext, versions=session.versions,
-                    stored_versions=session.stored_versions, calendar=session.calendar)
+                    stored_versions=session.stored_versions, calendar=session.calendar,
+                    downsample=session.downsample)
     stats = runner.run()
     return stats, runner.changed, results
 

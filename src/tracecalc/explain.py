@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from tracecalc.evaluator import interpret
-from tracecalc.facts import window
-from tracecalc.model import SIGNATURES, FunctionKind
+from tracecalc.facts import source_of, window
+from tracecalc.model import DOWNSAMPLES, SIGNATURES, FunctionKind
 from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references, to_text
 
 
@@ -35,8 +35,10 @@ def column(ids: np.ndarray, entity_id: int) -> int:
 
 
 def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray, t: int,
-                 col: int, items) -> dict:
-    """The explanation of ``tree`` at period index ``t`` and panel column ``col``."""
+                 col: int, items, finer: dict | None = None) -> dict:
+    """The explanation of ``tree`` at period index ``t`` and panel column ``col``;
+    ``finer``: per aggregated input of a downsampling call (``facts.downsampled_args``),
+    (finer calendar, finer panel, period of each finer row, aggregated panel)."""
 
     like = next(iter(panels.values()))  # a formula references at least one input
 
@@ -57,6 +59,13 @@ def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray
             out["kind"] = "number"
             return out
         out["kind"] = "operator" if isinstance(node, (Unary, Binary)) else "function"
+        if isinstance(node, Call) and node.func in DOWNSAMPLES:  # the finer dates behind it
+            fcal, fine, period, _ = finer[node.args[0].name]
+            source = source_of(node.args[0].name)
+            out["text"] = f"{node.func}({source})"
+            out["window"] = [{"text": source, "values": [
+                (str(fcal[i]), at(fine[i, col])) for i in np.flatnonzero(period == t)]}]
+            return out
         kids = ([node.operand] if isinstance(node, Unary) else
                 [node.left, node.right] if isinstance(node, Binary) else
                 [a for a, p in zip(node.args, _params(node)) if not p.literal])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from tracecalc.evaluator import Compiled, compile_tree, gives_values_from_nothing
-from tracecalc.model import SIGNATURES, FunctionKind
+from tracecalc.model import DOWNSAMPLES, SIGNATURES, FunctionKind
 from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, canonical_form, parse, walk
 
 # How many periods before t a function reads of its argument (None: all of them, a
@@ -43,6 +43,8 @@ class FormulaFacts:
     lookback: Mapping[str, int | None]  # reference -> periods before t read (None: all)
     frequency: str | None = None  # known once checked against the catalog (or stored)
     asof: tuple[tuple[str, int], ...] = ()  # (reference, max_age) of each asof(x, max_age)
+    # (reference, frequency, how) of each downsampling call (quarterly_last(close))
+    downsampled: tuple[tuple[str, str, str], ...] = ()
 
     @cached_property
     def canonical(self) -> str:
@@ -50,18 +52,20 @@ class FormulaFacts:
 
     @cached_property
     def compiled(self) -> Compiled:
-        tree = _asof_inputs(self.tree, self.frequency) if self.asof else self.tree
+        tree = (_converted_inputs(self.tree, self.frequency)
+                if self.asof or self.downsampled else self.tree)
         return compile_tree(tree, self.name or "formula")
 
     @cached_property
     def direct(self) -> frozenset[str]:
-        """The references read somewhere outside ``asof`` (on the formula's frequency)."""
+        """The references read somewhere outside ``asof`` and the downsampling functions
+        (on the formula's frequency)."""
         out, stack = set(), [self.tree]
         while stack:
             node = stack.pop()
             if isinstance(node, Ref):
                 out.add(node.name)
-            elif isinstance(node, Call) and node.func != "asof":
+            elif isinstance(node, Call) and node.func != "asof" and node.func not in DOWNSAMPLES:
                 stack.extend(node.args)
             elif isinstance(node, Unary):
                 stack.append(node.operand)
@@ -101,7 +105,10 @@ def facts_of(text: str, name: str | None = None, frequency: str | None = None
         spontaneous=gives_values_from_nothing(tree), lookback=lookback(tree),
         frequency=frequency, asof=tuple(dict.fromkeys(
             (n.args[0].name, int(n.args[1].value)) for n in walk(tree)
-            if isinstance(n, Call) and n.func == "asof")))
+            if isinstance(n, Call) and n.func == "asof")),
+        downsampled=tuple(dict.fromkeys(
+            (n.args[0].name, *DOWNSAMPLES[n.func]) for n in walk(tree)
+            if isinstance(n, Call) and n.func in DOWNSAMPLES)))
 
 
 def asof_input(ref: str, max_age: int, frequency: str | None) -> str:
@@ -118,17 +125,58 @@ def parse_asof_input(name: str) -> tuple[str, int, str] | None:
     return ref, int(age), freq
 
 
-def _asof_inputs(node: Node, frequency: str | None) -> Node:
-    """The tree with each asof(x, max_age) call replaced by its aligned input."""
+def downsample_input(ref: str, frequency: str, how: str) -> str:
+    """The compiled input that stands for ``FREQUENCY_HOW(ref)``: the run reads ``ref`` on
+    its own calendar and aggregates it onto the formula's (``work.RunIO.read``)."""
+    return f"to:{frequency}:{how}:{ref}"
+
+
+def parse_downsample_input(name: str) -> tuple[str, str, str] | None:
+    """(reference, frequency, how) of a ``downsample_input`` name; None for another one."""
+    if not name.startswith("to:"):
+        return None
+    _, freq, how, ref = name.split(":")
+    return ref, freq, how
+
+
+def source_of(name: str) -> str:
+    """The item or formula a compiled input reads (``asof:x:..`` and ``to:..:x`` read x)."""
+    if (a := parse_asof_input(name)) or (a := parse_downsample_input(name)):
+        return a[0]
+    return name
+
+
+def downsampled_args(node: Node) -> Node:
+    """The tree with the argument of each downsampling call renamed to its aggregated input
+    (``quarterly_last(to:quarterly:last:close)``): what ``explain`` walks."""
+    if isinstance(node, Call) and node.func in DOWNSAMPLES:
+        ref = node.args[0]
+        return replace(node, args=(Ref(ref.col, downsample_input(ref.name,
+                                                                 *DOWNSAMPLES[node.func])),))
+    if isinstance(node, Call):
+        return replace(node, args=tuple(downsampled_args(a) for a in node.args))
+    if isinstance(node, Unary):
+        return replace(node, operand=downsampled_args(node.operand))
+    if isinstance(node, Binary):
+        return replace(node, left=downsampled_args(node.left),
+                       right=downsampled_args(node.right))
+    return node
+
+
+def _converted_inputs(node: Node, frequency: str | None) -> Node:
+    """The tree with each asof(x, max_age) call replaced by its aligned input, and each
+    downsampling call by its aggregated one."""
     if isinstance(node, Call) and node.func == "asof":
         return Ref(node.col, asof_input(node.args[0].name, int(node.args[1].value), frequency))
+    if isinstance(node, Call) and node.func in DOWNSAMPLES:
+        return Ref(node.col, downsample_input(node.args[0].name, *DOWNSAMPLES[node.func]))
     if isinstance(node, Call):
-        return replace(node, args=tuple(_asof_inputs(a, frequency) for a in node.args))
+        return replace(node, args=tuple(_converted_inputs(a, frequency) for a in node.args))
     if isinstance(node, Unary):
-        return replace(node, operand=_asof_inputs(node.operand, frequency))
+        return replace(node, operand=_converted_inputs(node.operand, frequency))
     if isinstance(node, Binary):
-        return replace(node, left=_asof_inputs(node.left, frequency),
-                       right=_asof_inputs(node.right, frequency))
+        return replace(node, left=_converted_inputs(node.left, frequency),
+                       right=_converted_inputs(node.right, frequency))
     return node
 
 
@@ -167,7 +215,8 @@ def _step(call: Call) -> int | None:
     for p in spec.params:
         if p.literal:
             literal.setdefault(p.name, p.default)
-    if call.func in _RECURSIVE or call.func == "asof":  # asof: all of the input's history
+    # asof: all of the input's history; a downsampling: a whole period of a finer calendar
+    if call.func in _RECURSIVE or call.func == "asof" or call.func in DOWNSAMPLES:
         return None
     if call.func in _LAG_FUNCTIONS:
         return int(literal["k"])
@@ -184,6 +233,8 @@ def window(call: Call) -> int:
     """How many periods of its arguments a time-series call looks at, today's included
     (a recursive one: its n; what ``explain`` shows)."""
     step = _step(call)
+    if call.func in DOWNSAMPLES or call.func == "asof":  # one (converted) value per period
+        return 1
     if step is None:
         spec = SIGNATURES[call.func]
         return next(int(a.value) for a, p in zip(call.args, spec.params) if p.literal)

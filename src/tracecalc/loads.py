@@ -96,7 +96,9 @@ def delete(store, cache, item: str, codes: list[str], days: list[np.datetime64]
             store.delete_versions(conn, "data", item_id, eids, pers)
             changed = {item: np.unique(eids)}
         removed = store.prune_periods(conn, freq, np.unique(pers))
-        stale = trace(store, conn, cat, changed, shrunk={freq} if len(removed) else ())
+        coarser = store.prune_coarser(conn, freq) if len(removed) else {}
+        stale = trace(store, conn, cat, changed,
+                      shrunk=({freq} | set(coarser)) if len(removed) else ())
         names = store.entity_codes(conn)
     return DeleteResult(
         item=item, frequency=freq, points=len(eids),
@@ -167,8 +169,9 @@ def set_daily_calendar(store, cache, name: str) -> list[str]:
         store.drop_periods(conn, "daily", off)
         store.add_periods(conn, "daily", cal[[0, -1]])
         store.forget_digests(conn, "daily")
+        moved = {"daily"} | set(store.cover_finer(conn)) | set(store.prune_coarser(conn, "daily"))
         return trace(store, conn, catalog.read(store, conn, cache, whole=True), {},
-                     grown={"daily"}, shrunk={"daily"})
+                     grown=moved, shrunk=moved)
 
 
 def listed(value) -> list:

@@ -19,12 +19,13 @@ from tracecalc.work import FormulaRef, RunPlan
 def _point_in_time(store: Store, conn, cat, order: list[str], facts) -> frozenset[str]:
     """The formulas to compute with their versions (``tracecalc.pit``): those that read an
     item or a formula with versions directly (or have versions stored, to keep them true),
-    entity by entity; a cross-sectional formula, or one with asof, keeps its latest view."""
+    entity by entity; a cross-sectional formula, or one that converts a frequency (asof,
+    quarterly_last), keeps its latest view."""
     items, formulas = store.versioned(conn, "data"), store.versioned(conn, "records")
     out: set[str] = set()
     for n in order:
         f = facts[n]
-        if f.cross_sectional or f.asof:
+        if f.cross_sectional or f.asof or f.downsampled:
             continue
         if cat.formulas[n].id in formulas or any(
                 (r in cat.items and cat.items[r][0] in items) or r in out
@@ -69,4 +70,4 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
               for n in targets},
         own=own, facts=facts,
         users={n: [(d, fs[d].id, crossing[d]) for d in users[n]] for n in targets},
-        verify=verify, lock_holder=holder)
+        verify=verify, lock_holder=holder, daily=store.daily_calendar(conn))

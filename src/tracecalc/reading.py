@@ -13,9 +13,11 @@ from tracecalc import catalog, explain
 from tracecalc.catalog import Catalog
 from tracecalc.errors import NotFoundError, StaleWarning, close_matches
 from tracecalc.evaluator import to_panel
-from tracecalc.functions import asof_panel
+from tracecalc.facts import downsample_input, downsampled_args
+from tracecalc.functions import asof_panel, downsample_panel
 from tracecalc.model import FormulaState
-from tracecalc.storage import files
+from tracecalc.parser import references
+from tracecalc.storage import calendars, files
 from tracecalc.storage.versions import Versions
 
 
@@ -84,8 +86,11 @@ def _refuse_latest_only(store, conn, cat: Catalog, name: str, day) -> None:
     while stack:
         f = stack.pop()
         facts = cat.facts(f)
-        crossing = crossing or (f if facts.cross_sectional else None)
-        for ref in sorted(facts.direct - seen):
+        if crossing is None and (facts.cross_sectional or facts.downsampled):
+            crossing = f
+            how = ("works across entities" if facts.cross_sectional
+                   else "aggregates finer data per period")
+        for ref in sorted((facts.direct | {r for r, _, _ in facts.downsampled}) - seen):
             seen.add(ref)
             if ref in cat.formulas:
                 stack.append(ref)
@@ -95,7 +100,7 @@ def _refuse_latest_only(store, conn, cat: Catalog, name: str, day) -> None:
         from tracecalc.errors import DataError
 
         raise DataError(
-            f"records of '{name}' as of {day}: {crossing} works across entities over {late}, "
+            f"records of '{name}' as of {day}: {crossing} {how} over {late}, "
             f"which has report dates or restatements, and such formulas keep only their "
             f"latest values; read {late} as of {day}, or formulas that read it entity by "
             "entity")
@@ -176,7 +181,7 @@ def explain_record(store, cache, name: str, entity: str, period, as_of=None) -> 
             v = store.every_version(conn, key, ids, kind)
             return v if day is None else Versions(*(a[v.known_at <= day] for a in v))
 
-        def read(ref: str):
+        def read(ref: str, calendar=calendar):
             if ref in facts.converted and ref not in facts.direct:  # as known on each date
                 return asof_panel(*versions(ref), calendar, ids, ages[ref])
             if day is not None:  # each input as known on that date
@@ -187,14 +192,27 @@ def explain_record(store, cache, name: str, entity: str, period, as_of=None) -> 
                 rows = store.read_records(conn, cat.formulas[ref].id, ids)
             return to_panel(*rows, calendar, ids)
 
-        panels = {ref: read(ref) for ref in facts.references}
+        tree, finer = facts.tree, {}
+        if facts.downsampled:  # a finer input, aggregated per period (and the dates behind)
+            tree = downsampled_args(tree)
+            daily = store.daily_calendar(conn)
+            for ref, to, how in facts.downsampled:
+                freq = cat.frequency(ref)
+                fcal = store.calendar(conn, freq)
+                period, complete = calendars.periods_of(freq, fcal, to, calendar, daily)
+                fine = read(ref, fcal)
+                finer[downsample_input(ref, to, how)] = (
+                    fcal, fine, period, downsample_panel(fine, period, len(calendar), how,
+                                                         complete))
+        panels = {ref: finer[ref][3] if ref in finer else read(ref)
+                  for ref in references(tree)}
         stored = read(name)
     col = int(explain.column(ids, eid))
     value = stored[t, col]
     return {"formula": name, "version": row.version, "expression": row.expression,
             "frequency": row.frequency, "entity": entity, "period": str(calendar[t]),
             "stored": None if value != value else float(value),
-            "tree": explain.explain_tree(facts.tree, panels, calendar, t, col, cat.items)}
+            "tree": explain.explain_tree(tree, panels, calendar, t, col, cat.items, finer)}
 
 
 def item(store, cache, name: str):

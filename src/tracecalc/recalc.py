@@ -143,7 +143,8 @@ class Here:
                         concurrent_reads=self.concurrent_reads, group=s.group,
                         versions=getattr(s, "versions", None),
                         stored_versions=getattr(s, "stored_versions", None),
-                        calendar=getattr(s, "calendar", None))
+                        calendar=getattr(s, "calendar", None),
+                        downsample=getattr(s, "downsample", None))
         tally.add(runner.run(), runner.changed, runner.io_seconds)
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from tracecalc import pit, tracer
 from tracecalc.evaluator import from_panel
-from tracecalc.facts import parse_asof_input
+from tracecalc.facts import parse_asof_input, parse_downsample_input, source_of
 from tracecalc.functions import asof_panel
 from tracecalc.iothread import IOThread, short_switch_interval
 from tracecalc.model import FormulaRunStats
@@ -75,7 +75,7 @@ class Evaluated(NamedTuple):
 
 def _sources(inputs) -> list[str]:
     """The formulas and items compiled inputs come from (``asof:x:...`` reads x)."""
-    return list(dict.fromkeys(a[0] if (a := parse_asof_input(n)) else n for n in inputs))
+    return list(dict.fromkeys(source_of(n) for n in inputs))
 
 
 class _Waits:
@@ -107,7 +107,8 @@ class Runner:
                  finished: Callable[[str], None] | None = None, concurrent_reads: bool = False,
                  group: Callable[[], AbstractContextManager] = nullcontext,
                  versions: Callable | None = None, stored_versions: Callable | None = None,
-                 calendar: Callable[[str], np.ndarray] | None = None):
+                 calendar: Callable[[str], np.ndarray] | None = None,
+                 downsample: Callable | None = None):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self._position = {n: i for i, n in enumerate(self.order)}
@@ -118,7 +119,7 @@ class Runner:
         self.universe = np.asarray(universe, dtype=np.int64)
         self.read, self.write, self.digests = read, write, digests
         self.versions, self.stored_versions = versions, stored_versions
-        self.calendar = calendar
+        self.calendar, self.downsample = calendar, downsample
         self.final, self.prior, self.finished = final, prior or {}, finished
         self.workers = max(1, workers)
         self.concurrent_reads, self.group = concurrent_reads, group
@@ -200,8 +201,7 @@ class Runner:
                                          self.universe)
         sources: list[Source] = []
         for n in task.compiled.inputs if len(ids) else ():
-            asof = parse_asof_input(n)
-            if asof and asof[0] in self._computed:  # aligned from this run's values
+            if source_of(n) != n and source_of(n) in self._computed:  # from this run's values
                 sources.append(None)
                 continue
             computed = self._computed.get(n)
@@ -268,6 +268,11 @@ class Runner:
                read: Callable[[str, np.ndarray], np.ndarray], waits: _Waits) -> np.ndarray:
         """Input ``name`` at entities ``ids``: this batch's values where it was recomputed,
         stored values elsewhere (unchanged by this run)."""
+        down = parse_downsample_input(name)
+        if down and down[0] in self._computed:  # a finer formula of this run, aggregated
+            ref, freq, how = down
+            fine = self._input(ref, self._computed[ref], ids, read, waits)
+            return self.downsample(ref, freq, how, fine)
         asof = parse_asof_input(name)
         if asof and asof[0] in self._computed:  # a formula of this run, as known each date
             ref, max_age, freq = asof

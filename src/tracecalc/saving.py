@@ -169,6 +169,17 @@ def save_batch(store, conn, cache, batch: Sequence[dict], user: str) -> list[Sav
     results = _write(store, conn, cat, checked, ids, user)
     changed = [r.name for r in results if r.marked_stale]
     marks = tracer.formulas_saved(changed)
+    if any(f.downsampled for f in parsed.values()):
+        # a database from before the downsampling functions may lack the coarser periods
+        # its finer calendars complete (loads keep them since): a grown calendar moves the
+        # windows of its frequency's formulas
+        grown = store.cover_finer(conn)
+        beyond, their_ids = tracer.Marks(), {}
+        for r in store.formula_rows(conn) if grown else ():
+            if r.frequency in grown:
+                (marks if r.name in ids else beyond).everything(r.name)
+                their_ids[r.name] = r.id
+        catalog.apply(store, conn, beyond, their_ids)  # (their users follow in the run)
     states = {n: FormulaState(r.state) for n, r in cat.formulas.items()}
     states.update(dict.fromkeys(changed, FormulaState.STALE))
     handled = catalog.trace(store, conn, graph, marks, states, ids)

@@ -20,10 +20,10 @@ import numpy as np
 
 from tracecalc import catalog, tracer
 from tracecalc.evaluator import from_panel, to_panel
-from tracecalc.facts import FormulaFacts, parse_asof_input
-from tracecalc.functions import asof_panel
+from tracecalc.facts import FormulaFacts, parse_asof_input, parse_downsample_input
+from tracecalc.functions import asof_panel, downsample_panel
 from tracecalc.model import FormulaRunStats, FormulaState
-from tracecalc.storage import Store
+from tracecalc.storage import Store, calendars
 from tracecalc.task import NONE, Outcome, Task
 
 
@@ -56,6 +56,7 @@ class RunPlan:
     # the run's recalculation lock connection (RecalcLock.holder): every write checks it
     lock_holder: int | None = None
     pit: frozenset[str] = frozenset()  # formulas computed with their versions (tracecalc.pit)
+    daily: str = calendars.WEEKDAYS  # the database's daily calendar (weekdays or an exchange)
 
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
@@ -84,6 +85,7 @@ class RunIO:
     def __init__(self, plan: RunPlan, store: Store, shared=None):
         self.plan, self.store, self.shared = plan, store, shared
         self._local = threading.local()  # the writer thread's group transaction
+        self._periods: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def tx(self, write: bool = True) -> AbstractContextManager:
         return run_transaction(self.store, self.shared, write)
@@ -115,6 +117,10 @@ class RunIO:
         return self.plan.formulas[name].frequency
 
     def read(self, name: str, ids: np.ndarray) -> np.ndarray:
+        down = parse_downsample_input(name)
+        if down is not None:  # a finer input aggregated onto the formula's calendar
+            ref, freq, how = down
+            return self.downsample(ref, freq, how, self.read(ref, ids))
         asof = parse_asof_input(name)
         with self.tx(write=False) as conn:
             if asof is not None:  # a coarser input as known on each date of the formula's
@@ -126,6 +132,18 @@ class RunIO:
             else:
                 rows = self.store.read_records(conn, self.plan.formulas[name].id, ids)
         return to_panel(*rows, self.plan.calendars[self._frequency(name)], ids)
+
+    def downsample(self, ref: str, frequency: str, how: str, panel: np.ndarray) -> np.ndarray:
+        """``panel`` of the finer ``ref`` (on its calendar) aggregated per period of
+        ``frequency``'s calendar (``quarterly_last(close)``)."""
+        fine = self._frequency(ref)
+        key = (fine, frequency)
+        if key not in self._periods:
+            self._periods[key] = calendars.periods_of(
+                fine, self.plan.calendars[fine], frequency, self.plan.calendars[frequency],
+                self.plan.daily)
+        period, complete = self._periods[key]
+        return downsample_panel(panel, period, len(complete), how, complete)
 
     def calendar(self, name: str | None, frequency: str | None = None) -> np.ndarray:
         """The calendar of formula or item ``name`` (or of ``frequency``)."""

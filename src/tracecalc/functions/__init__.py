@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from tracecalc.functions.common import finite
-from tracecalc.functions.conversion import asof, asof_panel
+from tracecalc.functions.conversion import asof, asof_panel, converted, downsample_panel
 from tracecalc.functions.cross_sectional import (
     cs_demean,
     cs_quantile,
@@ -78,6 +78,7 @@ from tracecalc.functions.timeseries import (
     ttm,
     wilder,
 )
+from tracecalc.model import DOWNSAMPLES
 
 KERNELS: dict[str, Callable[..., np.ndarray]] = {
     "abs": abs_, "sign": sign, "log": log, "exp": exp, "sqrt": sqrt, "round": round_,
@@ -95,14 +96,16 @@ KERNELS: dict[str, Callable[..., np.ndarray]] = {
     "cs_rank": cs_rank, "cs_zscore": cs_zscore, "cs_demean": cs_demean,
     "cs_scale": cs_scale, "cs_winsorize": cs_winsorize, "cs_quantile": cs_quantile,
     "cs_resid": cs_resid,
+    **{name: converted(name) for name in DOWNSAMPLES},
 }
 
 
 __all__ = ["KERNELS", "finite", "abs_", "add", "and_", "asof", "asof_panel", "avg_balance",
-    "clip", "coalesce", "cs_demean", "cs_quantile", "cs_rank", "cs_resid", "cs_scale",
-    "cs_winsorize", "cs_zscore", "decay_linear", "diff", "div", "ema", "eq", "exp", "ffill",
-    "ge", "growth", "gt", "if_", "isnull", "lag", "le", "log", "log1p", "lt", "max_", "min_",
-    "mul", "ne", "neg", "not_", "or_", "power", "round_", "sign", "signed_power", "sqrt", "sub",
-    "tanh", "truediv", "ts_argmax", "ts_argmin", "ts_corr", "ts_count", "ts_cov", "ts_kurt",
-    "ts_max", "ts_mean", "ts_min", "ts_product", "ts_quantile", "ts_rank", "ts_resi",
-    "ts_rsquare", "ts_skew", "ts_slope", "ts_std", "ts_sum", "ttm", "wilder"]
+    "clip", "coalesce", "converted", "cs_demean", "cs_quantile", "cs_rank", "cs_resid",
+    "cs_scale", "cs_winsorize", "cs_zscore", "decay_linear", "diff", "div", "downsample_panel",
+    "ema", "eq", "exp", "ffill", "ge", "growth", "gt", "if_", "isnull", "lag", "le", "log",
+    "log1p", "lt", "max_", "min_", "mul", "ne", "neg", "not_", "or_", "power", "round_", "sign",
+    "signed_power", "sqrt", "sub", "tanh", "truediv", "ts_argmax", "ts_argmin", "ts_corr",
+    "ts_count", "ts_cov", "ts_kurt", "ts_max", "ts_mean", "ts_min", "ts_product",
+    "ts_quantile", "ts_rank", "ts_resi", "ts_rsquare", "ts_skew", "ts_slope", "ts_std",
+    "ts_sum", "ttm", "wilder"]

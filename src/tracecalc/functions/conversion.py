@@ -1,8 +1,9 @@
-"""Frequency conversion: ``asof``, a coarser series as it was known on each date.
+"""Frequency conversion: ``asof``, a coarser series as it was known on each date, and the
+downsampling functions (``quarterly_last``, ...), a finer series aggregated per period.
 
-The kernel ``asof`` is the identity: a run hands it the input already aligned by
-``asof_panel`` (work.RunIO, explain), so the compiled formula and the tree walk
-(``evaluator.interpret``) see one panel on the formula's own calendar.
+Their kernels are the identity: a run hands them the input already converted by
+``asof_panel`` or ``downsample_panel`` (work.RunIO, explain), so the compiled formula and
+the tree walk (``evaluator.interpret``) see one panel on the formula's own calendar.
 """
 
 from __future__ import annotations
@@ -18,6 +19,53 @@ def asof(x: Any, max_age: int = 0) -> np.ndarray:
     """See ``asof_panel``: the input arrives aligned already (a copy of it)."""
     _lit(max_age, "asof", "max_age")
     return finite(np.array(_panel(x, "asof"), dtype=np.float64))
+
+
+def converted(name: str):
+    """The identity kernel of a downsampling function: its input arrives aggregated."""
+    def kernel(x: Any) -> np.ndarray:
+        return finite(np.array(_panel(x, name), dtype=np.float64))
+    kernel.__name__ = name
+    return kernel
+
+
+def downsample_panel(panel: np.ndarray, period: np.ndarray, periods: int, how: str,
+                     complete: np.ndarray) -> np.ndarray:
+    """A finer panel (rows: its calendar) -> a (periods, entities) panel of a coarser one.
+
+    ``period[i]`` is the coarser period that row i falls in (-1: none of them; the rows of
+    one period are consecutive), ``complete[j]`` whether the finer calendar reaches period
+    j's last date (else NaN: no partial periods). ``how``: last (the latest present value),
+    sum, mean, min, max (over the present values; NaN if none), count (present values).
+    Vectorised: one ``reduceat`` per period boundary set."""
+    panel = np.asarray(panel, dtype=np.float64)
+    out = np.full((periods, panel.shape[1]), np.nan)
+    rows = np.flatnonzero(period >= 0)
+    if not len(rows) or not panel.shape[1]:
+        return out
+    x, p = panel[rows], period[rows]
+    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+    at = p[starts]
+    present = ~np.isnan(x)
+    count = np.add.reduceat(present, starts, axis=0).astype(np.float64)
+    with np.errstate(all="ignore"):
+        if how == "count":
+            got = count
+        elif how == "last":
+            idx = np.where(present, np.arange(len(x))[:, None], -1)
+            last = np.maximum.reduceat(idx, starts, axis=0)
+            got = np.take_along_axis(x, np.maximum(last, 0), axis=0)
+        elif how in ("min", "max"):
+            fold = np.fmin if how == "min" else np.fmax  # skip NaN
+            got = fold.reduceat(x, starts, axis=0)
+        else:
+            total = np.add.reduceat(np.where(present, x, 0.0), starts, axis=0)
+            got = total / count if how == "mean" else total
+        if how != "count":
+            got = np.where(count > 0, got, np.nan)
+    out[at] = got
+    out[~np.asarray(complete, dtype=bool)] = np.nan
+    return finite(out)
 
 
 def asof_panel(entity_ids: np.ndarray, periods: np.ndarray, known_at: np.ndarray,

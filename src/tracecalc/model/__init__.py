@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tracecalc.model.signatures import (  # noqa: F401  (re-exported)
+    DOWNSAMPLES,
     FUNCTION_NAMES,
     SIGNATURES,
     FunctionKind,

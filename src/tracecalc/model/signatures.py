@@ -177,5 +177,23 @@ _SPECS = [
                  doc="residual of the period's least-squares fit of y on x (with intercept)"),
 ]
 
+# From a finer frequency to a coarser one: FREQUENCY_HOW(x) of a finer item or formula x is
+# HOW over the dates of each period of FREQUENCY (quarterly_last(close)); the formula is of
+# that frequency. docs/formula-language.md "Frequency conversion" pins them.
+DOWNSAMPLE_TO = ("weekly", "monthly", "quarterly", "annual")
+DOWNSAMPLE_HOW = {
+    "last": "the latest present value",
+    "sum": "the sum of the present values (NaN if none)",
+    "mean": "the mean of the present values (NaN if none)",
+    "min": "the smallest present value",
+    "max": "the largest present value",
+    "count": "how many values are present (0 if none)",
+}
+DOWNSAMPLES: dict[str, tuple[str, str]] = {
+    f"{to}_{how}": (to, how) for to in DOWNSAMPLE_TO for how in DOWNSAMPLE_HOW}
+_SPECS += [FunctionSpec(name, _T, (_x(),), doc=f"{DOWNSAMPLE_HOW[how]} of a finer x in each "
+                        f"{to} period (complete periods only)")
+           for name, (to, how) in DOWNSAMPLES.items()]
+
 SIGNATURES: dict[str, FunctionSpec] = {s.name: s for s in _SPECS}
 FUNCTION_NAMES: frozenset[str] = frozenset(SIGNATURES)

@@ -18,7 +18,7 @@ from tracecalc.errors import (
     UnknownFunctionError,
     close_matches,
 )
-from tracecalc.model import FUNCTION_NAMES, NAME_RE, SIGNATURES
+from tracecalc.model import DOWNSAMPLES, FUNCTION_NAMES, NAME_RE, SIGNATURES
 from tracecalc.parser.nodes import (
     ARITHMETIC,
     BOOLEAN,
@@ -233,6 +233,11 @@ class _Converter:
             raise self.fail("asof(x, max_age) takes the name of a data item or formula, as in "
                             "asof(eps); save an expression as a formula first (ttm_eps = "
                             "ttm(eps)) and convert that", args[0], cls=ArityError)
+        if fname in DOWNSAMPLES and not isinstance(out[0], Ref):
+            raise self.fail(f"{fname}(x) takes the name of a data item or formula, as in "
+                            f"{fname}(close); save an expression as a formula first (dollar_"
+                            f"volume = close * volume) and convert that", args[0],
+                            cls=ArityError)
         return Call(col, fname, tuple(out))
 
     def _int_literal(self, a: ast.AST, p, spec) -> int:

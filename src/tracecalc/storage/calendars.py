@@ -165,3 +165,44 @@ def describe(frequency: str, daily: str = WEEKDAYS) -> str:
     if frequency == "daily" and daily != WEEKDAYS:
         return f"daily ({daily} sessions)"
     return f"{frequency} ({_RULES[frequency]})"
+
+
+# --- from a finer calendar to a coarser one (the downsampling functions) ----------------------
+
+FREQUENCIES = ("daily", "weekly", "monthly", "quarterly", "annual")  # finer to coarser
+
+
+def _last_on_or_before(frequency: str, days: np.ndarray, daily: str) -> np.ndarray:
+    """For each of ``days``, the latest date of ``frequency``'s calendar on or before it."""
+    days = _days(days)
+    g = grid(frequency, days.min() - 400, days.max(), daily)
+    return g[np.searchsorted(g, days, side="right") - 1]
+
+
+def covered(fine_frequency: str, fine: np.ndarray, coarse_frequency: str,
+            daily: str = WEEKDAYS) -> np.ndarray:
+    """The periods of ``coarse_frequency`` that the finer stored calendar ``fine`` (a
+    contiguous stretch of its grid) completes: each one ending on or after its first date
+    whose last finer date is no later than its last (a first period may start before the
+    finer data does; a last one must be whole)."""
+    fine = _days(fine)
+    if len(fine) == 0:
+        return fine
+    ends = grid(coarse_frequency, fine[0], fine[-1] + 400, daily)
+    return ends[_last_on_or_before(fine_frequency, ends, daily) <= fine[-1]]
+
+
+def periods_of(fine_frequency: str, fine: np.ndarray, coarse_frequency: str,
+               coarse: np.ndarray, daily: str = WEEKDAYS) -> tuple[np.ndarray, np.ndarray]:
+    """How a finer calendar's rows fall into a coarser calendar's periods: per finer date the
+    index in ``coarse`` of the period it belongs to (the first coarser date on or after it;
+    -1 outside ``coarse``), and per coarser period whether ``fine`` reaches its last finer
+    date (``functions.downsample_panel`` gives a partial period NaN)."""
+    fine, coarse = _days(fine), _days(coarse)
+    if len(fine) == 0 or len(coarse) == 0:
+        return np.full(len(fine), -1, np.int64), np.zeros(len(coarse), bool)
+    i = np.searchsorted(coarse, fine, side="left")
+    before = grid(coarse_frequency, coarse[0] - 400, coarse[0] - 1, daily)[-1]
+    i[(i >= len(coarse)) | (fine <= before)] = -1
+    complete = _last_on_or_before(fine_frequency, coarse, daily) <= fine[-1]
+    return i.astype(np.int64), complete

@@ -111,9 +111,11 @@ class LoadingMixin:
                 emptied.setdefault(str(freq), []).append(deleted)
         if progress is not None:
             progress(len(order), len(order), "updating the calendars")
+        now = {}
         for freq, parts in present.items():
             before = self.calendar(conn, freq)
-            added = self.add_periods(conn, freq, np.unique(np.concatenate(parts)))
+            added = self.add_periods(conn, freq, np.unique(np.concatenate(parts)), have=before)
+            now[freq] = np.union1d(before, added) if len(added) else before
             if len(added):
                 out.grown_calendars.add(freq)
                 out.added_periods[freq] = added
@@ -122,7 +124,22 @@ class LoadingMixin:
             removed = self.prune_periods(conn, freq, np.unique(np.concatenate(parts)))
             if len(removed):
                 out.removed_periods[freq] = removed
+        changed = set(out.grown_calendars) | set(out.removed_periods)
+        if changed:
+            self._follow_finer(conn, out, changed,
+                               {f: c for f, c in now.items() if f not in out.removed_periods})
         return out
+
+    def _follow_finer(self, conn, out: LoadChanges, changed: set[str], known: dict) -> None:
+        """Coarser calendars follow the periods the finer ones complete (``cover_finer``)."""
+        for freq, (before, added) in self.cover_finer(conn, changed, known).items():
+            out.grown_calendars.add(freq)
+            out.added_periods[freq] = np.union1d(out.added_periods.get(freq, added), added)
+            out.calendars_before.setdefault(freq, before)
+        for freq in sorted(out.removed_periods, key=calendars.FREQUENCIES.index):
+            for coarser, removed in self.prune_coarser(conn, freq).items():
+                out.removed_periods[coarser] = np.union1d(
+                    out.removed_periods.get(coarser, removed), removed)
 
     def _on_calendar(self, conn, batch: DataBatch, idx, name: str, item_id: int, freq: str,
                      daily: str, snap: bool, eids, pers, out: LoadChanges) -> np.ndarray:

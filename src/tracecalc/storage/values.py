@@ -4,6 +4,7 @@ the counts and clean-ups over them (every bulk row goes through ``bulk``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 import numpy as np
 from sqlalchemy import Connection, delete, func, insert, select
@@ -43,11 +44,12 @@ class ValuesMixin:
         conn.execute(delete(meta).where(meta.c.key == "daily_calendar"))
         conn.execute(insert(meta), [{"key": "daily_calendar", "value": name}])
 
-    def add_periods(self, conn: Connection, frequency: str,
-                    new: Iterable[np.datetime64]) -> np.ndarray:
-        """Extend a frequency's calendar to cover ``new`` (whole grid from its first period
-        to its last, ``storage.calendars``); returns the periods that were new (sorted)."""
-        have = self.calendar(conn, frequency)
+    def add_periods(self, conn: Connection, frequency: str, new: Iterable[np.datetime64],
+                    have: np.ndarray | None = None) -> np.ndarray:
+        """Extend a frequency's calendar (``have``, when the caller read it) to cover ``new``
+        (whole grid from its first period to its last, ``storage.calendars``); returns the
+        periods that were new (sorted)."""
+        have = self.calendar(conn, frequency) if have is None else have
         new = np.asarray(list(new) if not isinstance(new, np.ndarray) else new,
                          dtype="datetime64[D]")
         if len(new) == 0:
@@ -87,7 +89,54 @@ class ValuesMixin:
                               .where(c.item_id.in_(same))).one()
         keep = np.zeros(len(cal), bool) if lo is None else \
             (cal >= np.datetime64(_date(lo), "D")) & (cal <= np.datetime64(_date(hi), "D"))
+        keep |= np.isin(cal, self._from_finer(conn, frequency))
         return self.drop_periods(conn, frequency, cal[~keep])
+
+    def _from_finer(self, conn: Connection, frequency: str, cal=None) -> np.ndarray:
+        """The periods of ``frequency`` that finer calendars complete (``cover_finer``);
+        ``cal(f)`` gives a calendar (read from the database by default)."""
+        cal = cal or partial(self.calendar, conn)
+        daily = self.daily_calendar(conn)
+        finer = calendars.FREQUENCIES[:calendars.FREQUENCIES.index(frequency)]
+        parts = [calendars.covered(f, cal(f), frequency, daily) for f in finer]
+        return np.unique(np.concatenate(parts)) if parts else np.empty(0, "datetime64[D]")
+
+    def prune_coarser(self, conn: Connection, frequency: str) -> dict[str, np.ndarray]:
+        """After ``frequency``'s calendar shrank, the coarser ones keep only the periods of
+        their own data and of what finer calendars still complete; the periods removed."""
+        out = {}
+        for coarser in calendars.FREQUENCIES[calendars.FREQUENCIES.index(frequency) + 1:]:
+            cal = self.calendar(conn, coarser)
+            removed = self.prune_periods(conn, coarser, cal[[0, -1]]) if len(cal) else cal
+            if len(removed):
+                out[coarser] = removed
+        return out
+
+    def cover_finer(self, conn: Connection, changed: Iterable[str] = calendars.FREQUENCIES,
+                    known: dict[str, np.ndarray] | None = None
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Extend the calendars coarser than the ``changed`` ones over the periods the finer
+        ones complete, so that a quarterly formula of daily data (``quarterly_last(close)``)
+        has its quarters without any quarterly item. ``known``: calendars the caller has
+        (each other one is read once). Returns (before, periods added) per grown frequency."""
+        cals = dict(known or {})
+
+        def cal(f: str) -> np.ndarray:
+            if f not in cals:
+                cals[f] = self.calendar(conn, f)
+            return cals[f]
+
+        out = {}
+        lowest = min((calendars.FREQUENCIES.index(f) for f in changed), default=4)
+        for frequency in calendars.FREQUENCIES[lowest + 1:]:
+            want = self._from_finer(conn, frequency, cal)
+            if len(want):
+                before = cal(frequency)
+                added = self.add_periods(conn, frequency, want, have=before)
+                if len(added):
+                    out[frequency] = (before, added)
+                    cals[frequency] = np.union1d(before, added)
+        return out
 
     def drop_periods(self, conn: Connection, frequency: str, days: np.ndarray) -> np.ndarray:
         """Take ``days`` out of a frequency's calendar, with the records at them."""
