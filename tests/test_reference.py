@@ -2,7 +2,8 @@
 
 ``reference.py`` is the documented semantics written out one record at a time. Hypothesis
 generates random data panels and random formula graphs (as text, through the parser) over
-every operator and every function in ``SIGNATURES`` (but ``asof``), and checks:
+every operator and every function in ``SIGNATURES`` (but ``asof`` and the downsampling
+functions), and checks:
 
 A. ``compile_tree`` + ``run_steps`` against the reference, cell by cell (fast, no database);
    thousands of graphs: TRACECALC_PROPERTY_EXAMPLES (default 2000) sets how many;
@@ -35,7 +36,7 @@ from hypothesis import strategies as st
 from reference import Elementary, Reference
 from tracecalc.errors import FormulaError
 from tracecalc.evaluator import Compiled, compile_tree
-from tracecalc.model import SIGNATURES, Param
+from tracecalc.model import DOWNSAMPLES, SIGNATURES, Param
 from tracecalc.parser import parse
 
 
@@ -142,11 +143,11 @@ NUMBERS = ("0", "1", "2", "3", "0.5", "0.1", "2.5", "10", "100", "0.001", "10000
 EXPONENTS = ("0", "1", "2", "3", "-1", "-2", "0.5", "1.5", "16", "-16")
 CONSTANT_BASES = ("2", "0.5", "0", "1", "10", "(-2)")
 # How a node can grow: every binary operator, the unary ones, both kinds of power (constant
-# exponent, constant base: the parser's rule), and every function of the language but asof,
-# which converts between frequencies over versions (tests/test_asof.py holds it to its own
-# reference).
+# exponent, constant base: the parser's rule), and every function of the language but asof
+# and the downsampling functions, which convert between frequencies (tests/test_asof.py and
+# tests/test_downsample.py hold them to their own references).
 CONSTRUCTORS = (*BINARY_OPS, "neg", "not", "pow", "cpow",
-                *sorted(n for n in SIGNATURES if n != "asof"))
+                *sorted(n for n in SIGNATURES if n != "asof" and n not in DOWNSAMPLES))
 
 # Values: NaN (often), small integers, exact zeros, negatives, a few fixed fractions and
 # extremes (so that overflow, G1, is reached now and then), and a few arbitrary floats drawn
