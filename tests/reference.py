@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 
 from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary
@@ -214,11 +215,30 @@ def div(a: float, b: float, fill: float) -> float:
     return fill if missing(q) else q
 
 
+def log1p(x: float, log1p_: Callable[[float], float] = math.log1p) -> float:
+    if missing(x) or x <= -1:
+        return NAN
+    return finite(log1p_(x))
+
+
+def tanh(x: float, tanh_: Callable[[float], float] = math.tanh) -> float:
+    return NAN if missing(x) else tanh_(x)
+
+
+def signed_power(x: float, a: float,
+                 pow_: Callable[[float, float], float] = math.pow) -> float:
+    """sign(x) * abs(x) ** a: sign(0) = 0 makes 0 of 0 ** 0; 0 ** -1 is NaN already."""
+    if missing(x):
+        return NAN
+    return mul(sign(x), power(abs(x), a, pow_))
+
+
 # Functions that see one record of each argument (their literals passed as ints).
 RECORDWISE: dict[str, Callable[..., float]] = {
     "abs": abs_, "sign": sign, "log": log, "exp": exp, "sqrt": sqrt, "round": round_,
     "min": min_, "max": max_, "clip": clip, "if_": if_,
     "coalesce": coalesce, "isnull": isnull, "div": div,
+    "signed_power": signed_power, "log1p": log1p, "tanh": tanh,
 }
 
 
@@ -226,7 +246,7 @@ RECORDWISE: dict[str, Callable[..., float]] = {
 
 @dataclass(frozen=True)
 class Elementary:
-    """The elementary functions the reference builds on: e**x, ln x and x**y.
+    """The elementary functions the reference builds on: e**x, ln x, x**y, ln(1 + x), tanh.
 
     Each takes and returns floats; outside its domain it may raise ``ValueError`` or
     ``OverflowError`` or return inf or NaN, and the reference turns all of that into NaN.
@@ -239,6 +259,8 @@ class Elementary:
     exp: Callable[[float], float] = math.exp
     log: Callable[[float], float] = math.log
     pow: Callable[[float, float], float] = math.pow
+    log1p: Callable[[float], float] = math.log1p
+    tanh: Callable[[float], float] = math.tanh
 
 
 LIBM = Elementary()
@@ -256,7 +278,10 @@ class Reference:
         self._memo: dict[tuple[int, int, int], float] = {}
         self._arithmetic = {**ARITHMETIC, "**": partial(power, pow_=elementary.pow)}
         self._recordwise = {**RECORDWISE, "exp": partial(exp, exp_=elementary.exp),
-                            "log": partial(log, log_=elementary.log)}
+                            "log": partial(log, log_=elementary.log),
+                            "log1p": partial(log1p, log1p_=elementary.log1p),
+                            "tanh": partial(tanh, tanh_=elementary.tanh),
+                            "signed_power": partial(signed_power, pow_=elementary.pow)}
 
     def value(self, name: str, entity: int, period: int) -> float:
         """An item's or formula's value at one record; NaN when missing."""
@@ -430,6 +455,161 @@ class Reference:
         k = self._int(args[1])
         return divide(add(self._at(args[0], e, t), self._at(args[0], e, t - k)), 2.0)
 
+    # -- time series: order statistics -------------------------------------------------------
+
+    def _fn_ts_rank(self, args, e, t):
+        n = self._int(args[1])
+        w = self._window(args[0], e, t, n)
+        if w is None:
+            return NAN
+        today = w[-1]
+        below = sum(1 for v in w if v < today)
+        ties = sum(1 for v in w if v == today)  # today's value included
+        return (below + (ties + 1) / 2) / n  # its average 1-based rank, over n
+
+    def _position(self, args, e, t, better) -> float:
+        """1-based position (1: oldest) of the first extreme of the window."""
+        w = self._window(args[0], e, t, self._int(args[1]))
+        if w is None:
+            return NAN
+        pos = 0
+        for i, v in enumerate(w):
+            if better(v, w[pos]):
+                pos = i
+        return float(pos + 1)
+
+    def _fn_ts_argmax(self, args, e, t):
+        return self._position(args, e, t, lambda v, best: v > best)
+
+    def _fn_ts_argmin(self, args, e, t):
+        return self._position(args, e, t, lambda v, best: v < best)
+
+    def _fn_ts_quantile(self, args, e, t):
+        n, q = self._int(args[1]), args[2].value
+        w = self._window(args[0], e, t, n)
+        if w is None:
+            return NAN
+        v = sorted(w)
+        h = (n - 1) * q
+        i = math.floor(h)
+        if h == i:
+            return v[i]
+        return add(v[i], mul(sub(v[i + 1], v[i]), h - i))
+
+    # -- time series: least squares on time, moments ------------------------------------------
+
+    def _line(self, w: list[float]) -> tuple[float, float, float, float]:
+        """(m, Sxy, Sxx, Stt) of the window on times 1..n."""
+        n = len(w)
+        m = divide(self._sum(w), n)
+        sxy, sxx = 0.0, 0.0
+        for i, v in enumerate(w, start=1):
+            d = sub(v, m)
+            sxy = add(sxy, mul(i - (n + 1) / 2, d))
+            sxx = add(sxx, mul(d, d))
+        return m, sxy, sxx, n * (n * n - 1) / 12
+
+    def _fit(self, args, e, t):
+        n = self._int(args[1])
+        w = self._window(args[0], e, t, n)
+        return (None, None) if w is None or n == 1 else (w, min(w) == max(w))
+
+    def _fn_ts_slope(self, args, e, t):
+        w, flat = self._fit(args, e, t)
+        if w is None:
+            return NAN
+        if flat:
+            return 0.0
+        _, sxy, _, stt = self._line(w)
+        return divide(sxy, stt)
+
+    def _fn_ts_rsquare(self, args, e, t):
+        w, flat = self._fit(args, e, t)
+        if w is None or flat:
+            return NAN
+        _, sxy, sxx, stt = self._line(w)
+        r = divide(mul(sxy, sxy), mul(stt, sxx))
+        return r if missing(r) else min(1.0, r)
+
+    def _fn_ts_resi(self, args, e, t):
+        w, flat = self._fit(args, e, t)
+        if w is None:
+            return NAN
+        if flat:
+            return 0.0
+        m, sxy, _, stt = self._line(w)
+        n = len(w)
+        return sub(sub(w[-1], m), mul(divide(sxy, stt), (n - 1) / 2))
+
+    def _central(self, args, e, t, least: int):
+        """(n, m2, m3, m4) of the window (m_k = sum(d**k) / n), or None if NaN."""
+        n = self._int(args[1])
+        w = self._window(args[0], e, t, n)
+        if w is None or n < least or min(w) == max(w):
+            return None
+        m = divide(self._sum(w), n)
+        s2, s3, s4 = 0.0, 0.0, 0.0
+        for v in w:
+            d = sub(v, m)
+            dd = mul(d, d)
+            s2, s3, s4 = add(s2, dd), add(s3, mul(dd, d)), add(s4, mul(dd, dd))
+        m2 = divide(s2, n)
+        return None if m2 == 0 else (n, m2, divide(s3, n), divide(s4, n))
+
+    def _fn_ts_skew(self, args, e, t):
+        c = self._central(args, e, t, 3)
+        if c is None:
+            return NAN
+        n, m2, m3, _ = c
+        return mul(math.sqrt(n * (n - 1)) / (n - 2), divide(m3, mul(m2, sqrt(m2))))
+
+    def _fn_ts_kurt(self, args, e, t):
+        c = self._central(args, e, t, 4)
+        if c is None:
+            return NAN
+        n, m2, _, m4 = c
+        k = sub(mul(n + 1, divide(m4, mul(m2, m2))), 3 * (n - 1))
+        return mul((n - 1) / ((n - 2) * (n - 3)), k)
+
+    # -- time series: other windows ------------------------------------------------------------
+
+    def _fn_ts_cov(self, args, e, t):
+        n = self._int(args[2])
+        xs = self._window(args[0], e, t, n)
+        ys = self._window(args[1], e, t, n)
+        if xs is None or ys is None or n == 1:
+            return NAN
+        mx, my = divide(self._sum(xs), n), divide(self._sum(ys), n)
+        return divide(self._dev_products(xs, mx, ys, my), n - 1)
+
+    def _fn_ts_product(self, args, e, t):
+        w = self._window(args[0], e, t, self._int(args[1]))
+        if w is None:
+            return NAN
+        p = w[0]
+        for v in w[1:]:
+            p = mul(p, v)
+        return p
+
+    def _fn_decay_linear(self, args, e, t):
+        n = self._int(args[1])
+        w = self._window(args[0], e, t, n)
+        if w is None:
+            return NAN
+        s = 0.0
+        for i, v in enumerate(w, start=1):  # weight 1 on the oldest, n on today
+            s = add(s, mul(float(i), v))
+        return divide(s, n * (n + 1) / 2)
+
+    def _fn_ts_count(self, args, e, t):
+        n = self._int(args[1])
+        if t - n + 1 < 0:
+            return NAN
+        values = [self.eval(args[0], e, s) for s in range(t - n + 1, t + 1)]
+        if all(missing(v) for v in values):
+            return NAN
+        return float(sum(1 for v in values if truth(v) is True))
+
     # -- cross-sectional ---------------------------------------------------------------------
 
     def _present(self, node: Node, t: int) -> list[float]:
@@ -468,3 +648,53 @@ class Reference:
             ss = add(ss, mul(sub(u, m), sub(u, m)))
         std = sqrt(divide(ss, len(present)))  # population std
         return divide(sub(v, m), std)
+
+    def _fn_cs_scale(self, args, e, t):
+        v = self.eval(args[0], e, t)
+        if missing(v):
+            return NAN
+        s = 0.0
+        for u in self._present(args[0], t):
+            s = add(s, abs(u))
+        return mul(divide(v, s), args[1].value)
+
+    def _fn_cs_winsorize(self, args, e, t):
+        v = self.eval(args[0], e, t)
+        if missing(v):
+            return NAN
+        present = self._present(args[0], t)
+        if min(present) == max(present):
+            return v  # all equal: kept as they are
+        m = self._mean(present)
+        ss = 0.0
+        for u in present:
+            ss = add(ss, mul(sub(u, m), sub(u, m)))
+        reach = mul(args[1].value, sqrt(divide(ss, len(present))))
+        return clip(v, sub(m, reach), add(m, reach))
+
+    def _fn_cs_quantile(self, args, e, t):
+        v = self.eval(args[0], e, t)
+        if missing(v):
+            return NAN
+        q = self._int(args[1])
+        present = self._present(args[0], t)
+        below = sum(1 for u in present if u < v)
+        ties = sum(1 for u in present if u == v)
+        rank = Fraction(2 * below + ties + 1, 2)  # the average 1-based rank, exactly
+        return float(math.ceil(rank * q / len(present)))
+
+    def _fn_cs_resid(self, args, e, t):
+        y, x = self.eval(args[0], e, t), self.eval(args[1], e, t)
+        if missing(y) or missing(x):
+            return NAN
+        pairs = [(b, a) for b, a in zip(self._column(args[0], t), self._column(args[1], t))
+                 if not missing(b) and not missing(a)]
+        ys, xs = [b for b, _ in pairs], [a for _, a in pairs]
+        if len(pairs) < 2 or min(xs) == max(xs):
+            return NAN
+        mx, my = self._mean(xs), self._mean(ys)
+        sxx = self._dev_products(xs, mx, xs, mx)
+        if missing(sxx) or sxx == 0:
+            return NAN
+        b = divide(self._dev_products(xs, mx, ys, my), sxx)
+        return sub(sub(y, my), mul(b, sub(x, mx)))

@@ -58,6 +58,13 @@ def test_one_kernel_per_signature():
 def test_literal_defaults_match_model(name):
     spec = SIGNATURES[name]
     params = list(inspect.signature(KERNELS[name]).parameters.values())
+    # Cross-sectional kernels also take the keyword-only groups (no formula parameter).
+    keyword_only = [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    params = [p for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    if spec.kind == "cross_sectional":
+        assert [(p.name, p.default) for p in keyword_only] == [("groups", None)]
+    else:
+        assert keyword_only == []
     if spec.variadic:
         assert params[-1].kind is inspect.Parameter.VAR_POSITIONAL
         return
@@ -87,7 +94,8 @@ def _args_for(name: str, x: np.ndarray, y: np.ndarray) -> tuple:
     args = []
     for i, p in enumerate(spec.params):
         if p.literal:
-            args.append(p.default if p.default is not None else 2)
+            # 2, or the nearest bound (ts_quantile's q is at most 1)
+            args.append(p.default if p.default is not None else min(max(2, p.lo), p.hi))
         else:
             args.append(x if i % 2 == 0 else y)
     return tuple(args)

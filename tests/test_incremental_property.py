@@ -28,6 +28,9 @@ TEMPLATES = [
     "cs_rank({a})", "ema({a}, 2)", "if_({a} > {b}, {a}, {b})", "coalesce({a}, 0)",
     "cs_zscore({a}) + {b}", "growth({a}, 1)", "ffill({a}, 2)", "{a} + 0", "round({a}, 1)",
     "isnull({a}) + {b}", "diff({a}, 1) * 2", "cs_demean({a})", "({a} > 1) or ({b} < 0)",
+    # issue 14: a window longer than 3 over values from nothing, new-entity reach
+    "ts_count(isnull({a}), 4)", "ts_rank({a}, 3) + cs_scale({b})", "decay_linear({a}, 3)",
+    "cs_winsorize({a}, 1.5)", "ts_quantile({a}, 3, 0.5) - ts_slope({b}, 2)",
 ]
 # a daily formula over a quarterly name {q}; a quarterly one over a daily name {d}
 DAILY_TEMPLATES = ["px / asof({q})", "asof({q}) + px", "asof({q}, 60) * 2", "lag(px, 1) - px",

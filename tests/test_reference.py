@@ -144,9 +144,9 @@ NUMBERS = ("0", "1", "2", "3", "0.5", "0.1", "2.5", "10", "100", "0.001", "10000
 EXPONENTS = ("0", "1", "2", "3", "-1", "-2", "0.5", "1.5", "16", "-16")
 CONSTANT_BASES = ("2", "0.5", "0", "1", "10", "(-2)")
 # How a node can grow: every binary operator, the unary ones, both kinds of power (constant
-# exponent, constant base: the parser's rule), and every function of the language but asof,
-# which converts between frequencies over versions (tests/test_asof.py holds it to its own
-# reference).
+# exponent, constant base: the parser's rule), and every function of the language but asof
+# and the downsampling functions, which convert between frequencies (tests/test_asof.py and
+# tests/test_downsample.py hold them to their own references).
 CONSTRUCTORS = (*BINARY_OPS, "neg", "not", "pow", "cpow",
                 *sorted(n for n in SIGNATURES if n != "asof" and n not in DOWNSAMPLES))
 
@@ -170,7 +170,11 @@ CONSTANT_BASE = st.sampled_from(CONSTANT_BASES)
 CONSTRUCTOR = st.sampled_from(CONSTRUCTORS)
 ROUND_DIGITS = st.one_of(st.integers(-3, 3), st.sampled_from([-15, 15]))
 DDOF = st.integers(0, 1)
-WINDOW = st.integers(1, 5)  # n, k and limit
+WINDOW = st.integers(1, 5)  # n, k, limit and cs_quantile's q
+# Real-number literals: ts_quantile's q, signed_power's and cs_scale's a, cs_winsorize's k.
+REALS = {"q": st.sampled_from([0, 0.25, 0.5, 0.3, 0.75, 0.9, 1]),
+         "a": st.sampled_from([0, 0.5, 1, 2, 3, 1.5, -1, -0.5]),
+         "k": st.sampled_from([0, 0.5, 1, 1.5, 2, 3])}
 STYLES = st.sampled_from(["positional", "keyword", "omitted"])
 KEYWORD_STYLES = st.sampled_from(["keyword", "omitted"])
 ARG_COUNTS = {n: st.integers(s.min_args, 4) for n, s in SIGNATURES.items() if s.variadic}
@@ -184,12 +188,13 @@ def one_of_names(names: tuple[str, ...]) -> st.SearchStrategy[str]:
 def _literal(draw, param: Param, keyword_only: bool) -> str:
     """Text for a literal parameter (small, within its range): "v", "name=v" or "" (omitted,
     when it has a default)."""
-    v = draw({"d": ROUND_DIGITS, "ddof": DDOF}.get(param.name, WINDOW))
+    v = draw(REALS[param.name] if param.real else
+             {"d": ROUND_DIGITS, "ddof": DDOF}.get(param.name, WINDOW))
     assert param.lo <= v <= param.hi
     style = draw(KEYWORD_STYLES if keyword_only else STYLES)
     if style == "omitted" and param.default is not None:
         return ""
-    if style == "keyword":
+    if style == "keyword" or keyword_only:  # a required one after a keyword: keyword too
         return f"{param.name}={v}"
     return str(v)
 
@@ -304,7 +309,8 @@ def _quiet(f):
 # numpy's exp, log and power (scalar calls give the same bits as the kernels' array calls);
 # with libm's, a cancelling expression such as a ** 3 - a * a * a can magnify a last-place
 # difference past any tolerance. Everything else stays the reference's own.
-NUMPY = Elementary(exp=_quiet(np.exp), log=_quiet(np.log), pow=_quiet(np.power))
+NUMPY = Elementary(exp=_quiet(np.exp), log=_quiet(np.log), pow=_quiet(np.power),
+                   log1p=_quiet(np.log1p), tanh=_quiet(np.tanh))
 
 
 EXAMPLES = int(os.environ.get("TRACECALC_PROPERTY_EXAMPLES", "2000"))

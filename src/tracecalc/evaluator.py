@@ -16,7 +16,7 @@ import numpy as np
 
 from tracecalc import functions as F
 from tracecalc.model import SIGNATURES, FunctionKind
-from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references
+from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references, walk
 
 _OPERATORS = {
     "+": "add", "-": "sub", "*": "mul", "/": "truediv", "**": "power",
@@ -102,7 +102,7 @@ def _gen(node: Node, params: dict[str, str]) -> ast.expr:
         p = spec.params[min(i, len(spec.params) - 1)]
         if p.literal:
             assert isinstance(a, Num)
-            args.append(ast.Constant(int(a.value)))
+            args.append(ast.Constant(float(a.value) if p.real else int(a.value)))
         else:
             code = _gen(a, params)
             if node.func in _PANEL_KERNELS and params and not references(a):
@@ -160,8 +160,9 @@ def interpret(tree: Node, panels: dict[str, np.ndarray], like: np.ndarray) -> np
         spec = SIGNATURES[node.func]
         args = []
         for i, a in enumerate(node.args):
-            if spec.params[min(i, len(spec.params) - 1)].literal:
-                args.append(int(a.value))
+            p = spec.params[min(i, len(spec.params) - 1)]
+            if p.literal:
+                args.append(float(a.value) if p.real else int(a.value))
             elif node.func in _PANEL_KERNELS and not references(a):
                 args.append(_constant_panel(value(a), like))
             else:
@@ -176,9 +177,17 @@ def interpret(tree: Node, panels: dict[str, np.ndarray], like: np.ndarray) -> np
 
 def gives_values_from_nothing(tree: Node) -> bool:
     """Whether a formula has values where every input is missing (``coalesce(x, 0)``,
-    ``isnull(x)``, ``(x > 0) or 1``): such formulas reach entities and periods that have no
-    data of their own."""
-    nothing = np.full((3, 1), np.nan)
+    ``isnull(x)``, ``(x > 0) or 1``, ``ts_sum(isnull(x), 5)``): such formulas reach entities
+    and periods that have no data of their own. Run on missing inputs over enough periods
+    for every window to fill: 3 more than the windows' summed lengths (at most 20,000)."""
+    reach = 0
+    for n in walk(tree):
+        if isinstance(n, Call) and n.func in _PANEL_KERNELS and n.func != "asof":
+            spec = SIGNATURES[n.func]
+            reach += 4 if n.func == "ttm" else max(
+                (int(a.value) for a, p in zip(n.args, spec.params)
+                 if p.literal and not p.real), default=0)
+    nothing = np.full((3 + min(reach, 20_000), 1), np.nan)
     panels = dict.fromkeys(references(tree), nothing)
     return bool((~np.isnan(interpret(tree, panels, nothing))).any())
 

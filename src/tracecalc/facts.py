@@ -257,7 +257,7 @@ def lookback(tree: Node) -> dict[str, int | None]:
 def _step(call: Call) -> int | None:
     """Periods before t that one call reads of its arguments."""
     spec = SIGNATURES[call.func]
-    literal = {p.name: (int(a.value) if isinstance(a, Num) else p.default)
+    literal = {p.name: (a.value if isinstance(a, Num) else p.default)
                for p, a in zip(spec.params, call.args) if p.literal}
     for p in spec.params:
         if p.literal:
@@ -266,13 +266,13 @@ def _step(call: Call) -> int | None:
     if call.func in _RECURSIVE or call.func == "asof" or call.func in DOWNSAMPLES:
         return None
     if call.func in _LAG_FUNCTIONS:
-        return literal["k"]
+        return int(literal["k"])
     if call.func == "ttm":
         return 3
     if call.func == "ffill":
-        return literal["limit"]
-    if spec.kind is FunctionKind.TIMESERIES:
-        return literal["n"] - 1
+        return int(literal["limit"])
+    if spec.kind is FunctionKind.TIMESERIES:  # every window function: n values, today's too
+        return int(literal["n"]) - 1
     return 0
 
 

@@ -45,3 +45,14 @@ def _lit(value: Any, fn: str, param: str) -> int:
     if not spec.lo <= v <= spec.hi:
         raise ValueError(f"{fn}: {param}={v} is outside [{spec.lo}, {spec.hi}]")
     return v
+
+
+def _real(value: Any, fn: str, param: str) -> float:
+    """Check a real-number literal against the bounds model.SIGNATURES gives it."""
+    spec = next(p for p in SIGNATURES[fn].params if p.name == param)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{fn}: {param} must be a number, got {value!r}")
+    v = float(value)
+    if not (np.isfinite(v) and spec.lo <= v <= spec.hi):
+        raise ValueError(f"{fn}: {param}={v!r} is outside [{spec.lo:g}, {spec.hi:g}]")
+    return v

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tracecalc.functions.common import _F64, _NAN, _arr, _lit, _panel, finite
+from tracecalc.functions.common import _F64, _NAN, _arr, _lit, _panel, _real, finite
 
 # --- operators (G1-G3) ---------------------------------------------------------------------
 
@@ -127,6 +127,23 @@ def exp(x: Any) -> np.ndarray:
 def sqrt(x: Any) -> np.ndarray:
     with np.errstate(all="ignore"):
         return finite(np.sqrt(_arr(x)))
+
+
+def log1p(x: Any) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return finite(np.log1p(_arr(x)))  # log1p(-1) = -inf and x < -1 NaN: both NaN
+
+
+def tanh(x: Any) -> np.ndarray:
+    return finite(np.tanh(_arr(x)))  # in [-1, 1]; NaN stays NaN
+
+
+def signed_power(x: Any, a: float) -> np.ndarray:
+    """sign(x) * abs(x) ** a: 0 stays 0 (also for a = 0); 0 ** -a and overflow are NaN."""
+    a = _real(a, "signed_power", "a")
+    x = _arr(x)
+    with np.errstate(all="ignore"):
+        return finite(np.sign(x) * finite(np.power(np.abs(x), a)))
 
 
 # At and beyond 2**52 every float is an integer, so scaling has nothing left to round; adding

@@ -115,8 +115,7 @@ def _flat(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def ts_corr(x: Any, y: Any, n: int) -> np.ndarray:
-    x, y = np.broadcast_arrays(_arr(x), _arr(y))
-    x, y = _panel(x, "ts_corr"), _panel(y, "ts_corr")
+    x, y = _pair(x, y, "ts_corr")
     n = _lit(n, "ts_corr", "n")
     out = np.full(x.shape, _NAN)
     if n > x.shape[0]:
@@ -133,6 +132,70 @@ def ts_corr(x: Any, y: Any, n: int) -> np.ndarray:
         np.copyto(r, _NAN, where=(vx == 0) | (vy == 0) | flat)
         out[n - 1 :] = r
     return finite(out)
+
+
+def _complete(x: np.ndarray, n: int) -> np.ndarray:
+    """Whether all n values of each window are present, for rows n-1.. (n <= periods)."""
+    seen = np.cumsum(np.isnan(x), axis=0, dtype=np.int64)
+    missing = seen[n - 1 :].copy()
+    missing[1:] -= seen[: x.shape[0] - n]
+    return missing == 0
+
+
+def _pair(x: Any, y: Any, fn: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.broadcast_arrays(_arr(x), _arr(y))
+    return _panel(x, fn), _panel(y, fn)
+
+
+def ts_cov(x: Any, y: Any, n: int) -> np.ndarray:
+    """Sample covariance: the sum of the deviation products, oldest first, over n - 1."""
+    x, y = _pair(x, y, "ts_cov")
+    n = _lit(n, "ts_cov", "n")
+    out = np.full(x.shape, _NAN)
+    if n > x.shape[0] or n == 1:
+        return out
+    with np.errstate(all="ignore"):
+        mx, my = ts_mean(x, n), ts_mean(y, n)
+        out[n - 1 :] = finite(_dev_product_sum(x, y, n, mx, my)) / (n - 1)
+    return finite(out)
+
+
+def ts_product(x: Any, n: int) -> np.ndarray:
+    # Oldest first, like ts_sum; an overflow anywhere stays inf (or NaN) and becomes NaN.
+    return _window_fold(_panel(x, "ts_product"), _lit(n, "ts_product", "n"), np.multiply)
+
+
+def decay_linear(x: Any, n: int) -> np.ndarray:
+    """sum(i * x_i, i = 1..n, oldest first) / (n (n + 1) / 2): today weighs n."""
+    x = _panel(x, "decay_linear")
+    n = _lit(n, "decay_linear", "n")
+    out = np.full(x.shape, _NAN)
+    if n > x.shape[0]:
+        return out
+    acc = np.zeros((x.shape[0] - n + 1, x.shape[1]))
+    with np.errstate(all="ignore"):
+        for i, s in enumerate(_windows(x, n), start=1):
+            np.add(acc, i * s, out=acc)  # 0.0 + 1 * x == x: the sum starts at the oldest
+        out[n - 1 :] = finite(acc) / (n * (n + 1) / 2)
+    return finite(out)
+
+
+def ts_count(cond: Any, n: int) -> np.ndarray:
+    """How many of the last n values are true; a missing one is not, and a window with
+    nothing present is NaN (so an entity without data is not counted as 0)."""
+    x = _panel(cond, "ts_count")
+    n = _lit(n, "ts_count", "n")
+    out = np.full(x.shape, _NAN)
+    if n > x.shape[0]:
+        return out
+    present = ~np.isnan(x)
+    true = np.zeros((x.shape[0] - n + 1, x.shape[1]), dtype=np.int64)
+    seen = np.zeros(true.shape, dtype=bool)
+    for s, p in zip(_windows(x, n), _windows(present, n), strict=True):
+        true += p & (s != 0)
+        seen |= p
+    out[n - 1 :] = np.where(seen, true, _NAN)
+    return out
 
 
 def _smooth(x: np.ndarray, n: int, alpha: float) -> np.ndarray:

@@ -21,13 +21,18 @@ class FunctionKind(StrEnum):
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a function: an expression, or an integer literal in [lo, hi]."""
+    """One parameter of a function: an expression, or a literal in [lo, hi]: an integer,
+    or with ``real`` any number (``ts_quantile``'s q, ``signed_power``'s a)."""
 
     name: str
     literal: bool = False
-    lo: int = 1
-    hi: int = 10_000
-    default: int | None = None
+    lo: int | float = 1
+    hi: int | float = 10_000
+    default: int | float | None = None
+    real: bool = False
+
+    def bounds_text(self) -> str:
+        return f"from {self.lo:g} to {self.hi:g}" if self.real else f"from {self.lo} to {self.hi}"
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ def _window(name: str = "n", default: int | None = None) -> Param:
     return Param(name, literal=True, lo=1, hi=10_000, default=default)
 
 
+def _real(name: str, lo: float, hi: float, default: float | None = None) -> Param:
+    return Param(name, literal=True, lo=lo, hi=hi, default=default, real=True)
+
+
 _SPECS = [
     # math
     FunctionSpec("abs", _E, (_x(),), doc="absolute value"),
@@ -94,6 +103,10 @@ _SPECS = [
     FunctionSpec("min", _E, (_x("a"),), variadic=True, min_args=2, doc="smallest argument"),
     FunctionSpec("max", _E, (_x("a"),), variadic=True, min_args=2, doc="largest argument"),
     FunctionSpec("clip", _E, (_x(), _x("lo"), _x("hi")), doc="x bounded to [lo, hi]"),
+    FunctionSpec("signed_power", _E, (_x(), _real("a", -16, 16)),
+                 doc="sign(x) * abs(x) ** a"),
+    FunctionSpec("log1p", _E, (_x(),), doc="log(1 + x); NaN for x <= -1"),
+    FunctionSpec("tanh", _E, (_x(),), doc="hyperbolic tangent"),
     # logic
     FunctionSpec("if_", _E, (_x("c"), _x("a"), _x("b")), doc="a where c is true, b where false"),
     # missing data
@@ -125,10 +138,43 @@ _SPECS = [
     FunctionSpec("wilder", _T, (_x(), _window()), doc="Wilder's average, alpha = 1/n"),
     FunctionSpec("ttm", _T, (_x(),), doc="trailing twelve months: sum of the last 4 periods"),
     FunctionSpec("avg_balance", _T, (_x(), _window("k", 1)), doc="(x[t] + x[t-k]) / 2"),
+    FunctionSpec("ts_rank", _T, (_x(), _window()),
+                 doc="average rank of today's value among the last n, divided by n"),
+    FunctionSpec("ts_argmax", _T, (_x(), _window()),
+                 doc="position 1..n (1: oldest) of the largest of the last n values"),
+    FunctionSpec("ts_argmin", _T, (_x(), _window()),
+                 doc="position 1..n (1: oldest) of the smallest of the last n values"),
+    FunctionSpec("ts_quantile", _T, (_x(), _window(), _real("q", 0, 1)),
+                 doc="q-quantile of the last n values, linear interpolation"),
+    FunctionSpec("ts_slope", _T, (_x(), _window()),
+                 doc="least-squares slope of the last n values on time 1..n"),
+    FunctionSpec("ts_rsquare", _T, (_x(), _window()),
+                 doc="R-squared of the least-squares line through the last n values"),
+    FunctionSpec("ts_resi", _T, (_x(), _window()),
+                 doc="today's residual from the least-squares line of the last n values"),
+    FunctionSpec("ts_cov", _T, (_x(), _x("y"), _window()),
+                 doc="sample covariance (n - 1) of the last n pairs"),
+    FunctionSpec("ts_product", _T, (_x(), _window()), doc="product of the last n values"),
+    FunctionSpec("ts_skew", _T, (_x(), _window()),
+                 doc="bias-corrected sample skewness of the last n values"),
+    FunctionSpec("ts_kurt", _T, (_x(), _window()),
+                 doc="bias-corrected sample excess kurtosis of the last n values"),
+    FunctionSpec("decay_linear", _T, (_x(), _window()),
+                 doc="weighted mean of the last n values, weights n (today) .. 1"),
+    FunctionSpec("ts_count", _T, (_x("cond"), _window()),
+                 doc="how many of the last n values are true (non-zero, not missing)"),
     # cross-sectional
     FunctionSpec("cs_rank", _C, (_x(),), doc="average rank / count within the period, in (0, 1]"),
     FunctionSpec("cs_zscore", _C, (_x(),), doc="(x - mean) / population std within the period"),
     FunctionSpec("cs_demean", _C, (_x(),), doc="x - mean within the period"),
+    FunctionSpec("cs_scale", _C, (_x(), _real("a", -1e15, 1e15, 1)),
+                 doc="x scaled so that the period's absolute values sum to a"),
+    FunctionSpec("cs_winsorize", _C, (_x(), _real("k", 0, 100)),
+                 doc="x clipped at the period's mean +- k population standard deviations"),
+    FunctionSpec("cs_quantile", _C, (_x(), _window("q")),
+                 doc="bucket 1..q of x's rank within the period (1: smallest)"),
+    FunctionSpec("cs_resid", _C, (_x("y"), _x()),
+                 doc="residual of the period's least-squares fit of y on x (with intercept)"),
 ]
 
 # From a finer frequency to a coarser one: FREQUENCY_HOW(x) of a finer item or formula x is

@@ -224,6 +224,8 @@ class _Converter:
                         f"{spec.signature()} takes {spec.arity_text()}, got {given}", node,
                         cls=ArityError)
                 out.append(Num(col, float(p.default)))
+            elif p.literal and p.real:
+                out.append(Num(a.col_offset, self._real_literal(a, p, spec)))
             elif p.literal:
                 out.append(Num(a.col_offset, float(self._int_literal(a, p, spec))))
             else:
@@ -254,6 +256,25 @@ class _Converter:
                 f"{spec.signature()}: '{p.name}' must be from {p.lo} to {p.hi}, got {v}", a,
                 cls=ArityError)
         return v
+
+    def _real_literal(self, a: ast.AST, p, spec) -> float:
+        neg = False
+        inner = a
+        if isinstance(a, ast.UnaryOp) and isinstance(a.op, (ast.USub, ast.UAdd)):
+            neg, inner = isinstance(a.op, ast.USub), a.operand
+        if not (isinstance(inner, ast.Constant) and type(inner.value) in (int, float)):
+            raise self.fail(
+                f"{spec.signature()}: '{p.name}' must be a number written out, "
+                f"{p.bounds_text()}", a, cls=ArityError)
+        try:
+            v = float(-inner.value if neg else inner.value)
+        except OverflowError:  # an integer beyond any float
+            v = math.inf
+        if not (math.isfinite(v) and p.lo <= v <= p.hi):
+            raise self.fail(
+                f"{spec.signature()}: '{p.name}' must be {p.bounds_text()}, got {v:g}", a,
+                cls=ArityError)
+        return v + 0.0  # -0.0 is 0
 
     def _check_power(self, out: Binary, node: ast.AST) -> None:
         if _constant_value(out.left) is not None:
