@@ -9,42 +9,17 @@ it is still compared bitwise. The only tolerances are named where they are used.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
 
+from panels import N, _no_warnings, col, panel, same  # noqa: F401
 from tracecalc.errors import ArityError
 from tracecalc.evaluator import compile_tree, interpret
 from tracecalc.explain import explain_tree
 from tracecalc.facts import facts_of
 from tracecalc.functions import KERNELS
 from tracecalc.parser import parse
-
-N = np.nan
-
-
-@pytest.fixture(autouse=True)
-def _no_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
-
-
-def col(*values: float) -> np.ndarray:
-    return np.array(values, dtype=float).reshape(-1, 1)
-
-
-def panel(rows) -> np.ndarray:
-    return np.array(rows, dtype=float)
-
-
-def same(actual, expected) -> None:
-    actual = np.asarray(actual)
-    assert actual.dtype == np.float64
-    assert not np.isinf(actual).any()
-    np.testing.assert_array_equal(actual, np.asarray(expected, dtype=float).reshape(actual.shape))
-
 
 # --- real-number literals -------------------------------------------------------------------
 
