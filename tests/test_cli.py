@@ -265,7 +265,8 @@ def test_delete_data(cli, tmp_path):
 
 
 def _export_session(tmp_path):
-    """A database with item close (36.7861 at =B, 9999-12-31 at A) and formula twice."""
+    """A database with item close (36.7861 at =B, 9999-12-31 at A) and formula twice;
+    quarterly, so the calendar from 1000 to 9999 has 36,000 periods, not 2.3M days."""
     runner = CliRunner()
     db = f"sqlite:///{tmp_path / 'export.db'}"
     src = tmp_path / "in.csv"
@@ -278,7 +279,7 @@ def _export_session(tmp_path):
         assert "Traceback" not in res.output
         return res
 
-    invoke("load-data", str(src), "-f", "close=daily")
+    invoke("load-data", str(src), "-f", "close=quarterly")
     return invoke
 
 
@@ -317,7 +318,7 @@ def test_export_loads_back_with_load_data(tmp_path):
     out = invoke("export", "close", "-o", str(tmp_path / "out.csv"))
     assert "wrote 3 records" in out.stdout
     other = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'b.db'}", "load-data",
-                                      str(tmp_path / "out.csv"), "-f", "close=daily"])
+                                      str(tmp_path / "out.csv"), "-f", "close=quarterly"])
     assert other.exit_code == 0 and "loaded 3 rows" in other.output
     again = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'b.db'}", "export"
                                       , "close"])
