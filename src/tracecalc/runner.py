@@ -133,7 +133,8 @@ class Runner:
         # The loop's own; evaluation threads only get what they need as arguments.
         self._remaining = Counter(n for t in tasks
                                   for n in _sources(t.compiled.inputs, self.inline))
-        self._full: dict[str, Future] = {}  # inputs read for every entity
+        self._full: dict[str, Future] = {}  # inputs read for every entity, by compiled name
+        self._readers = Counter(n for t in tasks for n in set(t.compiled.inputs))
         self._computed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (ids, panel)
         self._versions: dict[str, tuple[np.ndarray, object]] = {}  # name -> (ids, Versions)
         # evaluated, for the writer: (stats, outcome, set once written); deque: thread-safe
@@ -334,10 +335,13 @@ class Runner:
         """Record an evaluation, free the panels it was the last consumer of, and queue it
         for the writer. Returns the future set once it is written."""
         self.changed[name] = NONE if ev.outcome is None else ev.outcome.changed
+        for n in set(self.tasks[name].compiled.inputs):  # (asof:x and to:x reads included)
+            self._readers[n] -= 1
+            if self._readers[n] == 0:
+                self._full.pop(n, None)
         for n in _sources(self.tasks[name].compiled.inputs, self.inline):
             self._remaining[n] -= 1
             if self._remaining[n] == 0:  # its last consumer has run
-                self._full.pop(n, None)
                 self._computed.pop(n, None)
                 self._versions.pop(n, None)
         if ev.new is not None and self._remaining[name] > 0:
