@@ -4,9 +4,11 @@ Usage::
 
     python scripts/make_sample_data.py [--out sample_data]
 
-Writes ``entities.csv``, ``data.csv`` and ``formulas.csv`` into the output directory (by default
-the repository's ``sample_data``). Everything comes from one seeded generator and is written
-in a fixed order with fixed number formatting, so two runs give byte-identical files.
+Writes ``entities.csv``, ``data.csv``, ``formulas.csv`` and the other files that
+sample_data/README.md lists (``ohlcv.csv``, ``catalogs/alpha158.yaml``, ...) into the output
+directory (by default the repository's ``sample_data``). Everything comes from seeded
+generators and is written in a fixed order with fixed number formatting, so two runs give
+byte-identical files.
 
 The companies are made up. Each one is simulated quarter by quarter: revenue follows a
 company-specific growth trend with sector seasonality, macro shocks and noise; costs are
