@@ -141,6 +141,13 @@ def test_alpha158_through_the_cli_on_sqlite(cli, tmp_path):
     try:
         assert all(eng.item(k).frequency == "daily" for k in DAILY)
         _check(eng, _bars())
+        # every feature has a value for every entity and day after the warm-up
+        allv = eng.export(sorted(eng.formulas(canonical=False)["name"]))
+        allv = allv[pd.to_datetime(allv["period"]) >= _bars()["period"].sort_values()
+                    .unique()[WARM_UP]]
+        counts = allv.dropna(subset=["value"]).groupby("formula").size()
+        assert len(counts) == 158 and (counts == 20 * (300 - WARM_UP)).all(), \
+            counts[counts != 20 * (300 - WARM_UP)]
     finally:
         eng.close()
 
