@@ -4,9 +4,11 @@ Usage::
 
     python scripts/make_sample_data.py [--out sample_data]
 
-Writes ``entities.csv``, ``data.csv`` and ``formulas.csv`` into the output directory (by default
-the repository's ``sample_data``). Everything comes from one seeded generator and is written
-in a fixed order with fixed number formatting, so two runs give byte-identical files.
+Writes ``entities.csv``, ``data.csv``, ``formulas.csv`` and the other files that
+sample_data/README.md lists (``ohlcv.csv``, ``catalogs/alpha158.yaml``, ...) into the output
+directory (by default the repository's ``sample_data``). Everything comes from seeded
+generators and is written in a fixed order with fixed number formatting, so two runs give
+byte-identical files.
 
 The companies are made up. Each one is simulated quarter by quarter: revenue follows a
 company-specific growth trend with sector seasonality, macro shocks and noise; costs are
@@ -668,7 +670,12 @@ def build(out_dir: Path) -> dict[str, int]:
             out_dir / "daily_formulas.csv", ("name", "expression", "description"),
             DAILY_FORMULAS,
         ),
+        "ohlcv.csv": write_csv(out_dir / "ohlcv.csv", ("item", "entity", "period", "value"),
+                               ohlcv()),
     }
+    (out_dir / "catalogs").mkdir(exist_ok=True)
+    counts["catalogs/alpha158.yaml"] = write_catalog(out_dir / "catalogs" / "alpha158.yaml",
+                                                     ALPHA158_HEADER, alpha158())
     return counts
 
 
@@ -728,6 +735,133 @@ def point_in_time(rows) -> tuple[list[tuple], list[tuple]]:
                 reports.append(("eps_reported", code, q, fmt(eps * rng.uniform(0.9, 1.05)),
                                 str(again)))
     return prices, reports
+
+
+OHLCV_DAYS = 300  # business days up to LAST_PERIOD, no holidays
+OHLCV_CODES = ("ARVN", "BXTL", "CDMR", "DLQS", "EVRA", "FNXO", "GTHM", "HZLP", "IOTK", "JRVB",
+               "KLMN", "LXOR", "MVTQ", "NRBL", "OPTX", "PQRD", "QZEN", "RWLT", "SKVY", "TMBL")
+OHLCV_ITEMS = ("close", "high", "low", "open", "volume", "vwap")
+
+
+def ohlcv() -> list[tuple]:
+    """Daily bars of 20 made-up stocks over OHLCV_DAYS business days: a log random walk of
+    closes, each open a gap from the day before's close, high and low beyond both, vwap
+    inside [low, high] and whole-share volumes that rise on big moves. Rounded first, then
+    made consistent: low <= open, close, vwap <= high. Their own generator."""
+    rng = np.random.default_rng(SEED + 3)
+    days = [d.strftime("%Y-%m-%d") for d in pd.bdate_range(end=LAST_PERIOD,
+                                                           periods=OHLCV_DAYS)]
+    bars: dict[str, list[tuple[str, str, str]]] = {item: [] for item in OHLCV_ITEMS}
+    for code in OHLCV_CODES:
+        vol = rng.uniform(0.01, 0.03)
+        ret = rng.normal(rng.uniform(-0.0005, 0.001), vol, OHLCV_DAYS)
+        close = rng.uniform(8.0, 150.0) * np.exp(np.cumsum(ret))
+        prev = np.concatenate([[close[0] * np.exp(-ret[0])], close[:-1]])
+        opens = prev * np.exp(rng.normal(0, vol / 3, OHLCV_DAYS))
+        up = np.abs(rng.normal(0, vol / 2, OHLCV_DAYS))
+        down = np.abs(rng.normal(0, vol / 2, OHLCV_DAYS))
+        base = rng.uniform(2e5, 5e6)
+        volume = np.round(base * np.exp(rng.normal(0, 0.35, OHLCV_DAYS) + 8 * np.abs(ret)))
+        share = rng.uniform(0.2, 0.8, OHLCV_DAYS)
+        for i, day in enumerate(days):
+            o, c = round(float(opens[i]), 4), round(float(close[i]), 4)
+            h = max(round(float(max(o, c) * np.exp(up[i])), 4), o, c)
+            lo = min(round(float(min(o, c) * np.exp(-down[i])), 4), o, c)
+            w = min(max(round(lo + share[i] * (h - lo), 4), lo), h)
+            for item, v in (("close", c), ("high", h), ("low", lo), ("open", o),
+                            ("volume", float(volume[i])), ("vwap", w)):
+                bars[item].append((item, code, day, fmt(v)))
+    return [row for item in OHLCV_ITEMS for row in bars[item]]
+
+
+ALPHA158_HEADER = """\
+# Qlib's Alpha158 features (qlib/contrib/data/handler.py, Alpha158 with its default config:
+# kbar, price OPEN/HIGH/LOW/VWAP at window 0, no volume, every rolling operator over windows
+# 5, 10, 20, 30, 60; the expressions of qlib/contrib/data/loader.py Alpha158DL), in the
+# formula language, over the daily items open, high, low, close, volume, vwap.
+# Written by scripts/make_sample_data.py. How each Qlib operator maps is in
+# sample_data/README.md; values agree with Qlib's after the warm-up (the longest window).
+"""
+ROLLING_WINDOWS = (5, 10, 20, 30, 60)
+_DCLOSE = "close - lag(close, 1)"
+_DVOL = "volume - lag(volume, 1)"
+_ROLLING = (  # name, expression with {d} the window, description
+    ("ROC", "lag(close, {d}) / close", "close {d} days ago over today's close"),
+    ("MA", "ts_mean(close, {d}) / close", "{d}-day mean close over today's close"),
+    ("STD", "ts_std(close, {d}) / close", "{d}-day standard deviation of close over close"),
+    ("BETA", "ts_slope(close, {d}) / close", "{d}-day regression slope of close over close"),
+    ("RSQR", "ts_rsquare(close, {d})", "R-squared of the {d}-day regression of close"),
+    ("RESI", "ts_resi(close, {d}) / close", "today's residual of that regression over close"),
+    ("MAX", "ts_max(high, {d}) / close", "{d}-day highest high over close"),
+    ("MIN", "ts_min(low, {d}) / close", "{d}-day lowest low over close"),
+    ("QTLU", "ts_quantile(close, {d}, 0.8) / close", "{d}-day 80% quantile of close over close"),
+    ("QTLD", "ts_quantile(close, {d}, 0.2) / close", "{d}-day 20% quantile of close over close"),
+    ("RANK", "ts_rank(close, {d})", "percentile of today's close among the last {d}"),
+    ("RSV", "(close - ts_min(low, {d})) / (ts_max(high, {d}) - ts_min(low, {d}) + 1e-12)",
+     "close's position between the {d}-day lowest low and highest high"),
+    ("IMAX", "ts_argmax(high, {d}) / {d}", "position of the {d}-day highest high, over {d}"),
+    ("IMIN", "ts_argmin(low, {d}) / {d}", "position of the {d}-day lowest low, over {d}"),
+    ("IMXD", "(ts_argmax(high, {d}) - ts_argmin(low, {d})) / {d}",
+     "days from the {d}-day lowest low to the highest high, over {d}"),
+    ("CORR", "ts_corr(close, log(volume + 1), {d})", "{d}-day correlation of close and log volume"),
+    ("CORD", "ts_corr(close / lag(close, 1), log(volume / lag(volume, 1) + 1), {d})",
+     "{d}-day correlation of the close ratio and the log volume ratio"),
+    ("CNTP", "ts_mean(close > lag(close, 1), {d})", "share of the last {d} days that closed up"),
+    ("CNTN", "ts_mean(close < lag(close, 1), {d})", "share of the last {d} days that closed down"),
+    ("CNTD", "ts_mean(close > lag(close, 1), {d}) - ts_mean(close < lag(close, 1), {d})",
+     "up-day share less down-day share over {d} days"),
+    ("SUMP", f"ts_sum(max({_DCLOSE}, 0), {{d}}) / (ts_sum(abs({_DCLOSE}), {{d}}) + 1e-12)",
+     "{d}-day gains over the total absolute change (RSI-like)"),
+    ("SUMN", f"ts_sum(max(lag(close, 1) - close, 0), {{d}}) / (ts_sum(abs({_DCLOSE}), {{d}})"
+     " + 1e-12)", "{d}-day losses over the total absolute change"),
+    ("SUMD", f"(ts_sum(max({_DCLOSE}, 0), {{d}}) - ts_sum(max(lag(close, 1) - close, 0), {{d}}))"
+     f" / (ts_sum(abs({_DCLOSE}), {{d}}) + 1e-12)", "{d}-day gains less losses over the total"),
+    ("VMA", "ts_mean(volume, {d}) / (volume + 1e-12)", "{d}-day mean volume over today's"),
+    ("VSTD", "ts_std(volume, {d}) / (volume + 1e-12)", "{d}-day volume deviation over today's"),
+    ("WVMA", "ts_std(abs(close / lag(close, 1) - 1) * volume, {d}) / (ts_mean(abs(close / "
+     "lag(close, 1) - 1) * volume, {d}) + 1e-12)", "{d}-day volume-weighted return volatility"),
+    ("VSUMP", f"ts_sum(max({_DVOL}, 0), {{d}}) / (ts_sum(abs({_DVOL}), {{d}}) + 1e-12)",
+     "{d}-day volume increases over the total absolute change"),
+    ("VSUMN", f"ts_sum(max(lag(volume, 1) - volume, 0), {{d}}) / (ts_sum(abs({_DVOL}), {{d}})"
+     " + 1e-12)", "{d}-day volume decreases over the total absolute change"),
+    ("VSUMD", f"(ts_sum(max({_DVOL}, 0), {{d}}) - ts_sum(max(lag(volume, 1) - volume, 0), {{d}}))"
+     f" / (ts_sum(abs({_DVOL}), {{d}}) + 1e-12)", "{d}-day volume increases less decreases"),
+)
+
+
+def alpha158() -> list[tuple[str, str, str]]:
+    """(name, expression, description) of the 158 features, in Qlib's order."""
+    rng_hl = "(high - low + 1e-12)"
+    out = [
+        ("KMID", "(close - open) / open", "candle body over open"),
+        ("KLEN", "(high - low) / open", "day's range over open"),
+        ("KMID2", f"(close - open) / {rng_hl}", "candle body over the day's range"),
+        ("KUP", "(high - max(open, close)) / open", "upper shadow over open"),
+        ("KUP2", f"(high - max(open, close)) / {rng_hl}", "upper shadow over the range"),
+        ("KLOW", "(min(open, close) - low) / open", "lower shadow over open"),
+        ("KLOW2", f"(min(open, close) - low) / {rng_hl}", "lower shadow over the range"),
+        ("KSFT", "(2 * close - high - low) / open", "close's shift within the range, over open"),
+        ("KSFT2", f"(2 * close - high - low) / {rng_hl}", "close's shift over the range"),
+    ]
+    out += [(f"{p.upper()}0", f"{p} / close", f"today's {p} over close")
+            for p in ("open", "high", "low", "vwap")]
+    for name, expr, desc in _ROLLING:
+        out += [(f"{name}{d}", expr.format(d=d), desc.format(d=d)) for d in ROLLING_WINDOWS]
+    assert len(out) == 158 and len({n for n, _, _ in out}) == 158
+    return out
+
+
+def write_catalog(path: Path, header: str, rows) -> int:
+    """A formulas YAML document: name: {expression, description}, one entry per formula,
+    every string double-quoted (json.dumps is valid YAML)."""
+    import json
+
+    lines = [header.rstrip("\n"), "formulas:"]
+    for name, expr, desc in rows:
+        lines += [f"  {name}:", f"    expression: {json.dumps(expr)}",
+                  f"    description: {json.dumps(desc)}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(rows)
 
 
 RESTATEMENTS = 6  # points of revenue and net income restated, 100 to 200 days after
