@@ -692,6 +692,11 @@ DAILY_FORMULAS = [
     ("momentum_60", "px / lag(px, 60) - 1", "Price change over 60 trading days"),
     ("volatility_20", "ts_std(px / lag(px, 1) - 1, 20)",
      "Standard deviation of daily returns over 20 trading days"),
+    ("pe_inline", "px / asof(ttm(eps_reported))",
+     "The same daily P/E written inline: asof of an expression computes it with its versions"),
+    ("quarter_close", "quarterly_last(px)", "The last close of each complete quarter"),
+    ("quarter_range", "quarterly_max(px) / quarterly_min(px) - 1",
+     "High over low of each quarter's closes"),
 ]
 
 
