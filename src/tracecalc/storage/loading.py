@@ -29,7 +29,6 @@ class LoadChanges:
     new_entity_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     grown_calendars: set[str] = field(default_factory=set)  # frequencies with new periods
     added_periods: dict[str, np.ndarray] = field(default_factory=dict)  # frequency -> new
-    calendars_before: dict[str, np.ndarray] = field(default_factory=dict)  # of grown ones
     removed_periods: dict[str, np.ndarray] = field(default_factory=dict)  # no data left
     # coarser calendars that lost periods because finer ones did (they gain them silently)
     shrunk_coarser: set[str] = field(default_factory=set)
@@ -130,7 +129,6 @@ class LoadingMixin:
             if len(added):
                 out.grown_calendars.add(freq)
                 out.added_periods[freq] = added
-                out.calendars_before[freq] = before
         for freq, parts in emptied.items():
             removed = self.prune_periods(conn, freq, np.unique(np.concatenate(parts)))
             if len(removed):
@@ -144,9 +142,7 @@ class LoadingMixin:
     def _follow_finer(self, conn, out: LoadChanges, changed: set[str], known: dict) -> None:
         """Coarser calendars follow the periods the finer ones complete (``cover_finer``);
         the load reports its own frequencies' new and removed periods, the tracer all."""
-        for freq, (before, _) in self.cover_finer(conn, changed, known).items():
-            out.grown_calendars.add(freq)
-            out.calendars_before.setdefault(freq, before)
+        out.grown_calendars |= set(self.cover_finer(conn, changed, known))
         for freq in sorted(out.removed_periods, key=calendars.FREQUENCIES.index):
             out.shrunk_coarser |= set(self.prune_coarser(conn, freq))
 

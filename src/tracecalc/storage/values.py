@@ -92,11 +92,13 @@ class ValuesMixin:
         keep |= np.isin(cal, self._from_finer(conn, frequency))
         return self.drop_periods(conn, frequency, cal[~keep])
 
-    def _from_finer(self, conn: Connection, frequency: str, cal=None) -> np.ndarray:
+    def _from_finer(self, conn: Connection, frequency: str, cal=None, daily=None
+                    ) -> np.ndarray:
         """The periods of ``frequency`` that finer calendars complete (``cover_finer``);
-        ``cal(f)`` gives a calendar (read from the database by default)."""
+        ``cal(f)`` gives a calendar, ``daily`` the daily calendar's name (both read from the
+        database by default)."""
         cal = cal or partial(self.calendar, conn)
-        daily = self.daily_calendar(conn)
+        daily = daily or self.daily_calendar(conn)
         finer = calendars.FREQUENCIES[:calendars.FREQUENCIES.index(frequency)]
         parts = [calendars.covered(f, cal(f), frequency, daily) for f in finer]
         return np.unique(np.concatenate(parts)) if parts else np.empty(0, "datetime64[D]")
@@ -114,12 +116,12 @@ class ValuesMixin:
 
     def cover_finer(self, conn: Connection, changed: Iterable[str] = calendars.FREQUENCIES,
                     known: dict[str, np.ndarray] | None = None
-                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                    ) -> dict[str, np.ndarray]:
         """Extend the calendars coarser than the ``changed`` ones over the periods the finer
         ones complete, so that a quarterly formula of daily data (``quarterly_last(close)``)
         has its quarters without any quarterly item. ``known``: calendars the caller has
-        (each other one is read once). Returns (before, periods added) per grown frequency."""
-        cals = dict(known or {})
+        (each other one is read once). Returns the periods added per grown frequency."""
+        cals, daily = dict(known or {}), self.daily_calendar(conn)
 
         def cal(f: str) -> np.ndarray:
             if f not in cals:
@@ -129,12 +131,12 @@ class ValuesMixin:
         out = {}
         lowest = min((calendars.FREQUENCIES.index(f) for f in changed), default=4)
         for frequency in calendars.FREQUENCIES[lowest + 1:]:
-            want = self._from_finer(conn, frequency, cal)
+            want = self._from_finer(conn, frequency, cal, daily)
             if len(want):
                 before = cal(frequency)
                 added = self.add_periods(conn, frequency, want, have=before)
                 if len(added):
-                    out[frequency] = (before, added)
+                    out[frequency] = added
                     cals[frequency] = np.union1d(before, added)
         return out
 
