@@ -71,6 +71,17 @@ class FormulaFacts:
         return compile_tree(tree, self.name or "formula")
 
     @cached_property
+    def window(self) -> int | None:
+        """How many periods before t a run reads its compiled inputs to give its values
+        from t on (an ``asof`` input is aligned on its own calendar first); None when a
+        recursive function or a downsampling makes that all of history."""
+        if self.downsampled:
+            return None
+        tree = _converted_inputs(self.tree, self.frequency) if self.asof else self.tree
+        back = lookback(tree).values()
+        return None if any(b is None for b in back) else max(back, default=0)
+
+    @cached_property
     def direct(self) -> frozenset[str]:
         """The references read somewhere outside ``asof`` and the downsampling functions
         (on the formula's frequency)."""
