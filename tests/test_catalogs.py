@@ -436,3 +436,20 @@ def test_alpha101_on_every_database(engine):
     engine.recalc()
     assert engine.status()["stale"] == []
     _check_alpha101(engine, bars)
+
+
+def test_alpha101_industry_alphas_parse_but_for_their_grouping():
+    # catalogs/alpha101_industry.yaml waits for cs_demean(x, by=ATTRIBUTE): each expression
+    # parses once the grouping is dropped (the rest is ready) and reads only the items and
+    # the helpers of alpha101.yaml
+    import re
+
+    from tracecalc.parser import parse, references
+    from tracecalc.storage.files import read_formulas
+
+    known = set(DAILY) | {r["name"] for r in read_formulas(ALPHA101)}
+    for r in read_formulas(SAMPLE / "catalogs" / "alpha101_industry.yaml"):
+        groups = re.findall(r", by=(\w+)\)", r["expression"])
+        assert groups and set(groups) <= {"sector", "industry", "subindustry"}, r["name"]
+        bare = parse(re.sub(r", by=\w+\)", ")", r["expression"]), r["name"])
+        assert set(references(bare.tree)) <= known, r["name"]
