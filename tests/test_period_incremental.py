@@ -20,7 +20,11 @@ FORMULAS = {
     "r": ("cs_rank(m5)", 0),  # a cross-section of a formula of this run
     "v": ("ts_std(d2, 3) + m5", 2),
     "pe": ("close / asof(eps)", 0),
+    "e": ("ema(close, 3)", 0),  # continues from its own last value
+    "w": ("wilder(d2, 4)", 0),
 }
+USERS = {"m5": ["r", "v"], "d2": ["v", "w"]}  # who reads a formula's records
+STATE = {"e", "w"}  # read their own record before the new day
 
 
 def prices(days, seed: int = 1) -> pd.DataFrame:
@@ -80,17 +84,20 @@ def test_appending_a_day_recomputes_from_it_and_reads_only_the_windows(db_url, m
     assert set(log) == set(FORMULAS)
     for name in FORMULAS:
         assert str(log[name]["first_period"])[:10] == str(new_day), name
-        assert log[name]["records_read"] == 0  # nothing stored at the new day yet
+        # nothing stored at the new day yet; a smoothing reads its last value
+        assert log[name]["records_read"] == (len(ENTITIES) if name in STATE else 0), name
         assert log[name]["records_written"] == len(ENTITIES)
     # no stored record older than the look-back is read: a formula's own records from the
     # new day on, its formula inputs from its window before it
     back = {n: DAYS[-1 - k].date() for n, (_, k) in FORMULAS.items()}
     by_id = {v: k for k, v in ids.items()}
+    assert reads.records
     for fid, start in reads.records:
-        assert start is not None, by_id[fid]
-        readers = [n for n, (x, _) in FORMULAS.items() if by_id[fid] in x]
-        earliest = min([back[n] for n in readers] + [new_day])
-        assert pd.Timestamp(start).date() >= earliest, (by_id[fid], start)
+        name = by_id[fid]
+        assert start is not None, name
+        earliest = min([DAYS[-2].date() if name in STATE else new_day]
+                       + [back[u] for u in USERS.get(name, ())])
+        assert pd.Timestamp(start).date() >= earliest, (name, start)
     # (asof reads the quarterly eps whole: the latest quarter known on a day can be any)
     close_reads = [start for key, start in reads.items if key == close]
     assert close_reads and all(s is not None for s in close_reads)
@@ -133,7 +140,7 @@ def test_a_late_value_recomputes_one_entity_from_its_day(engine, tmp_path):
     fresh.set_formulas([{"name": n, "expression": x} for n, (x, _) in FORMULAS.items()
                         if n != "r"])
     fresh.recalc()
-    for name in ("m5", "d2", "v", "pe"):
+    for name in ("m5", "d2", "v", "pe", "e", "w"):
         pd.testing.assert_frame_equal(eng.records(name), fresh.records(name), check_exact=True)
     fresh.close()
 
@@ -146,3 +153,35 @@ def test_a_formula_edit_still_recomputes_from_the_start(tmp_path, edit):
     log = {r["formula_name"]: r for r in eng.run_log(run.run_id)}
     assert log["m5"]["first_period"] is None and log["m5"]["entities"] == len(ENTITIES)
     eng.close()
+
+
+def test_a_smoothing_without_a_recent_value_runs_over_its_whole_history(db_url, tmp_path):
+    """B's last close is 80 days before the new one (beyond the 64 looked at), C's ema never
+    seeded, D has nothing before: all still equal a run from scratch, bit for bit."""
+    days = pd.bdate_range("2024-01-01", periods=101)
+    full = prices(days)
+    keep = ((full["entity"] == "A") | (full["period"] == str(days[-1].date()))
+            | ((full["entity"] == "B") & (full["period"] <= str(days[20].date())))
+            | ((full["entity"] == "C") & (full["period"] <= str(days[1].date()))))
+    data = full[keep]
+    formulas = [{"name": "e", "expression": "ema(close, 3)"},
+                {"name": "macd", "expression": "ema(close, 3) - wilder(close, 5)"}]
+    eng = Engine(db_url)
+    eng.load_data(data[data["period"] < str(days[-1].date())], frequencies={"close": "daily"})
+    eng.set_formulas(formulas)
+    eng.recalc()
+    eng.load_data(data[data["period"] == str(days[-1].date())])
+    run = eng.recalc()
+    log = {r["formula_name"]: r for r in eng.run_log(run.run_id)}
+    assert str(log["e"]["first_period"])[:10] == str(days[-1].date())
+    assert log["e"]["records_written"] == 3  # A, B, and C (its third value seeds it); not D
+    scratch = Engine(f"sqlite:///{tmp_path / 'scratch.db'}")
+    scratch.load_data(data, frequencies={"close": "daily"})
+    scratch.set_formulas(formulas)
+    scratch.recalc()
+    for name in ("e", "macd"):
+        pd.testing.assert_frame_equal(eng.records(name), scratch.records(name),
+                                      check_exact=True)
+    assert eng.verify().ok
+    eng.close()
+    scratch.close()

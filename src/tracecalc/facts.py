@@ -82,6 +82,24 @@ class FormulaFacts:
         return None if any(b is None for b in back) else max(back, default=0)
 
     @cached_property
+    def resume(self) -> tuple[str, int, Compiled, int] | None:
+        """A formula that is one recursive call over an expression with a window
+        (``ema(close / lag(close) - 1, 10)``): (function, n, the compiled argument, its
+        window), so a run from period t continues from its own last value before t; None
+        otherwise (a recursive call inside an expression is recomputed whole)."""
+        t = self.tree
+        if not isinstance(t, Call) or t.func not in _RECURSIVE or self.downsampled:
+            return None
+        inner = _converted_inputs(t.args[0], self.frequency) if self.asof else t.args[0]
+        back = lookback(inner).values()
+        if any(b is None for b in back):
+            return None
+        arg = compile_tree(inner, f"{self.name or 'formula'}: argument")
+        if arg.inputs != self.compiled.inputs:
+            return None
+        return t.func, int(t.args[1].value), arg, max(back, default=0)
+
+    @cached_property
     def direct(self) -> frozenset[str]:
         """The references read somewhere outside ``asof`` and the downsampling functions
         (on the formula's frequency)."""
@@ -118,6 +136,7 @@ class FormulaFacts:
         # Generated code does not pickle (a Dask worker compiles its own copy).
         state = dict(self.__dict__)
         state.pop("compiled", None)
+        state.pop("resume", None)
         return state
 
     def __setstate__(self, state: dict) -> None:

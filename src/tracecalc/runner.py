@@ -40,9 +40,8 @@ from typing import NamedTuple
 import numpy as np
 
 from tracecalc import pit, tracer
-from tracecalc.evaluator import from_panel
-from tracecalc.facts import parse_asof_input, parse_downsample_input, source_of
-from tracecalc.functions import asof_panel
+from tracecalc.facts import source_of
+from tracecalc.inputs import Inputs, Source
 from tracecalc.iothread import IOThread, short_switch_interval
 from tracecalc.model import FormulaRunStats
 from tracecalc.storage.versions import Versions, diff
@@ -61,10 +60,6 @@ from tracecalc.task import (
 
 MAX_PENDING_WRITES = 8
 
-# where an evaluation takes an input from: this batch's (ids, panel, first row), a read of
-# every entity from a row on (future, row; shared while consumers remain), or None (a read
-# of the entities it needs)
-Source = tuple[np.ndarray, np.ndarray, int] | tuple[Future, int] | None
 
 
 class Evaluated(NamedTuple):
@@ -97,7 +92,7 @@ class _Waits:
             self.seconds += time.perf_counter() - t0
 
 
-class Runner:
+class Runner(Inputs):
     """Evaluates ``tasks`` (in dependency order) over ``universe`` (the entity ids in play).
 
     ``changed`` gives, for formulas that ran earlier in this recalculation (an earlier stage
@@ -221,7 +216,10 @@ class Runner:
              for u in task.uses])
         if since is None or task.pit or task.verify or self.calendar is None:
             return 0, 0
-        row = int(np.searchsorted(self.calendar(task.name), since))
+        calendar = self.calendar(task.name)
+        row = int(np.searchsorted(calendar, since))
+        if row >= len(calendar):  # the calendar lost the periods since then: all of it
+            return 0, 0
         return row, 0 if task.window is None else max(0, row - task.window)
 
     def _start(self, name: str) -> tuple[Task, np.ndarray, list[Source], int, int, int]:
@@ -278,15 +276,21 @@ class Runner:
         new = outcome = every = None
         unchanged, changed = 0, NONE
         if len(ids):  # else nothing upstream changed: early cutoff
-            new = task.compiled(*(self._input(n, src, ids, read, waits, lo)
-                                  for n, src in zip(task.compiled.inputs, sources)))
+            before = 0
+            if row and task.resume:  # continued from its last value before row
+                new, tail, before = self._resumed(task, ids, sources, row, lo, read, waits)
+                lo, read_tail = row, (lambda sub, tail=tail: tail)
+            else:
+                new = task.compiled(*(self._input(n, src, ids, read, waits, lo)
+                                      for n, src in zip(task.compiled.inputs, sources)))
+                read_tail = partial(read, task.name, row0=row)
             stored = waits(self._reader.submit(
                 IOThread.READ, partial(self.digests, task.name, ids), position))
             if row:  # from a later period on: only those rows are compared and kept
                 new = new[row - lo:]
                 outcome, unchanged = compare_since(
-                    new, ids, stored, partial(read, task.name, row0=row),
-                    self.calendar(task.name)[row:], row)
+                    new, ids, stored, read_tail, self.calendar(task.name)[row:], row)
+                outcome = replace(outcome, read=outcome.read + before)
             else:
                 days = self.calendar(task.name) if self.calendar else np.arange(
                     len(new)).astype("datetime64[D]")
@@ -319,76 +323,6 @@ class Runner:
         drop, add = diff(read(self.stored_versions, task.name), new)
         touched = np.union1d(drop.entity_ids, add.entity_ids).astype(np.int64)
         return replace(outcome, versions=(drop, add), version_changed=touched), Versions(*every)
-
-    def _input(self, name: str, source: Source, ids: np.ndarray, read: Callable,
-               waits: _Waits, lo: int = 0) -> np.ndarray:
-        """Input ``name`` at entities ``ids``, from calendar row ``lo`` on: this batch's
-        values where it was recomputed, stored values elsewhere (unchanged by this run:
-        a formula recomputed from a row on changes nothing before it)."""
-        down = parse_downsample_input(name)
-        if down and down[0] in self._computed:  # a finer formula of this run, aggregated
-            ref, freq, how = down  # (lo is 0: a downsampling has no window)
-            fine = self._input(ref, self._computed[ref], ids, read, waits)
-            return self.downsample(ref, freq, how, fine)
-        asof = parse_asof_input(name)
-        if asof and (asof[0] in self._computed or asof[0] in self.inline):
-            ref, max_age, freq = asof  # a formula of this run, or an expression, as known
-
-            def rd(fn, n):
-                return waits(self._reader.submit(IOThread.READ, partial(fn, n, ids)))
-            if ref in self.inline:
-                f = self.inline[ref]
-                v = pit.versions_of(f.compiled, [self._input_versions(
-                    n, ids, rd, self.calendar(n)) for n in f.compiled.inputs],
-                    self.calendar(None, f.frequency), ids)
-            else:
-                v = self._input_versions(ref, ids, rd, self.calendar(ref))
-            return asof_panel(*v, self.calendar(None, freq)[lo:], ids, max_age)
-        if source is not None and isinstance(source[0], Future):
-            fut, start = source
-            if len(ids) == len(self.universe):
-                return waits(fut)[lo - start:]
-            if fut.done():
-                return fut.result()[lo - start:, np.searchsorted(self.universe, ids)]
-            source = None
-        if source is None:
-            return read(name, ids, lo)
-        cols, panel, row0 = source
-        pos = np.minimum(np.searchsorted(cols, ids), len(cols) - 1)
-        hit = cols[pos] == ids
-        if hit.all() and row0 <= lo:
-            return panel[lo - row0:, pos]
-        if row0 <= lo:
-            out = np.empty((panel.shape[0] - (lo - row0), len(ids)))
-            out[:, ~hit] = read(name, ids[~hit], lo)
-        else:  # recomputed from a later row: the rows before it are as stored
-            out = read(name, ids, lo)
-        out[max(0, row0 - lo):, hit] = panel[max(0, lo - row0):, pos[hit]]
-        return out
-
-    def _input_versions(self, name: str, ids: np.ndarray, read, calendar: np.ndarray):
-        """Every version of input ``name`` at ``ids``: this run's where it was computed
-        (a formula computed without versions has one per value, known at its period),
-        the stored ones elsewhere."""
-        if name in self._versions:
-            cols, v = self._versions[name]
-        elif name in self._computed:
-            cols, panel, row0 = self._computed[name]
-            e, p, x = from_panel(panel, calendar[row0:], cols)
-            v = Versions(e, p, p, x)
-            if row0:  # recomputed from a later row: the earlier values are as stored
-                got = read(self.versions, name)
-                keep = (got.periods < calendar[row0]) & np.isin(got.entity_ids, cols)
-                v = Versions(*(np.concatenate([a[keep], b]) for a, b in zip(got, v)))
-        else:
-            return read(self.versions, name)
-        mine = Versions(*(a[np.isin(v.entity_ids, ids)] for a in v))
-        rest = np.setdiff1d(ids, cols)
-        if not len(rest):
-            return mine
-        other = read(self.versions, name)
-        keep = np.isin(other.entity_ids, rest)
-        return Versions(*(np.concatenate([a, b[keep]]) for a, b in zip(mine, other)))
 
     def _evaluated(self, name: str, ev: Evaluated) -> Future:
         """Record an evaluation, free the panels it was the last consumer of, and queue it

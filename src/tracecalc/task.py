@@ -145,6 +145,9 @@ class Task:
     # periods before t its inputs are read to give its values from t on (None: all of
     # history, a recursive function: it is recomputed whole and compared from t on)
     window: int | None = None
+    # an ema or wilder at its root over an argument with a window: (function, n, the
+    # compiled argument); recomputed from t, it continues from its last value before t
+    resume: tuple | None = None
 
     def within(self, chunk: np.ndarray) -> Task:
         return replace(self, own=within(self.own, chunk))

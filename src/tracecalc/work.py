@@ -64,9 +64,11 @@ class RunPlan:
         out = []
         for n in self.order if names is None else names:
             f = self.facts[n]
+            resume = None if n in self.pit else f.resume
+            window = None if n in self.pit else resume[3] if resume else f.window
             out.append(Task(n, f.compiled, self.uses[n], self.own[n], f.cross_sectional,
-                            self.verify, n in self.pit, self.since.get(n),
-                            None if n in self.pit else f.window))
+                            self.verify, n in self.pit, self.since.get(n), window,
+                            resume[:3] if resume else None))
         return out
 
     @property

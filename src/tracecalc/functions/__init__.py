@@ -66,6 +66,7 @@ from tracecalc.functions.timeseries import (
     ema,
     growth,
     lag,
+    smooth_from,
     ts_corr,
     ts_count,
     ts_cov,
@@ -105,7 +106,8 @@ __all__ = ["KERNELS", "finite", "abs_", "add", "and_", "asof", "asof_panel", "av
     "cs_scale", "cs_winsorize", "cs_zscore", "decay_linear", "diff", "div", "downsample_panel",
     "ema", "eq", "exp", "ffill", "ge", "growth", "gt", "if_", "isnull", "lag", "le", "log",
     "log1p", "lt", "max_", "min_", "mul", "ne", "neg", "not_", "or_", "power", "round_", "sign",
-    "signed_power", "sqrt", "sub", "tanh", "truediv", "ts_argmax", "ts_argmin", "ts_corr",
+    "signed_power", "smooth_from", "sqrt", "sub", "tanh", "truediv", "ts_argmax",
+    "ts_argmin", "ts_corr",
     "ts_count", "ts_cov", "ts_kurt", "ts_max", "ts_mean", "ts_min", "ts_product",
     "ts_quantile", "ts_rank", "ts_resi", "ts_rsquare", "ts_skew", "ts_slope", "ts_std",
     "ts_sum", "ttm", "wilder"]
