@@ -111,17 +111,17 @@ class LoadingMixin:
                     (lambda k, lo=lo, name=name: progress(lo + k, len(order), f"writing {name}"))
                 changed, deleted, first = self._upsert_item(conn, item_id, eids, pers, vals,
                                                             tell=tell)
-                known = first
+                known_day = first
                 now_present = pers[~np.isnan(vals)]
             else:
                 known_at = pers if batch.known_at is None else batch.known_at[idx]
-                changed, deleted, now_present, first, known = self._merge_versions(
+                changed, deleted, now_present, first, known_day = self._merge_versions(
                     conn, item_id, Versions(eids, pers, known_at, vals), out)
             if len(changed):
                 out.changed_items.append(name)
                 out.changed_entities[name] = changed
                 out.first_changed[name] = first
-                out.first_known[name] = known
+                out.first_known[name] = known_day
                 present.setdefault(str(freq), []).append(now_present)
             if len(deleted):
                 emptied.setdefault(str(freq), []).append(deleted)
