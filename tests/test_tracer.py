@@ -112,3 +112,41 @@ def test_entities_to_compute_widens_cross_sectional_formulas():
 ])
 def test_lookback_per_reference_adds_up_along_the_tree(text, lookback):
     assert dict(facts_of(text).lookback) == lookback
+
+
+def test_marks_start_where_the_change_does():
+    f = traits(gm="revenue - cogs", g="growth(revenue)", c="coalesce(revenue, 0)",
+               rk="cs_rank(revenue)")
+    q2, q3 = np.datetime64("2024-06-30"), np.datetime64("2024-09-30")
+    marks = tracer.data_changed({"revenue": ids(3)}, {"revenue": ["gm", "rk"]}, f,
+                                first={"revenue": q2})
+    assert marks.since == {"gm": q2, "rk": q2}
+    # a grown calendar: from its first new period; a new entity's values from nothing:
+    # from the first period (None)
+    marks = tracer.data_changed({}, {}, f, grown={"quarterly"}, added={"quarterly": np.array([q3])})
+    assert marks.since == {"g": q3, "c": q3}
+    marks = tracer.data_changed({}, {}, f, grown={"quarterly"}, added={"quarterly": np.array([q3])},
+                                new_entities=ids(9))
+    assert marks.since["c"] is None and marks.since["g"] == q3
+    # marks merge to the earliest; a run's results mark from their first changed period,
+    # and readers through asof from the day the change became known
+    m = tracer.Marks()
+    m.some("a", ids(1), q3)
+    m.some("a", ids(2), q2)
+    assert m.since["a"] == q2 and m.partial["a"].tolist() == [1, 2]
+    m.everything("a")
+    assert m.since["a"] is None
+    k = np.datetime64("2024-08-15")
+    m = tracer.result_written([("d", False, True), ("q", False, False)], ids(1), q2, k)
+    assert m.since == {"d": k, "q": q2}
+    d = facts_of("close / asof(eps)", "pe", "daily")
+    marks = tracer.data_changed({"eps": ids(1)}, {"eps": ["pe"]}, {"pe": d},
+                                first={"eps": q2}, known={"eps": k})
+    assert marks.since == {"pe": k}
+
+
+def test_first_to_compute_takes_the_earliest_change():
+    q1, q2 = np.datetime64("2024-03-31"), np.datetime64("2024-06-30")
+    assert tracer.first_to_compute(ids(), q1, [ids(1)], [q2]) == q2  # no own marks
+    assert tracer.first_to_compute(ids(4), q2, [ids(1), ids()], [q1, None]) == q1
+    assert tracer.first_to_compute(ids(4), None, [ids(1)], [q2]) is None

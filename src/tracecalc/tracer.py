@@ -130,7 +130,7 @@ def data_changed(changed: Mapping[str, np.ndarray], users: Mapping[str, Iterable
         elif f.frequency in grown and (f.spontaneous or f.along_time):
             new = added.get(f.frequency)  # from the first new period on
             marks.everything(name, new.min() if new is not None and len(new) else None)
-        elif f.spontaneous:
+        if f.spontaneous:  # a new entity: every period (its values come from nothing)
             marks.some(name, new_entities)
     return marks
 
