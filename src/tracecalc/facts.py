@@ -27,6 +27,7 @@ from tracecalc.parser import (
     Num,
     Ref,
     Unary,
+    attributes,
     canonical_form,
     parse,
     references,
@@ -59,6 +60,7 @@ class FormulaFacts:
     inline: tuple[tuple[str, Node], ...] = ()  # (text, tree) of each asof of an expression
     # (reference, frequency, how) of each downsampling call (quarterly_last(close))
     downsampled: tuple[tuple[str, str, str], ...] = ()
+    attributes: tuple[str, ...] = ()  # the entity attributes it groups by (by=sector)
 
     @cached_property
     def canonical(self) -> str:
@@ -139,7 +141,7 @@ def _facts(tree: Node, text: str, refs: tuple[str, ...], name: str | None,
                                    if not isinstance(n.args[0], Ref))),
         downsampled=tuple(dict.fromkeys(
             (n.args[0].name, *DOWNSAMPLES[n.func]) for n in walk(tree)
-            if isinstance(n, Call) and n.func in DOWNSAMPLES)))
+            if isinstance(n, Call) and n.func in DOWNSAMPLES)), attributes=attributes(tree))
 
 
 def _converts(call: Call) -> str:

@@ -74,4 +74,6 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
               for n in targets},
         own=own, facts=facts,
         users={n: [(d, fs[d].id, crossing[d]) for d in users[n]] for n in targets},
-        verify=verify, lock_holder=holder, daily=store.daily_calendar(conn), inline=inline)
+        verify=verify, lock_holder=holder, daily=store.daily_calendar(conn), inline=inline,
+        groups={a: store.entity_groups(conn, a, universe)
+                for a in sorted({a for f in facts.values() for a in f.attributes})})

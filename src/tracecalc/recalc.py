@@ -145,7 +145,7 @@ class Here:
                         stored_versions=getattr(s, "stored_versions", None),
                         calendar=getattr(s, "calendar", None),
                         downsample=getattr(s, "downsample", None),
-                        inline=getattr(s, "inline", None))
+                        inline=getattr(s, "inline", None), groups=getattr(s, "groups", None))
         tally.add(runner.run(), runner.changed, runner.io_seconds)
 
 

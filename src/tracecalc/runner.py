@@ -110,7 +110,8 @@ class Runner:
                  group: Callable[[], AbstractContextManager] = nullcontext,
                  versions: Callable | None = None, stored_versions: Callable | None = None,
                  calendar: Callable[[str], np.ndarray] | None = None,
-                 downsample: Callable | None = None, inline: dict | None = None):
+                 downsample: Callable | None = None, inline: dict | None = None,
+                 groups: Callable[[str, np.ndarray], np.ndarray] | None = None):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self._position = {n: i for i, n in enumerate(self.order)}
@@ -123,6 +124,7 @@ class Runner:
         self.versions, self.stored_versions = versions, stored_versions
         self.calendar, self.downsample = calendar, downsample
         self.inline = inline or {}  # asof's expressions: text -> their facts
+        self.groups = groups  # (attribute, ids) -> group codes (by=sector)
         self.final, self.prior, self.finished = final, prior or {}, finished
         self.workers = max(1, workers)
         self.concurrent_reads, self.group = concurrent_reads, group
@@ -240,7 +242,9 @@ class Runner:
         unchanged, changed = 0, NONE
         if len(ids):  # else nothing upstream changed: early cutoff
             new = task.compiled(*(self._input(n, src, ids, read, waits)
-                                  for n, src in zip(task.compiled.inputs, sources)))
+                                  for n, src in zip(task.compiled.inputs, sources)),
+                                groups={a: self.groups(a, ids)
+                                        for a in task.compiled.attributes})
             stored = waits(self._reader.submit(
                 IOThread.READ, partial(self.digests, task.name, ids), position))
             outcome, unchanged = compare(new, ids, stored, partial(read, task.name),

@@ -32,6 +32,7 @@ class Traits(Protocol):
     along_time: bool  # reads other periods (lag, windows, ffill)
     spontaneous: bool  # has values where every input is missing (coalesce(x, 0))
     frequency: str | None
+    attributes: tuple[str, ...]  # the entity attributes it groups by (by=sector)
 
 
 @dataclass
@@ -90,6 +91,19 @@ def data_changed(changed: Mapping[str, np.ndarray], users: Mapping[str, Iterable
             marks.everything(name)
         elif f.spontaneous:
             marks.some(name, new_entities)
+    return marks
+
+
+def attributes_changed(changed: Iterable[str], formulas: Mapping[str, Traits]) -> Marks:
+    """An entity attribute's value changed at some entity (``load-entities``: a new value,
+    another one, or none any more). Attributes do not vary in time, so each formula that
+    groups by one of ``changed`` (``by=``) is marked for every entity and period: a move
+    from one group to another changes both groups' results, and every period's."""
+    changed = set(changed)
+    marks = Marks()
+    for name, f in formulas.items():
+        if changed.intersection(f.attributes):
+            marks.everything(name)
     return marks
 
 

@@ -58,6 +58,8 @@ class RunPlan:
     pit: frozenset[str] = frozenset()  # formulas computed with their versions (tracecalc.pit)
     daily: str = calendars.WEEKDAYS  # the database's daily calendar (weekdays or an exchange)
     inline: dict[str, FormulaFacts] = field(default_factory=dict)  # asof(ttm(eps)): ttm(eps)
+    # entity attribute -> the group code of each universe entity (by=sector; -1: none)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
@@ -155,6 +157,10 @@ class RunIO:
     @property
     def inline(self) -> dict[str, FormulaFacts]:
         return self.plan.inline
+
+    def groups(self, attribute: str, ids: np.ndarray) -> np.ndarray:
+        """The group codes by ``attribute`` of entities ``ids`` (as the run started)."""
+        return self.plan.groups[attribute][np.searchsorted(self.plan.universe, ids)]
 
     def calendar(self, name: str | None, frequency: str | None = None) -> np.ndarray:
         """The calendar of formula or item ``name`` (or of ``frequency``)."""
