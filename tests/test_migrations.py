@@ -171,9 +171,9 @@ def test_the_revisions_end_at_the_head():
 
 def test_a_new_database_is_stamped_at_the_head(server_db):
     Engine(server_db).close()
-    assert state(server_db) | {"layout": None} == {"schema": "9", "revision": "schema9",
+    assert state(server_db) | {"layout": None} == {"schema": "10", "revision": "schema10",
                                                    "layout": None}
-    assert make_cli(server_db)("db", "current").output.strip() == "schema9 (head)"
+    assert make_cli(server_db)("db", "current").output.strip() == "schema10 (head)"
 
 
 def test_a_schema_7_database_is_upgraded_in_place(server_db):
@@ -184,17 +184,17 @@ def test_a_schema_7_database_is_upgraded_in_place(server_db):
     if server_db.startswith("mysql"):
         assert "utf8mb4_bin" not in old["layout"].values()  # names still ignore case
     cli = make_cli(server_db)
-    with pytest.raises(DatabaseError, match="older than this tracecalc's 9; upgrade it first "
+    with pytest.raises(DatabaseError, match="older than this tracecalc's 10; upgrade it first "
                                             "with: tracecalc db upgrade --db "):
         Engine(server_db, create=False)  # a read: refused, and nothing written
     assert state(server_db) == old
     res = cli("list", code=1)
     assert "tracecalc db upgrade --db" in res.output and len(res.output.splitlines()) == 1
-    assert "schema7 (not the head, schema9" in cli("db", "current").output
+    assert "schema7 (not the head, schema10" in cli("db", "current").output
 
     with Engine(server_db) as eng:  # opening to write upgrades
         now = state(server_db)
-        assert (now["schema"], now["revision"]) == ("9", "schema9")
+        assert (now["schema"], now["revision"]) == ("10", "schema10")
         if server_db.startswith("sqlite"):
             assert all(now["layout"].values())
         if server_db.startswith("mysql"):
@@ -217,8 +217,8 @@ def test_a_schema_7_database_is_upgraded_in_place(server_db):
         m, big_m = eng.records("m"), eng.records("M")
         assert m.loc[m["entity"] == "acme", "value"].tolist() == [10.0 - 2 * 3.0]
         assert big_m.loc[big_m["entity"] == "acme", "value"].tolist() == [20.0]
-    assert cli("db", "current").output.strip() == "schema9 (head)"
-    assert cli("db", "upgrade").output.strip() == "already at the head, schema9"
+    assert cli("db", "current").output.strip() == "schema10 (head)"
+    assert cli("db", "upgrade").output.strip() == "already at the head, schema10"
 
 
 @pytest.mark.parametrize("schema", ["5", "6"])
@@ -229,8 +229,8 @@ def test_an_older_sqlite_database_is_upgraded_by_db_upgrade(tmp_path, schema):
     assert state(url) == {"schema": schema, "revision": None, "layout": dict.fromkeys(
         ["tc_data", "tc_records"] + (["tc_digests"] if schema == "6" else []), False)}
     cli = make_cli(url)
-    assert cli("db", "upgrade").output.strip() == f"upgraded from schema{schema} to schema9"
-    assert state(url) == {"schema": "9", "revision": "schema9", "layout": dict.fromkeys(
+    assert cli("db", "upgrade").output.strip() == f"upgraded from schema{schema} to schema10"
+    assert state(url) == {"schema": "10", "revision": "schema10", "layout": dict.fromkeys(
         ["tc_data", "tc_records", "tc_digests"], True)}
     with Engine(url, create=False) as eng:
         for n in ("m", "n"):
@@ -245,9 +245,9 @@ def test_a_database_of_a_newer_tracecalc_is_refused_untouched(tmp_path):
     Engine(url).close()
     eng = sa.create_engine(url)
     for sql, match in [
-            ("UPDATE tc_meta SET value = '10' WHERE key = 'schema'", "at schema 10 .*newer than"),
-            ("UPDATE tc_alembic_version SET version_num = 'schema10'",
-             "revision schema10.*newer than this tracecalc's 9: upgrade tracecalc")]:
+            ("UPDATE tc_meta SET value = '11' WHERE key = 'schema'", "at schema 11 .*newer than"),
+            ("UPDATE tc_alembic_version SET version_num = 'schema11'",
+             "revision schema11.*newer than this tracecalc's 10: upgrade tracecalc")]:
         with eng.begin() as c:
             c.exec_driver_sql(sql)
         for create in (True, False):
@@ -255,10 +255,10 @@ def test_a_database_of_a_newer_tracecalc_is_refused_untouched(tmp_path):
                 Engine(url, create=create)
         res = make_cli(url)("db", "upgrade", code=1)
         assert "newer than" in res.output and len(res.output.splitlines()) == 1
-        assert "newer than this tracecalc's head schema9" in make_cli(url)("db", "current").output
+        assert "newer than this tracecalc's head schema10" in make_cli(url)("db", "current").output
         with eng.begin() as c:
-            c.exec_driver_sql("UPDATE tc_meta SET value = '9' WHERE key = 'schema'")
-            c.exec_driver_sql("UPDATE tc_alembic_version SET version_num = 'schema9'")
+            c.exec_driver_sql("UPDATE tc_meta SET value = '10' WHERE key = 'schema'")
+            c.exec_driver_sql("UPDATE tc_alembic_version SET version_num = 'schema10'")
     eng.dispose()
 
 
@@ -292,15 +292,50 @@ def test_schema_9_fills_the_calendars_and_marks_their_formulas_stale(server_db):
                           "tc_formulas f, tc_entities e")
         c.exec_driver_sql("UPDATE tc_meta SET value = '8' WHERE " +
                           ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
-        for t in ("tc_data_versions", "tc_record_versions", "tc_snapped"):
+        for t in ("tc_data_versions", "tc_record_versions", "tc_snapped",
+                  "tc_entity_attributes"):
             c.exec_driver_sql(f"DROP TABLE {t}")
         c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema8'")
     eng.dispose()
     assert make_cli(server_db)("db", "upgrade").output.strip() == \
-        "upgraded from schema8 to schema9"
+        "upgraded from schema8 to schema10"
     with Engine(server_db) as eng:
         assert eng.status()["states"]["prev"] == "stale"
         eng.recalc()
         got = eng.records("prev")
         assert got["period"].dt.strftime("%Y-%m-%d").tolist() == ["2024-06-30", "2024-09-30"]
         assert got["value"].tolist() == [1.0, 2.0]  # 2024-12-31's lag is the missing Q3
+
+
+def test_schema_10_adds_entity_attributes(server_db):
+    """A schema-9 database (no tc_entity_attributes) upgrades in place: its entities keep
+    their names and sectors, a formula grouping by sector keeps its records, and entities
+    files with more columns (industry) load and group afterwards."""
+    with Engine(server_db) as eng:
+        eng.load_entities(pd.DataFrame({"code": ["A", "B", "C"], "name": ["a", "b", "c"],
+                                        "sector": ["s", "s", "t"]}))
+        eng.load_data(pd.DataFrame({"item": "x", "entity": ["A", "B", "C"],
+                                    "period": "2024-03-31", "value": [1.0, 3.0, 7.0]}),
+                      frequencies={"x": "quarterly"})
+        eng.set_formula("d", "cs_demean(x, by=sector)")
+        eng.recalc()
+        before = {"entities": eng.entities(), "d": eng.records("d")}
+    eng = sa.create_engine(normalise_url(server_db))
+    with eng.begin() as c:  # as schema 9 left it
+        c.exec_driver_sql("DROP TABLE tc_entity_attributes")
+        c.exec_driver_sql("UPDATE tc_meta SET value = '9' WHERE " +
+                          ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
+        c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema9'")
+    eng.dispose()
+    assert make_cli(server_db)("db", "upgrade").output.strip() == \
+        "upgraded from schema9 to schema10"
+    with Engine(server_db) as eng:
+        pd.testing.assert_frame_equal(eng.entities(), before["entities"])
+        pd.testing.assert_frame_equal(eng.records("d"), before["d"])
+        assert eng.recalc(full=True).records_written == 0
+        eng.load_entities(pd.DataFrame({"code": ["A", "B", "C"], "industry": ["i", "j", "j"]}))
+        assert eng.entities()["industry"].tolist() == ["i", "j", "j"]
+        eng.set_formula("e", "cs_demean(x, by=industry)")
+        eng.recalc()
+        assert eng.records("e").set_index("entity")["value"].to_dict() == \
+            {"B": 3.0 - 5.0, "C": 7.0 - 5.0}  # A alone in i: NaN

@@ -81,5 +81,5 @@ class EntitiesMixin:
         else:
             q = select(entity_attributes.c.entity_id, entity_attributes.c.value).where(
                 entity_attributes.c.name == name)
-        value = dict(conn.execute(q).tuples().all())
+        value = {e: v for e, v in conn.execute(q)}
         return group_codes([value.get(int(e)) for e in np.asarray(ids).tolist()])
