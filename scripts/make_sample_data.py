@@ -672,6 +672,9 @@ def build(out_dir: Path) -> dict[str, int]:
         ),
         "ohlcv.csv": write_csv(out_dir / "ohlcv.csv", ("item", "entity", "period", "value"),
                                ohlcv()),
+        "ohlcv_entities.csv": write_csv(out_dir / "ohlcv_entities.csv",
+                                        ("code", "name", "sector", "industry"),
+                                        OHLCV_ENTITIES),
     }
     (out_dir / "catalogs").mkdir(exist_ok=True)
     counts["catalogs/alpha158.yaml"] = write_catalog(out_dir / "catalogs" / "alpha158.yaml",
@@ -746,6 +749,30 @@ OHLCV_DAYS = 300  # business days up to LAST_PERIOD, no holidays
 OHLCV_CODES = ("ARVN", "BXTL", "CDMR", "DLQS", "EVRA", "FNXO", "GTHM", "HZLP", "IOTK", "JRVB",
                "KLMN", "LXOR", "MVTQ", "NRBL", "OPTX", "PQRD", "QZEN", "RWLT", "SKVY", "TMBL")
 OHLCV_ITEMS = ("close", "high", "low", "open", "volume", "vwap")
+# The OHLCV stocks' entities (ohlcv_entities.csv): 4 sectors, 8 industries of 2 to 3 stocks
+# each, for cross-sectional formulas within groups (cs_demean(x, by=industry)).
+OHLCV_ENTITIES = (
+    ("ARVN", "Arvena Systems", "Technology", "Software"),
+    ("BXTL", "Boxtel Semiconductor", "Technology", "Semiconductors"),
+    ("CDMR", "Cadmore Cloud", "Technology", "Software"),
+    ("DLQS", "Delquist Devices", "Technology", "Semiconductors"),
+    ("EVRA", "Evora Software", "Technology", "Software"),
+    ("FNXO", "Fenixo Therapeutics", "Healthcare", "Biotechnology"),
+    ("GTHM", "Gotham Medical", "Healthcare", "Medical Devices"),
+    ("HZLP", "Hazelpoint Bio", "Healthcare", "Biotechnology"),
+    ("IOTK", "Iotek Instruments", "Healthcare", "Medical Devices"),
+    ("JRVB", "Jarvis Biologics", "Healthcare", "Biotechnology"),
+    ("KLMN", "Kalmin Rail", "Industrials", "Transport"),
+    ("LXOR", "Luxor Machinery", "Industrials", "Machinery"),
+    ("MVTQ", "Mavtique Freight", "Industrials", "Transport"),
+    ("NRBL", "Norbell Tools", "Industrials", "Machinery"),
+    ("OPTX", "Optix Logistics", "Industrials", "Transport"),
+    ("PQRD", "Pequod Offshore", "Energy", "Oil and Gas"),
+    ("QZEN", "Quartzen Solar", "Energy", "Renewables"),
+    ("RWLT", "Redwell Petroleum", "Energy", "Oil and Gas"),
+    ("SKVY", "Skyvane Wind", "Energy", "Renewables"),
+    ("TMBL", "Timberline Energy", "Energy", "Oil and Gas"),
+)
 
 
 def ohlcv() -> list[tuple]:
