@@ -293,3 +293,28 @@ def test_the_ohlcv_sample_has_entities_with_industries():
     assert list(ents.columns) == ["code", "name", "sector", "industry"]
     assert sorted(ents["code"]) == sorted(bars["entity"].unique())
     assert ents.groupby("industry").size().min() >= 2  # no singleton industry
+
+
+def test_the_cli_groups_the_ohlcv_sample_by_industry(cli):
+    cli("load-entities", str(SAMPLE / "ohlcv_entities.csv"))
+    cli("load-data", str(SAMPLE / "ohlcv.csv"))
+    cli("set", "ret", "close / lag(close, 1) - 1")
+    cli("set", "ind_ret", "cs_demean(ret, by=industry)")
+    res = cli("set", "bad", "cs_demean(ret, by=industri)", code=1)
+    assert res.stderr.strip().splitlines() == [
+        "error: formula 'bad': unknown entity attribute 'industri' in by=industri at column "
+        "16; the known attributes (columns loaded with load-entities) are industry, sector. Did "
+        "you mean 'industry'?"]
+    cli("recalc")
+    # against pandas: each day's return less its industry's mean
+    bars = pd.read_csv(SAMPLE / "ohlcv.csv")
+    close = bars[bars["item"] == "close"].pivot(index="period", columns="entity",
+                                                values="value")
+    ret = close / close.shift(1) - 1
+    industry = pd.read_csv(SAMPLE / "ohlcv_entities.csv").set_index("code")["industry"]
+    want = ret - ret.T.groupby(industry).transform("mean").T
+    got = pd.read_csv(pd.io.common.StringIO(cli("export", "ind_ret").stdout))
+    got = got.pivot(index="period", columns="entity", values="value")
+    assert got.shape == (299, 20)
+    np.testing.assert_allclose(got.to_numpy(), want.iloc[1:][got.columns].to_numpy(),
+                               rtol=1e-9, atol=1e-15)
