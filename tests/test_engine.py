@@ -336,7 +336,7 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         eng.set_formula("n", "m / revenue")
         first = eng.recalc()
         before = {n: eng.records(n) for n in ("m", "n")}
-    assert _layout(url) == {"schema": "9", "tc_data": "without rowid",
+    assert _layout(url) == {"schema": "10", "tc_data": "without rowid",
                             "tc_records": "without rowid", "tc_digests": "without rowid"}
     with Engine(url).store.engine.begin() as c:  # as the old schema left it
         if old == "5":
@@ -352,7 +352,7 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         c.exec_driver_sql(f"UPDATE tc_meta SET value = '{old}' WHERE key = 'schema'")
     assert _layout(url)["tc_records"] == "rowid"
     with Engine(url) as eng:
-        assert _layout(url) == {"schema": "9", "tc_data": "without rowid",
+        assert _layout(url) == {"schema": "10", "tc_data": "without rowid",
                                 "tc_records": "without rowid", "tc_digests": "without rowid"}
         for n in ("m", "n"):
             pd.testing.assert_frame_equal(eng.records(n), before[n])
