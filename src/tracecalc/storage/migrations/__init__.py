@@ -75,7 +75,7 @@ def refuse_unknown(state: State) -> None:
             f"the database is at schema {s} (revision {state.revision or 'none'}), newer "
             f"than this tracecalc's {SCHEMA_VERSION}: upgrade tracecalc to open it")
     raise DatabaseError(f"database schema version {s} is not {SCHEMA_VERSION}, and "
-                        f"tracecalc upgrades only schemas {min(REVISIONS)} and later")
+                        f"tracecalc upgrades only schemas {min(REVISIONS, key=int)} and later")
 
 
 def upgrade_command(store) -> str:
