@@ -7,6 +7,7 @@
     python scripts/bench.py --formulas 50 --entities 500 --json out.json
     python scripts/bench.py --costs [--formulas 50000] [--costs-full] [--chains 1000,2000]
     python scripts/bench.py --loads [--rows 1000000] [--big-rows 5000000] [--db URL]
+    python scripts/bench.py --daily [--formulas 100] [--entities 1000] [--days 1000,2500]
 
 Everything runs in one process and one run, against one fresh database (a temporary SQLite
 file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards), on a

@@ -4,6 +4,7 @@ same features saved as formulas and recalculated into the database.
     python scripts/bench_evaluate.py                         # SQLite, 200 entities x 1,000 days
     python scripts/bench_evaluate.py --entities 500 --days 1000 --recalc
     python scripts/bench_evaluate.py --db postgresql://postgres@127.0.0.1:5432/test
+    python scripts/bench_evaluate.py --alpha101 --entities 1000 --days 1000
 
 Daily open/high/low/close/volume are generated (fixed seed) and loaded into a fresh database
 (a temporary SQLite file, or the given server database, whose tables it creates: use an
@@ -13,6 +14,12 @@ plus a few cross-sectional ranks. It reports, for one ``evaluate`` call over eve
 wall time, output cells and cells/s, the time spent reading the items, and the step's peak
 RSS; with ``--recalc`` the same features saved as formulas and fully recalculated (what
 writing the records costs on top), and their records read back.
+
+With ``--alpha101`` the features are instead the expressible 101 Formulaic Alphas of
+sample_data/catalogs/alpha101.yaml (82 alphas over open/high/low/close/volume/vwap and the
+helpers returns and adv{d}): the catalog is saved as formulas (they are computed, not read,
+by ``evaluate``) and the 82 alphas are evaluated in one call; the data gets a vwap inside
+[low, high] (drawn after the other items, which stay as they are).
 """
 
 from __future__ import annotations
@@ -57,7 +64,18 @@ def features() -> dict[str, str]:
     return f
 
 
-def data(entities: int, days: int) -> pd.DataFrame:
+CATALOG = Path(__file__).resolve().parents[1] / "sample_data" / "catalogs" / "alpha101.yaml"
+
+
+def alpha101() -> tuple[list[dict], list[str]]:
+    """The catalog's rows, and the names of its alphas (not the helpers)."""
+    from tracecalc.storage.files import read_formulas
+
+    rows = read_formulas(CATALOG)
+    return rows, [r["name"] for r in rows if r["name"].startswith("alpha")]
+
+
+def data(entities: int, days: int, vwap: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(42)
     dates = pd.bdate_range("2020-01-01", periods=days).strftime("%Y-%m-%d")
     ret = rng.normal(0, 0.02, (days, entities))
@@ -67,9 +85,12 @@ def data(entities: int, days: int) -> pd.DataFrame:
     low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.01, close.shape)))
     volume = np.round(rng.lognormal(12, 0.5, close.shape))
     codes = [f"S{j:04d}" for j in range(entities)]
+    items = [("open", open_), ("high", high), ("low", low), ("close", close), ("volume", volume)]
+    if vwap:
+        low4, high4 = np.round(low, 4), np.round(high, 4)
+        items.append(("vwap", low4 + rng.uniform(0.2, 0.8, close.shape) * (high4 - low4)))
     parts = []
-    for item, v in [("open", open_), ("high", high), ("low", low), ("close", close),
-                    ("volume", volume)]:
+    for item, v in items:
         parts.append(pd.DataFrame({"item": item, "entity": np.tile(codes, days),
                                    "period": np.repeat(dates, entities),
                                    "value": np.round(v, 4).ravel()}))
@@ -93,15 +114,22 @@ def main() -> int:
     ap.add_argument("--entities", type=int, default=200)
     ap.add_argument("--days", type=int, default=1000)
     ap.add_argument("--recalc", action="store_true", help="also save and recalculate them")
+    ap.add_argument("--alpha101", action="store_true",
+                    help="evaluate the 101 Formulaic Alphas catalog instead")
     args = ap.parse_args()
+    items = ["open", "high", "low", "close", "volume"] + (["vwap"] if args.alpha101 else [])
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'bench.db'}"
         eng = Engine(url, user="bench")
         t0 = time.perf_counter()
-        eng.load_data(data(args.entities, args.days), frequencies=dict.fromkeys(
-            ["open", "high", "low", "close", "volume"], "daily"))
+        eng.load_data(data(args.entities, args.days, vwap=args.alpha101),
+                      frequencies=dict.fromkeys(items, "daily"))
         load = time.perf_counter() - t0
-        feats = features()
+        if args.alpha101:
+            rows, feats = alpha101()
+            eng.set_formulas(rows)
+        else:
+            feats = features()
         reads = [0.0]
         real = eng.store.read_item
 
@@ -122,17 +150,21 @@ def main() -> int:
         rss = peak_rss_mb()
         eng.store.read_item = real
         cells = int(df[list(feats)].notna().to_numpy().sum())
-        print(f"data: {args.entities:,} entities x {args.days:,} days, 5 items "
-              f"({5 * args.entities * args.days:,} points) loaded in {load:.1f}s on "
+        print(f"data: {args.entities:,} entities x {args.days:,} days, {len(items)} items "
+              f"({len(items) * args.entities * args.days:,} points) loaded in {load:.1f}s on "
               f"{url.split(':')[0]}")
-        print(f"evaluate: {len(feats)} features in {wall:.2f}s (items read in {reads[0]:.2f}s), "
-              f"{len(df):,} rows, {cells:,} cells, {cells / wall:,.0f} cells/s, "
+        what = (f"alphas (and their {len(rows) - len(feats)} helpers)" if args.alpha101
+                else "features")
+        print(f"evaluate: {len(feats)} {what} in {wall:.2f}s (items read in {reads[0]:.2f}s), "
+              f"{len(df):,} rows, {cells:,} cells with a value "
+              f"({len(df) * len(feats):,} in all), {cells / wall:,.0f} cells/s, "
               f"peak RSS {rss:,.0f} MB")
         if args.recalc:
-            eng.set_formulas(feats)
+            if not args.alpha101:
+                eng.set_formulas(feats)
             t0 = time.perf_counter()
             rep = eng.recalc()
-            print(f"recalc: the same {len(feats)} formulas, full run in "
+            print(f"recalc: the same {len(eng.formulas(canonical=False))} formulas, full run in "
                   f"{time.perf_counter() - t0:.2f}s, {rep.records_written:,} records written")
             t0 = time.perf_counter()
             with eng.store.transaction(write=False) as conn:

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import alpha101_catalog as a101
 import numpy as np
 import pandas as pd
 
@@ -679,6 +680,11 @@ def build(out_dir: Path) -> dict[str, int]:
     (out_dir / "catalogs").mkdir(exist_ok=True)
     counts["catalogs/alpha158.yaml"] = write_catalog(out_dir / "catalogs" / "alpha158.yaml",
                                                      ALPHA158_HEADER, alpha158())
+    counts["catalogs/alpha101.yaml"] = write_catalog(out_dir / "catalogs" / "alpha101.yaml",
+                                                     a101.ALPHA101_HEADER, a101.alpha101())
+    counts["catalogs/alpha101_industry.yaml"] = write_catalog(
+        out_dir / "catalogs" / "alpha101_industry.yaml", a101.ALPHA101_INDUSTRY_HEADER,
+        a101.alpha101_industry())
     return counts
 
 

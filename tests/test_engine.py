@@ -19,6 +19,7 @@ from tracecalc.errors import (
     ValidationError,
 )
 from tracecalc.storage.files import read_formulas
+from tracecalc.storage.schema import SCHEMA_VERSION
 
 QUARTERS = ["2024-03-31", "2024-06-30", "2024-09-30", "2024-12-31"]
 
@@ -336,7 +337,7 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         eng.set_formula("n", "m / revenue")
         first = eng.recalc()
         before = {n: eng.records(n) for n in ("m", "n")}
-    assert _layout(url) == {"schema": "10", "tc_data": "without rowid",
+    assert _layout(url) == {"schema": SCHEMA_VERSION, "tc_data": "without rowid",
                             "tc_records": "without rowid", "tc_digests": "without rowid"}
     with Engine(url).store.engine.begin() as c:  # as the old schema left it
         if old == "5":
@@ -348,12 +349,15 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
             for name in ("tc_data", "tc_records", "tc_digests"):
                 _as_rowid_table(c, name)
         for name in ("tc_data_versions", "tc_record_versions", "tc_snapped",
-                     "tc_entity_attributes"):  # schema 9's and 10's
+                     "tc_entity_attributes"):  # schema 9's and 11's
             c.exec_driver_sql(f"DROP TABLE {name}")
+        for table, col in (("tc_formulas", "stale_since"), ("tc_run_formulas", "first_period"),
+                           ("tc_run_formulas", "records_read")):  # schema 10's
+            c.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {col}")
         c.exec_driver_sql(f"UPDATE tc_meta SET value = '{old}' WHERE key = 'schema'")
     assert _layout(url)["tc_records"] == "rowid"
     with Engine(url) as eng:
-        assert _layout(url) == {"schema": "10", "tc_data": "without rowid",
+        assert _layout(url) == {"schema": SCHEMA_VERSION, "tc_data": "without rowid",
                                 "tc_records": "without rowid", "tc_digests": "without rowid"}
         for n in ("m", "n"):
             pd.testing.assert_frame_equal(eng.records(n), before[n])
@@ -364,8 +368,8 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         assert eng.recalc().records_written > 0
     with Engine(url).store.engine.begin() as c:
         c.exec_driver_sql("UPDATE tc_meta SET value = '4' WHERE key = 'schema'")
-    with pytest.raises(TracecalcError, match="schema version 4 is not 10, and tracecalc "
-                                             "upgrades only schemas 5 and later"):
+    with pytest.raises(TracecalcError, match=f"schema version 4 is not {SCHEMA_VERSION}, "
+                                             "and tracecalc upgrades only schemas 5 and later"):
         Engine(url)
 
 

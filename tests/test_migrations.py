@@ -13,7 +13,10 @@ from conftest import SAMPLE, make_cli, make_database
 from tracecalc.engine import Engine
 from tracecalc.errors import DatabaseError
 from tracecalc.storage import Store, migrations, normalise_url
-from tracecalc.storage.schema import NAME_COLUMNS, metadata
+from tracecalc.storage.schema import NAME_COLUMNS, SCHEMA_VERSION, metadata
+
+HEAD = f"schema{SCHEMA_VERSION}"
+NEXT = int(SCHEMA_VERSION) + 1  # a schema of a newer tracecalc
 
 # The tables as schema 7 made them (SQLite's bulk tables WITHOUT ROWID; names in the
 # database's default collation, which on MariaDB ignores case). Schemas 5 and 6 differ on
@@ -109,7 +112,10 @@ def rewrite_as(url: str, schema: str) -> None:
             c.exec_driver_sql(statement)
         for name, table_rows in rows.items():
             if table_rows and (schema != "5" or name != "tc_digests"):
-                c.execute(sa.insert(metadata.tables[name]), table_rows)
+                have = {col["name"] for col in sa.inspect(c).get_columns(name)}
+                old = sa.table(name, *(sa.column(k) for k in table_rows[0] if k in have))
+                c.execute(sa.insert(old), [{k: v for k, v in r.items() if k in have}
+                                           for r in table_rows])
         if dialect == "postgresql":  # explicit ids leave the sequences behind
             for t in ("tc_items", "tc_entities", "tc_formulas", "tc_formula_history", "tc_runs"):
                 c.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), "
@@ -171,9 +177,9 @@ def test_the_revisions_end_at_the_head():
 
 def test_a_new_database_is_stamped_at_the_head(server_db):
     Engine(server_db).close()
-    assert state(server_db) | {"layout": None} == {"schema": "10", "revision": "schema10",
+    assert state(server_db) | {"layout": None} == {"schema": SCHEMA_VERSION, "revision": HEAD,
                                                    "layout": None}
-    assert make_cli(server_db)("db", "current").output.strip() == "schema10 (head)"
+    assert make_cli(server_db)("db", "current").output.strip() == f"{HEAD} (head)"
 
 
 def test_a_schema_7_database_is_upgraded_in_place(server_db):
@@ -184,17 +190,17 @@ def test_a_schema_7_database_is_upgraded_in_place(server_db):
     if server_db.startswith("mysql"):
         assert "utf8mb4_bin" not in old["layout"].values()  # names still ignore case
     cli = make_cli(server_db)
-    with pytest.raises(DatabaseError, match="older than this tracecalc's 10; upgrade it first "
-                                            "with: tracecalc db upgrade --db "):
+    with pytest.raises(DatabaseError, match=f"older than this tracecalc's {SCHEMA_VERSION}; "
+                                            "upgrade it first with: tracecalc db upgrade --db "):
         Engine(server_db, create=False)  # a read: refused, and nothing written
     assert state(server_db) == old
     res = cli("list", code=1)
     assert "tracecalc db upgrade --db" in res.output and len(res.output.splitlines()) == 1
-    assert "schema7 (not the head, schema10" in cli("db", "current").output
+    assert f"schema7 (not the head, {HEAD}" in cli("db", "current").output
 
     with Engine(server_db) as eng:  # opening to write upgrades
         now = state(server_db)
-        assert (now["schema"], now["revision"]) == ("10", "schema10")
+        assert (now["schema"], now["revision"]) == (SCHEMA_VERSION, HEAD)
         if server_db.startswith("sqlite"):
             assert all(now["layout"].values())
         if server_db.startswith("mysql"):
@@ -203,7 +209,7 @@ def test_a_schema_7_database_is_upgraded_in_place(server_db):
             pd.testing.assert_frame_equal(eng.records(n), before["records"][n])
         pd.testing.assert_frame_equal(eng.entities(), before["entities"])
         assert eng.history("m") == before["history"] and len(eng.runs()) == before["runs"]
-        assert eng.status()["stale"] == []
+        assert eng.status()["stale"] == ["m", "n"]  # schema 10: digests are recomputed
         again = eng.recalc(full=True)
         assert (again.records_written, again.records_unchanged) == (0, before["written"])
 
@@ -217,8 +223,8 @@ def test_a_schema_7_database_is_upgraded_in_place(server_db):
         m, big_m = eng.records("m"), eng.records("M")
         assert m.loc[m["entity"] == "acme", "value"].tolist() == [10.0 - 2 * 3.0]
         assert big_m.loc[big_m["entity"] == "acme", "value"].tolist() == [20.0]
-    assert cli("db", "current").output.strip() == "schema10 (head)"
-    assert cli("db", "upgrade").output.strip() == "already at the head, schema10"
+    assert cli("db", "current").output.strip() == f"{HEAD} (head)"
+    assert cli("db", "upgrade").output.strip() == f"already at the head, {HEAD}"
 
 
 @pytest.mark.parametrize("schema", ["5", "6"])
@@ -229,8 +235,8 @@ def test_an_older_sqlite_database_is_upgraded_by_db_upgrade(tmp_path, schema):
     assert state(url) == {"schema": schema, "revision": None, "layout": dict.fromkeys(
         ["tc_data", "tc_records"] + (["tc_digests"] if schema == "6" else []), False)}
     cli = make_cli(url)
-    assert cli("db", "upgrade").output.strip() == f"upgraded from schema{schema} to schema10"
-    assert state(url) == {"schema": "10", "revision": "schema10", "layout": dict.fromkeys(
+    assert cli("db", "upgrade").output.strip() == f"upgraded from schema{schema} to {HEAD}"
+    assert state(url) == {"schema": SCHEMA_VERSION, "revision": HEAD, "layout": dict.fromkeys(
         ["tc_data", "tc_records", "tc_digests"], True)}
     with Engine(url, create=False) as eng:
         for n in ("m", "n"):
@@ -245,9 +251,11 @@ def test_a_database_of_a_newer_tracecalc_is_refused_untouched(tmp_path):
     Engine(url).close()
     eng = sa.create_engine(url)
     for sql, match in [
-            ("UPDATE tc_meta SET value = '11' WHERE key = 'schema'", "at schema 11 .*newer than"),
-            ("UPDATE tc_alembic_version SET version_num = 'schema11'",
-             "revision schema11.*newer than this tracecalc's 10: upgrade tracecalc")]:
+            (f"UPDATE tc_meta SET value = '{NEXT}' WHERE key = 'schema'",
+             f"at schema {NEXT} .*newer than"),
+            (f"UPDATE tc_alembic_version SET version_num = 'schema{NEXT}'",
+             f"revision schema{NEXT}.*newer than this tracecalc's {SCHEMA_VERSION}: upgrade "
+             "tracecalc")]:
         with eng.begin() as c:
             c.exec_driver_sql(sql)
         for create in (True, False):
@@ -255,10 +263,12 @@ def test_a_database_of_a_newer_tracecalc_is_refused_untouched(tmp_path):
                 Engine(url, create=create)
         res = make_cli(url)("db", "upgrade", code=1)
         assert "newer than" in res.output and len(res.output.splitlines()) == 1
-        assert "newer than this tracecalc's head schema10" in make_cli(url)("db", "current").output
+        assert f"newer than this tracecalc's head {HEAD}" in \
+            make_cli(url)("db", "current").output
         with eng.begin() as c:
-            c.exec_driver_sql("UPDATE tc_meta SET value = '10' WHERE key = 'schema'")
-            c.exec_driver_sql("UPDATE tc_alembic_version SET version_num = 'schema10'")
+            c.exec_driver_sql(f"UPDATE tc_meta SET value = '{SCHEMA_VERSION}' "
+                              "WHERE key = 'schema'")
+            c.exec_driver_sql(f"UPDATE tc_alembic_version SET version_num = '{HEAD}'")
     eng.dispose()
 
 
@@ -271,6 +281,46 @@ def test_db_commands_on_a_missing_or_empty_database(tmp_path):
     cli = make_cli(f"sqlite:///{tmp_path / 'empty.db'}")
     for cmd in ("current", "upgrade"):
         assert "no tracecalc tables" in cli("db", cmd, code=1).output
+
+
+def undo_schema10(c) -> None:
+    """Take out what schema 10 added (a database as schema 9 left it)."""
+    for table, col in (("tc_formulas", "stale_since"), ("tc_run_formulas", "first_period"),
+                       ("tc_run_formulas", "records_read")):
+        c.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {col}")
+
+
+def undo_schema11(c) -> None:
+    """Take out what schema 11 added (a database as schema 10 left it)."""
+    c.exec_driver_sql("DROP TABLE tc_entity_attributes")
+
+
+def test_schema_10_keeps_records_and_recomputes_digests(server_db):
+    """Schema 10 digests present cells with their dates: the old digests go, every formula
+    is recomputed once (its records compared cell by cell, none rewritten), and
+    ``verify`` finds nothing missing."""
+    with Engine(server_db) as eng:
+        eng.load_data(pd.DataFrame({"item": "revenue", "entity": ["A", "B"],
+                                    "period": "2024-03-31", "value": [1.0, 2.0]}),
+                      frequencies={"revenue": "quarterly"})
+        eng.set_formula("twice", "revenue * 2")
+        eng.recalc()
+    eng = sa.create_engine(normalise_url(server_db))
+    with eng.begin() as c:
+        undo_schema11(c)
+        undo_schema10(c)
+        c.exec_driver_sql("UPDATE tc_meta SET value = '9' WHERE " +
+                          ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
+        c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema9'")
+    eng.dispose()
+    assert make_cli(server_db)("db", "upgrade").output.strip() == \
+        f"upgraded from schema9 to {HEAD}"
+    with Engine(server_db) as eng:
+        assert eng.status()["states"]["twice"] == "stale"
+        run = eng.recalc()
+        assert run.records_written == 0 and run.records_unchanged == 2
+        assert eng.verify().ok
+        assert eng.records("twice")["value"].tolist() == [2.0, 4.0]
 
 
 def test_schema_9_fills_the_calendars_and_marks_their_formulas_stale(server_db):
@@ -292,13 +342,14 @@ def test_schema_9_fills_the_calendars_and_marks_their_formulas_stale(server_db):
                           "tc_formulas f, tc_entities e")
         c.exec_driver_sql("UPDATE tc_meta SET value = '8' WHERE " +
                           ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
-        for t in ("tc_data_versions", "tc_record_versions", "tc_snapped",
-                  "tc_entity_attributes"):
+        for t in ("tc_data_versions", "tc_record_versions", "tc_snapped"):
             c.exec_driver_sql(f"DROP TABLE {t}")
+        undo_schema11(c)
+        undo_schema10(c)
         c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema8'")
     eng.dispose()
     assert make_cli(server_db)("db", "upgrade").output.strip() == \
-        "upgraded from schema8 to schema10"
+        f"upgraded from schema8 to {HEAD}"
     with Engine(server_db) as eng:
         assert eng.status()["states"]["prev"] == "stale"
         eng.recalc()
@@ -307,8 +358,8 @@ def test_schema_9_fills_the_calendars_and_marks_their_formulas_stale(server_db):
         assert got["value"].tolist() == [1.0, 2.0]  # 2024-12-31's lag is the missing Q3
 
 
-def test_schema_10_adds_entity_attributes(server_db):
-    """A schema-9 database (no tc_entity_attributes) upgrades in place: its entities keep
+def test_schema_11_adds_entity_attributes(server_db):
+    """A schema-10 database (no tc_entity_attributes) upgrades in place: its entities keep
     their names and sectors, a formula grouping by sector keeps its records, and entities
     files with more columns (industry) load and group afterwards."""
     with Engine(server_db) as eng:
@@ -321,14 +372,14 @@ def test_schema_10_adds_entity_attributes(server_db):
         eng.recalc()
         before = {"entities": eng.entities(), "d": eng.records("d")}
     eng = sa.create_engine(normalise_url(server_db))
-    with eng.begin() as c:  # as schema 9 left it
-        c.exec_driver_sql("DROP TABLE tc_entity_attributes")
-        c.exec_driver_sql("UPDATE tc_meta SET value = '9' WHERE " +
+    with eng.begin() as c:  # as schema 10 left it
+        undo_schema11(c)
+        c.exec_driver_sql("UPDATE tc_meta SET value = '10' WHERE " +
                           ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
-        c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema9'")
+        c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema10'")
     eng.dispose()
     assert make_cli(server_db)("db", "upgrade").output.strip() == \
-        "upgraded from schema9 to schema10"
+        "upgraded from schema10 to schema11"
     with Engine(server_db) as eng:
         pd.testing.assert_frame_equal(eng.entities(), before["entities"])
         pd.testing.assert_frame_equal(eng.records("d"), before["d"])

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from conftest import ROOT, SAMPLE
 from tracecalc.cli import main
 from tracecalc.engine import Engine
-from tracecalc.evaluator import column_digests, prefix_digests
+from tracecalc.evaluator import column_digests, updated_digests
 from tracecalc.task import compare
 
 QUARTERS = ["2023-03-31", "2023-06-30", "2023-09-30", "2023-12-31", "2024-03-31",
@@ -121,8 +121,10 @@ def test_a_tampered_digest_is_found_and_rewritten(engine):
     with engine.store.transaction() as conn:
         stored = engine.store.read_digests(conn, fid, np.array([eid]))
     assert stored[0] != 12345
-    col = engine.records("margin", ["B"])["value"].to_numpy()[:, None]
-    assert stored[0] == column_digests(col)[0]  # B has a margin in every quarter
+    recs = engine.records("margin", ["B"])
+    col = recs["value"].to_numpy()[:, None]
+    days = pd.to_datetime(recs["period"]).to_numpy().astype("datetime64[D]")
+    assert stored[0] == column_digests(col, days)[0]
 
 
 def test_a_deleted_record_and_a_deleted_digest(engine):
@@ -162,16 +164,16 @@ def test_stray_records_and_digests_are_reported_and_removed(engine):
     assert engine.verify().ok
 
 
-def test_digests_of_a_shorter_calendar_are_not_mismatches(engine):
+def test_digests_stay_true_when_the_calendar_grows(engine):
     build(engine)
-    # a new quarter for A only: the others keep digests of the five-quarter... six-quarter
-    # calendar, now seven long
+    # a new quarter for A only: the others keep the digests written before the calendar
+    # grew, and those still describe their records (missing cells are no cells)
     engine.load_data(pd.DataFrame({"item": ["revenue", "cogs"], "entity": ["A", "A"],
                                    "period": ["2024-09-30"] * 2, "value": ["200", "50"]}))
     engine.recalc()
     rep = engine.verify()
     assert rep.ok, rep.findings
-    assert rep.outdated_digests > 0
+    assert rep.counts == ()
 
 
 def test_verify_reads_in_bounded_chunks(engine):
@@ -223,27 +225,44 @@ def test_compare_with_verify_diffs_every_cell():
     ids_ = np.array([10, 11, 12])
     stored = new.copy()
     stored[0, 1] = 9.0  # records changed behind the digest
-    digests = column_digests(new)
+    days = np.array(["2024-03-31", "2024-06-30"], dtype="datetime64[D]")
+    digests = column_digests(new, days)
     digests_stored = digests.copy()
     digests_stored[2] = 7  # a wrong digest over right records
     out, unchanged = compare(new, ids_, digests_stored, lambda sub: stored[:, np.searchsorted(
-        ids_, sub)])
+        ids_, sub)], days)
     assert out.ids.tolist() == [12] and out.diff.written == 0  # trusting the digests
     out, unchanged = compare(new, ids_, digests_stored, lambda sub: stored[:, np.searchsorted(
-        ids_, sub)], verify=True)
+        ids_, sub)], days, verify=True)
     assert out.ids.tolist() == [11, 12]  # the changed cell's entity and the wrong digest
     assert out.diff.written == 1 and out.diff.update[0, 0]
     assert out.digests.tolist() == digests[[1, 2]].tolist()
     assert unchanged == 4 and out.diff.unchanged == 2
 
 
-def test_prefix_digests_are_the_digests_of_the_first_rows():
+def test_digests_see_present_cells_with_their_dates_and_update_from_changes():
     rng = np.random.default_rng(3)
+    days = np.arange(np.datetime64("2024-01-01"), np.datetime64("2024-01-10"))
     panel = rng.normal(size=(9, 4))
     panel[rng.random(panel.shape) < 0.3] = np.nan
-    pre = prefix_digests(panel)
-    for k in range(10):
-        assert pre[k].tolist() == column_digests(panel[:k]).tolist()
+    d = column_digests(panel, days)
+    # a missing row is no cell: a longer calendar with nothing there digests the same
+    longer = np.vstack([panel, np.full((3, 4), np.nan)])
+    more = np.arange(days[0], days[-1] + 4)
+    assert column_digests(longer, more).tolist() == d.tolist()
+    # the same values on other dates, or one bit changed, digest differently
+    assert (column_digests(panel, days + 1) != d).all()
+    bumped = panel.copy()
+    bumped[4] = np.nextafter(bumped[4], np.inf)
+    full = column_digests(bumped, days)
+    changed = ~np.isnan(panel[4])
+    assert (full[changed] != d[changed]).all() and (full[~changed] == d[~changed]).all()
+    # updating from the changed rows gives the digest of the whole new column
+    tail = slice(4, None)
+    up = updated_digests(d, panel[tail], bumped[tail], days[tail])
+    assert up.tolist() == full.tolist()
+    assert updated_digests(np.zeros(4, np.int64), panel[tail], bumped[tail],
+                           days[tail]).tolist() == [0] * 4
 
 
 # -- the command line ------------------------------------------------------------------------

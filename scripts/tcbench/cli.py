@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .costs import costs_bench
+from .daily import daily_bench
 from .databases import Database
 from .loads import child_loads, loads_bench
 from .pit import pit_bench
@@ -67,6 +68,12 @@ def main(argv=None) -> int:
                      help="only: daily prices and quarterly fundamentals with report dates and "
                           "5%% restatements, daily asof formulas; cold full recalc vs floor")
     pit.add_argument("--years", type=int, default=5, help="business years of prices (--pit)")
+    daily = ap.add_argument_group("the nightly batch at daily scale (--daily)")
+    daily.add_argument("--daily", action="store_true",
+                       help="only: a daily model; load, cold full, one new day, a late "
+                            "value 30 days back, no-change full, next to the floor")
+    daily.add_argument("--days", default="1000,2500",
+                       help="history lengths in business days (--daily)")
     loads = ap.add_argument_group("data loads (--loads)")
     loads.add_argument("--loads", action="store_true",
                        help="only: load_data of a CSV into a fresh database, the same file "
@@ -78,7 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--child-load", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-recalc", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    sizes = (50_000, 5, 8, 4) if args.costs else (200, 2000, 40, 20)
+    sizes = ((50_000, 5, 8, 4) if args.costs else (100, 1000, 40, 20) if args.daily
+             else (200, 2000, 40, 20))
     for name, default in zip(("formulas", "entities", "periods", "items"), sizes):
         if getattr(args, name) is None:
             setattr(args, name, default)
@@ -94,6 +102,10 @@ def main(argv=None) -> int:
             args.entities = 500
         args.repeat = args.repeat or 3
         pit_bench(args, results)
+        _write_json(args, results)
+        return 0
+    if args.daily:
+        daily_bench(args, results)
         _write_json(args, results)
         return 0
     if args.loads:

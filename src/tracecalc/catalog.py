@@ -161,11 +161,14 @@ def read(store: Store, conn, cache: FactsCache, names: Iterable[str] = (), *,
 
 def apply(store: Store, conn, marks: Marks, ids: Mapping[str, int]) -> None:
     """Write the tracer's marks (``ids``: formula name -> id)."""
-    if marks.stale:
-        store.set_state(conn, list(marks.stale), FormulaState.STALE, bump=marks.bump)
+    by_since: dict = {}
+    for name in marks.stale:
+        by_since.setdefault(marks.since.get(name), []).append(name)
+    for since, names in by_since.items():
+        store.set_state(conn, names, FormulaState.STALE, bump=marks.bump, since=since)
     for name, entity_ids in marks.partial.items():
         store.mark_entities(conn, ids[name], np.asarray(entity_ids, dtype=np.int64),
-                            bump=marks.bump)
+                            bump=marks.bump, since=marks.since.get(name))
 
 
 def trace(store: Store, conn, graph: Graph[str], marks: Marks,

@@ -46,15 +46,15 @@ def _partitions(client, plan_future, session: RunIO, names: list[str],
     import distributed
 
     futures = [client.submit(run_partition, plan_future, names, part, tally.within(part),
-                             direct, pure=False)
+                             direct, first=tally.first, pure=False)
                for part in parts]
     try:
         for fut in futures:
-            stats, ch, results = fut.result()
+            stats, ch, results, first = fut.result()
             with session.group():  # SQLite: the client is the one writer
                 for name, outcome in results:
                     session.write(FormulaRunStats(name), outcome, False)
-            tally.add(stats, ch)
+            tally.add(stats, ch, first=first)
     except BaseException as e:
         # No partition may still be writing once this run fails and lets go of its lock:
         # wait for the running ones (each commits or rolls back its own transactions).
@@ -65,10 +65,11 @@ def _partitions(client, plan_future, session: RunIO, names: list[str],
 
 
 def run_partition(plan: RunPlan, names: list[str], ids: np.ndarray,
-                  changed: dict[str, np.ndarray], direct: bool, threads: int = 1):
+                  changed: dict[str, np.ndarray], direct: bool, threads: int = 1,
+                  first: dict | None = None):
     """Runs on a worker: the formulas ``names`` (one stage, no cross-sectional formula)
     over the entities ``ids``. Returns (stats, changed entities per formula, results the
-    client must write: empty when ``direct``)."""
+    client must write: empty when ``direct``, the first period each changed)."""
     session = RunIO(plan, _store(plan.url))
     results: list = []
 
@@ -80,9 +81,9 @@ def run_partition(plan: RunPlan, names: list[str], ids: np.ndarray,
                     changed=changed, final=False, concurrent_reads=direct,
                     group=session.group if direct else nullcontext, versions=session.versions,
                     stored_versions=session.stored_versions, calendar=session.calendar,
-                    downsample=session.downsample, inline=session.inline)
+                    downsample=session.downsample, inline=session.inline, first=first)
     stats = runner.run()
-    return stats, runner.changed, results
+    return stats, runner.changed, results, runner.first
 
 
 def run(plan: RunPlan, session: RunIO, options: RunOptions,

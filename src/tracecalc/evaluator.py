@@ -238,48 +238,47 @@ class Diff:
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_NAN_BITS = np.uint64(0x7FF8000000000000)
+_EMPTY = np.uint64(0x6A09E667F3BCC909)  # the digest of a column with no cells
 
 
-def column_digests(panel: np.ndarray) -> np.ndarray:
-    """One 64-bit digest (int64, never 0) per column of a panel: its values row by row,
-    missing ones included, so a column digests equal to a stored one only if every cell
-    holds the same bits (-0.0 counts as 0.0, every NaN as one NaN, as storage does).
+def column_digests(panel: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """One 64-bit digest (int64, 0 only by a 2**-64 chance) per column of a panel whose rows
+    are the dates ``days``: a column digests equal to a stored one only if every cell holds
+    the same bits (-0.0 counts as 0.0, as storage keeps it; a missing cell is no cell).
 
-    Each cell's bits, salted with its row number, go through the splitmix64 finaliser and
-    the results are summed per column: vectorised, and a different calendar length or any
-    changed cell gives a different digest (collision odds about 2**-63).
+    Each present cell's bits, salted with its date, go through the splitmix64 finaliser and
+    the results are summed per column (mod 2**64): vectorised, blind to missing rows (a
+    calendar that grows leaves the digests of unchanged columns as they were), and
+    updatable from the cells that changed (``updated_digests``).
     """
-    x = _mixed_cells(panel)
-    return _finish(x.sum(axis=0, dtype=np.uint64), x.shape[0])
+    return (_mixed_cells(panel, days).sum(axis=0, dtype=np.uint64) ^ _EMPTY).view(np.int64)
 
 
-def prefix_digests(panel: np.ndarray) -> np.ndarray:
-    """Row k: the ``column_digests`` of the panel's first k rows (k = 0 .. periods). A
-    digest stored before the calendar gained later periods is one of these."""
-    x = _mixed_cells(panel)
-    sums = np.zeros((x.shape[0] + 1, x.shape[1]), dtype=np.uint64)
-    np.cumsum(x, axis=0, dtype=np.uint64, out=sums[1:])
-    return _finish(sums, np.arange(x.shape[0] + 1, dtype=np.uint64)[:, None])
+def updated_digests(stored: np.ndarray, old: np.ndarray, new: np.ndarray,
+                    days: np.ndarray) -> np.ndarray:
+    """The digests of columns whose rows at ``days`` change from ``old`` to ``new`` (the
+    other rows as they were), from their ``stored`` digests; 0 where none is stored."""
+    s = np.asarray(stored, dtype=np.int64).view(np.uint64) ^ _EMPTY
+    s = s - _mixed_cells(old, days).sum(axis=0, dtype=np.uint64)
+    s = s + _mixed_cells(new, days).sum(axis=0, dtype=np.uint64)
+    out = (s ^ _EMPTY).view(np.int64)
+    return np.where(np.asarray(stored) == 0, 0, out)
 
 
-def _mixed_cells(panel: np.ndarray) -> np.ndarray:
+def _mixed_cells(panel: np.ndarray, days: np.ndarray) -> np.ndarray:
     v = np.asarray(panel, dtype=np.float64) + 0.0
     bits = np.ascontiguousarray(v).view(np.uint64).copy()
-    bits[np.isnan(v)] = _NAN_BITS
-    n = v.shape[0]
-    x = bits ^ (np.arange(1, n + 1, dtype=np.uint64) * _GOLDEN)[:, None]
+    salt = (np.asarray(days, dtype="datetime64[D]").astype(np.int64).astype(np.uint64)
+            + np.uint64(1)) * _GOLDEN
+    x = bits ^ salt[:, None]
     x ^= x >> np.uint64(30)
     x *= _M1
     x ^= x >> np.uint64(27)
     x *= _M2
     x ^= x >> np.uint64(31)
+    x[np.isnan(v)] = 0
     return x
 
-
-def _finish(h: np.ndarray, n) -> np.ndarray:
-    h = h ^ (np.asarray(n, dtype=np.uint64) * _M1)  # the calendar length (mod 2**64)
-    return (h | np.uint64(1)).view(np.int64)
 
 
 def diff_panels(new: np.ndarray, old: np.ndarray) -> Diff:

@@ -73,6 +73,38 @@ class FormulaFacts:
         return compile_tree(tree, self.name or "formula")
 
     @cached_property
+    def window(self) -> int | None:
+        """How many periods before t a run reads its compiled inputs to give its values
+        from t on (an ``asof`` input is aligned on its own calendar first); None when a
+        recursive function or a downsampling makes that all of history."""
+        if self.downsampled:
+            return None
+        tree = _converted_inputs(self.tree, self.frequency) if self.asof else self.tree
+        back = lookback(tree).values()
+        return None if any(b is None for b in back) else max(back, default=0)
+
+    @cached_property
+    def resume(self) -> tuple[str, int, Compiled, int] | None:
+        """A formula that is one recursive call over an expression with a window
+        (``ema(close / lag(close) - 1, 10)``): (function, n, the compiled argument, its
+        window), so a run from period t continues from its own last value before t; None
+        otherwise (a recursive call inside an expression is recomputed whole)."""
+        t = self.tree
+        # (a cross-sectional argument works across every entity: it cannot continue for a
+        # part of them)
+        if (not isinstance(t, Call) or t.func not in _RECURSIVE or self.downsampled
+                or self.cross_sectional):
+            return None
+        inner = _converted_inputs(t.args[0], self.frequency) if self.asof else t.args[0]
+        back = lookback(inner).values()
+        if any(b is None for b in back):
+            return None
+        arg = compile_tree(inner, f"{self.name or 'formula'}: argument")
+        if arg.inputs != self.compiled.inputs:
+            return None
+        return t.func, int(t.args[1].value), arg, max(back, default=0)
+
+    @cached_property
     def direct(self) -> frozenset[str]:
         """The references read somewhere outside ``asof`` and the downsampling functions
         (on the formula's frequency)."""
@@ -109,6 +141,7 @@ class FormulaFacts:
         # Generated code does not pickle (a Dask worker compiles its own copy).
         state = dict(self.__dict__)
         state.pop("compiled", None)
+        state.pop("resume", None)
         return state
 
     def __setstate__(self, state: dict) -> None:

@@ -7,9 +7,8 @@ hand-made UPDATE) stay unseen by every run while their digest is intact. Here ea
 formula's records are read into panels on its calendar exactly as a run reads them, chunk
 of entities by chunk, digested with ``column_digests`` and compared with ``tc_digests``.
 
-A digest written before its calendar gained later periods was computed over fewer rows; it
-equals the digest of the panel's first rows (``prefix_digests``) and is only out of date
-(the next run compares that entity cell by cell and refreshes it), not a mismatch.
+A digest covers present cells only, salted with their dates, so one written before its
+calendar gained later periods still describes the same records.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from tracecalc.errors import DatabaseError
-from tracecalc.evaluator import column_digests, prefix_digests, to_panel
+from tracecalc.evaluator import column_digests, to_panel
 from tracecalc.model import VerifyFinding, VerifyReport
 from tracecalc.storage import Store
 
@@ -36,7 +35,6 @@ class _Findings:
     def __init__(self) -> None:
         self.listed: list[VerifyFinding] = []
         self.counts: Counter[str] = Counter()
-        self.outdated = 0
         self.corrupt = False
         self.tables: set[str] = set()  # damaged, as the database or a failed read says
 
@@ -117,7 +115,7 @@ def verify(store: Store, chunk_entities: int | None = None,
         database=store.safe_url, integrity_method=check.method, integrity=check.problems,
         formulas=len(rows), entities=len(universe), records=sizes["records"],
         digests=sizes["digests"], findings=tuple(found.listed),
-        counts=tuple(sorted(found.counts.items())), outdated_digests=found.outdated,
+        counts=tuple(sorted(found.counts.items())),
         notes=check.notes, corrupt=found.corrupt, damaged_tables=tuple(sorted(found.tables)),
         seconds=time.perf_counter() - t0)
 
@@ -180,21 +178,11 @@ def _chunk(name: str, part: np.ndarray, recs, digs, codes, calendar, found: _Fin
                   "digest of an entity that no longer exists")
     stored = np.zeros(len(part), dtype=np.int64)
     stored[np.searchsorted(part, de[in_part])] = dv[in_part]
-    computed = column_digests(panel)
+    computed = column_digests(panel, calendar)
     for j in np.flatnonzero((stored == 0) & has.any(axis=0)):
         found.add("missing digest", name, _code(codes, int(part[j])),
                   f"{int(placed[j]):,} records without a digest")
     differ = np.flatnonzero((stored != 0) & (stored != computed))
-    if len(differ) == 0:
-        return
-    # out of date, not wrong: the digest of the first k rows, the later rows all missing
-    prefixes = prefix_digests(panel[:, differ])
-    last = len(calendar) - np.argmax(has[::-1, differ], axis=0)
-    last[~has[:, differ].any(axis=0)] = 0
-    rows_k = np.arange(prefixes.shape[0])[:, None]
-    outdated = ((prefixes == stored[differ]) & (rows_k >= last) &
-                (rows_k < len(calendar))).any(axis=0)
-    found.outdated += int(outdated.sum())
-    for j in differ[~outdated]:
+    for j in differ:
         found.add("mismatch", name, _code(codes, int(part[j])),
                   f"the stored digest does not match its {int(placed[j]):,} stored records")

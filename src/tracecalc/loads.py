@@ -39,6 +39,7 @@ def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap:
                                    snap=snap, progress=tell)
         tell(len(batch), len(batch), "marking dependents stale")
         stale = trace(store, conn, cat, changes.changed_entities,
+                      first=changes.first_changed, added=changes.added_periods,
                       grown=changes.grown_calendars,
                       shrunk=set(changes.removed_periods) | changes.shrunk_coarser,
                       new_entities=changes.new_entity_ids)
@@ -55,7 +56,7 @@ def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap:
 
 def trace(store, conn, cat: Catalog, changed: dict[str, np.ndarray], *,
           grown: Iterable[str] = (), shrunk: Iterable[str] = (),
-          new_entities: np.ndarray = tracer.NONE) -> list[str]:
+          new_entities: np.ndarray = tracer.NONE, first=None, added=None) -> list[str]:
     """Mark what a change of data points makes stale, then everything downstream pending;
     returns every formula handled, in recalculation order."""
     grown, shrunk = set(grown), set(shrunk)
@@ -66,7 +67,8 @@ def trace(store, conn, cat: Catalog, changed: dict[str, np.ndarray], *,
     else:
         reach = sorted({u for us in users.values() for u in us})
     marks = tracer.data_changed(changed, users, {n: cat.facts(n) for n in reach},
-                                grown=grown, shrunk=shrunk, new_entities=new_entities)
+                                grown=grown, shrunk=shrunk, new_entities=new_entities,
+                                first=first, added=added)
     ids = {n: r.id for n, r in cat.formulas.items()}
     return catalog.trace(store, conn, cat.graph, marks, cat.states(), ids)
 
@@ -114,6 +116,7 @@ def delete(store, cache, item: str, codes: list[str], days: list[np.datetime64]
         removed = store.prune_periods(conn, freq, np.unique(pers))
         coarser = store.prune_coarser(conn, freq) if len(removed) else {}
         stale = trace(store, conn, cat, changed,
+                      first={item: pers.min()} if len(pers) and changed else None,
                       shrunk=({freq} | set(coarser)) if len(removed) else ())
         names = store.entity_codes(conn)
     return DeleteResult(

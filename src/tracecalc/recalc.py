@@ -25,6 +25,7 @@ import numpy as np
 from tracecalc.model import FormulaRunStats
 from tracecalc.runner import Runner
 from tracecalc.task import NONE, Outcome, Task, merge_stats, within
+from tracecalc.tracer import earliest
 
 CHUNK_CELLS = 400_000  # entities x periods per chunk when run_plan is given no chunk size
 
@@ -100,6 +101,7 @@ class Tally:
         self.total, self.progress = total, progress
         self.stats: dict[str, FormulaRunStats] = {}
         self.changed: dict[str, np.ndarray] = {}
+        self.first: dict[str, object] = {}  # name -> the first period that changed
         self.io_seconds = 0.0
         self.done = 0
 
@@ -113,10 +115,14 @@ class Tally:
         return {k: within(v, ids) for k, v in self.changed.items()}
 
     def add(self, stats: Sequence[FormulaRunStats], changed: dict[str, np.ndarray],
-            io_seconds: float = 0.0) -> None:
+            io_seconds: float = 0.0, first: dict | None = None) -> None:
         for st in stats:
             self.stats[st.name] = merge_stats(self.stats.get(st.name), st)
         for name, ch in changed.items():
+            if len(ch):
+                day = (first or {}).get(name)
+                self.first[name] = earliest(self.first[name], day) \
+                    if len(self.changed.get(name, NONE)) else day
             self.changed[name] = np.union1d(self.changed.get(name, NONE), ch)
         self.io_seconds += io_seconds
 
@@ -145,8 +151,9 @@ class Here:
                         stored_versions=getattr(s, "stored_versions", None),
                         calendar=getattr(s, "calendar", None),
                         downsample=getattr(s, "downsample", None),
-                        inline=getattr(s, "inline", None), groups=getattr(s, "groups", None))
-        tally.add(runner.run(), runner.changed, runner.io_seconds)
+                        inline=getattr(s, "inline", None), first=tally.first,
+                        groups=getattr(s, "groups", None))
+        tally.add(runner.run(), runner.changed, runner.io_seconds, runner.first)
 
 
 def run_stages(tasks: Sequence[Task], universe: np.ndarray, tally: Tally, here: Here,

@@ -40,9 +40,8 @@ from typing import NamedTuple
 import numpy as np
 
 from tracecalc import pit, tracer
-from tracecalc.evaluator import from_panel
-from tracecalc.facts import parse_asof_input, parse_downsample_input, source_of
-from tracecalc.functions import asof_panel
+from tracecalc.facts import source_of
+from tracecalc.inputs import Inputs, Source
 from tracecalc.iothread import IOThread, short_switch_interval
 from tracecalc.model import FormulaRunStats
 from tracecalc.storage.versions import Versions, diff
@@ -54,15 +53,13 @@ from tracecalc.task import (
     Task,
     Write,
     compare,
+    compare_since,
     merge_stats,
     no_digests,
 )
 
 MAX_PENDING_WRITES = 8
 
-# where an evaluation takes an input from: this batch's (ids, panel), a read of every
-# entity (shared while consumers remain), or None (a read of the entities it needs)
-Source = tuple[np.ndarray, np.ndarray] | Future | None
 
 
 class Evaluated(NamedTuple):
@@ -71,6 +68,7 @@ class Evaluated(NamedTuple):
     ids: np.ndarray  # the entities computed
     new: np.ndarray | None  # their panel, periods x ids
     versions: object = None  # a point-in-time formula's every version there (Versions)
+    row0: int = 0  # the calendar row of new's first row
 
 
 def _sources(inputs, inline: dict) -> list[str]:
@@ -94,12 +92,18 @@ class _Waits:
             self.seconds += time.perf_counter() - t0
 
 
-class Runner:
+class Runner(Inputs):
     """Evaluates ``tasks`` (in dependency order) over ``universe`` (the entity ids in play).
 
     ``changed`` gives, for formulas that ran earlier in this recalculation (an earlier stage
-    or chunk), the entities where they changed; ``prior`` their stats so far, merged into
-    what a ``final`` write logs. ``finished(name)`` is called as each formula is committed.
+    or chunk), the entities where they changed, ``first`` the first period that changed;
+    ``prior`` their stats so far, merged into what a ``final`` write logs.
+    ``finished(name)`` is called as each formula is committed.
+
+    A formula is recomputed from the first period its own marks or the changes upstream
+    give (``tracer.first_to_compute``) when that is not its first: its inputs are read from
+    its ``window`` before that on, and only the rows from that period on are compared and
+    written (a recursive one, without a window, is recomputed whole, compared from there).
     """
 
     def __init__(self, tasks: Sequence[Task], universe: np.ndarray, read: Read, write: Write,
@@ -111,7 +115,7 @@ class Runner:
                  versions: Callable | None = None, stored_versions: Callable | None = None,
                  calendar: Callable[[str], np.ndarray] | None = None,
                  downsample: Callable | None = None, inline: dict | None = None,
-                 groups: Callable[[str, np.ndarray], np.ndarray] | None = None):
+                 first: dict | None = None, groups: Callable | None = None):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self._position = {n: i for i, n in enumerate(self.order)}
@@ -123,13 +127,19 @@ class Runner:
         self.read, self.write, self.digests = read, write, digests
         self.versions, self.stored_versions = versions, stored_versions
         self.calendar, self.downsample = calendar, downsample
-        self.inline = inline or {}  # asof's expressions: text -> their facts
-        self.groups = groups  # (attribute, ids) -> group codes (by=sector)
+        self.inline, self.groups = inline or {}, groups  # asof's expressions; by='s codes
         self.final, self.prior, self.finished = final, prior or {}, finished
         self.workers = max(1, workers)
         self.concurrent_reads, self.group = concurrent_reads, group
         self._earlier = dict(changed or {})  # changed entities of formulas run before
+        self._earlier_first = dict(first or {})  # and the first period that changed
         self.changed: dict[str, np.ndarray] = {}  # name -> entity ids changed in this run
+        self.first: dict[str, object] = {}  # name -> the first period changed in this run
+        # input -> the widest window a task reads it with (one shared read serves them all)
+        self._widest: dict[str, int] = {}
+        for t in tasks:
+            for n in t.compiled.inputs:
+                self._widest[n] = max(self._widest.get(n, 0), t.window or 0)
         self.stats: list[FormulaRunStats] = []  # as committed
         self.io_seconds = 0.0  # the I/O thread's busy time
         # The loop's own; evaluation threads only get what they need as arguments.
@@ -198,14 +208,30 @@ class Runner:
                     # would stay stale).
                     sorter.done(name)
 
-    def _start(self, name: str) -> tuple[Task, np.ndarray, list[Source], int]:
-        """An evaluation's arguments: the entities to compute and where each input comes
-        from. An input needed for every entity is read once, shared by its consumers."""
+    def _rows(self, task: Task, upstream: list[np.ndarray]) -> tuple[int, int]:
+        """(the first calendar row to recompute, the first row to read inputs from)."""
+        since = tracer.first_to_compute(
+            task.own, task.since, upstream,
+            [self.first[u] if u in self.changed else self._earlier_first.get(u)
+             for u in task.uses])
+        if since is None or task.pit or task.verify or self.calendar is None:
+            return 0, 0
+        calendar = self.calendar(task.name)
+        row = int(np.searchsorted(calendar, since))
+        if row >= len(calendar):  # the calendar lost the periods since then: all of it
+            return 0, 0
+        return row, 0 if task.window is None else max(0, row - task.window)
+
+    def _start(self, name: str) -> tuple[Task, np.ndarray, list[Source], int, int, int]:
+        """An evaluation's arguments: the entities to compute, the rows, and where each
+        input comes from. An input needed for every entity is read once, shared by its
+        consumers (from the row the widest window of them needs)."""
         task, position = self.tasks[name], self._position[name]
         upstream = [self.changed[u] if u in self.changed else self._earlier.get(u, NONE)
                     for u in task.uses]
         ids = tracer.entities_to_compute(task.own, upstream, task.cross_sectional,
                                          self.universe)
+        row, lo = self._rows(task, upstream) if len(ids) else (0, 0)
         sources: list[Source] = []
         for n in task.compiled.inputs if len(ids) else ():
             if source_of(n) != n and (source_of(n) in self._computed
@@ -213,50 +239,75 @@ class Runner:
                 sources.append(None)
                 continue
             computed = self._computed.get(n)
-            if computed is None and len(ids) == len(self.universe) and n not in self._full:
-                self._full[n] = self._reader.submit(
-                    IOThread.READ, partial(self.read, n, self.universe), position)
-            sources.append(computed if computed is not None else self._full.get(n))
-        return task, ids, sources, position
+            if computed is None and len(ids) == len(self.universe):
+                shared = self._full.get(n)
+                if shared is None or shared[1] > lo:
+                    start = 0 if lo == 0 else max(0, row - self._widest[n])
+                    shared = self._full[n] = (self._reader.submit(
+                        IOThread.READ, self._read(n, self.universe, start), position), start)
+                sources.append(shared)
+                continue
+            sources.append(computed)
+        return task, ids, sources, position, row, lo
+
+    def _read(self, name: str, ids: np.ndarray, row0: int) -> Callable[[], np.ndarray]:
+        """A read of input ``name`` at ``ids`` from calendar row ``row0`` on."""
+        return partial(self.read, name, ids, row0) if row0 else partial(self.read, name, ids)
 
     def _evaluate(self, task: Task, ids: np.ndarray, sources: list[Source],
-                  position: int) -> Evaluated:
+                  position: int, row: int, lo: int) -> Evaluated:
         """On an evaluation thread. Its reads overtake those of later formulas (``position``),
         so results reach the writer near plan order."""
         try:
-            return self._compute(task, ids, sources, position)
+            return self._compute(task, ids, sources, position, row, lo)
         except BaseException:
             self._stopped = True  # the first error ends the run: nothing more is written
             raise
 
     def _compute(self, task: Task, ids: np.ndarray, sources: list[Source],
-                 position: int) -> Evaluated:
+                 position: int, row: int, lo: int) -> Evaluated:
         waits = _Waits()
         t0 = time.perf_counter()
 
-        def read(name: str, sub: np.ndarray) -> np.ndarray:
-            return waits(self._reader.submit(IOThread.READ, partial(self.read, name, sub),
+        def read(name: str, sub: np.ndarray, row0: int = 0) -> np.ndarray:
+            return waits(self._reader.submit(IOThread.READ, self._read(name, sub, row0),
                                              position))
 
         new = outcome = every = None
         unchanged, changed = 0, NONE
         if len(ids):  # else nothing upstream changed: early cutoff
-            new = task.compiled(*(self._input(n, src, ids, read, waits)
-                                  for n, src in zip(task.compiled.inputs, sources)),
-                                groups={a: self.groups(a, ids)
-                                        for a in task.compiled.attributes})
+            before = 0
+            if row and task.resume:  # continued from its last value before row
+                new, tail, before = self._resumed(task, ids, sources, row, lo, read, waits)
+                lo, read_tail = row, (lambda sub, tail=tail: tail)
+            else:
+                new = task.compiled(*(self._input(n, src, ids, read, waits, lo)
+                                      for n, src in zip(task.compiled.inputs, sources)),
+                                    groups=self._groups(task, ids))
+                read_tail = partial(read, task.name, row0=row)
             stored = waits(self._reader.submit(
                 IOThread.READ, partial(self.digests, task.name, ids), position))
-            outcome, unchanged = compare(new, ids, stored, partial(read, task.name),
-                                         task.verify)
+            if row:  # from a later period on: only those rows are compared and kept
+                new = new[row - lo:]
+                outcome, unchanged = compare_since(
+                    new, ids, stored, read_tail, self.calendar(task.name)[row:], row)
+                outcome = replace(outcome, read=outcome.read + before)
+            else:
+                days = self.calendar(task.name) if self.calendar else np.arange(
+                    len(new)).astype("datetime64[D]")
+                outcome, unchanged = compare(new, ids, stored, partial(read, task.name),
+                                             days, task.verify)
             if task.pit:
                 outcome, every = self._pit(task, ids, outcome, waits, position)
             changed = outcome.changed
         seconds = time.perf_counter() - t0 - waits.seconds
+        first = None if self.calendar is None or not len(ids) else \
+            self.calendar(task.name)[row] if row else None
         return Evaluated(FormulaRunStats(task.name, len(ids),
                                          0 if outcome is None else outcome.diff.written,
-                                         unchanged, seconds, len(changed)), outcome, ids, new,
-                         every)
+                                         unchanged, seconds, len(changed), 0.0, first,
+                                         0 if outcome is None else outcome.read),
+                         outcome, ids, new, every, row)
 
     def _pit(self, task: Task, ids: np.ndarray, outcome: Outcome, waits, position: int):
         """A point-in-time formula's versions at ``ids`` (``tracecalc.pit``) against its
@@ -274,71 +325,11 @@ class Runner:
         touched = np.union1d(drop.entity_ids, add.entity_ids).astype(np.int64)
         return replace(outcome, versions=(drop, add), version_changed=touched), Versions(*every)
 
-    def _input(self, name: str, source: Source, ids: np.ndarray,
-               read: Callable[[str, np.ndarray], np.ndarray], waits: _Waits) -> np.ndarray:
-        """Input ``name`` at entities ``ids``: this batch's values where it was recomputed,
-        stored values elsewhere (unchanged by this run)."""
-        down = parse_downsample_input(name)
-        if down and down[0] in self._computed:  # a finer formula of this run, aggregated
-            ref, freq, how = down
-            fine = self._input(ref, self._computed[ref], ids, read, waits)
-            return self.downsample(ref, freq, how, fine)
-        asof = parse_asof_input(name)
-        if asof and (asof[0] in self._computed or asof[0] in self.inline):
-            ref, max_age, freq = asof  # a formula of this run, or an expression, as known
-
-            def rd(fn, n):
-                return waits(self._reader.submit(IOThread.READ, partial(fn, n, ids)))
-            if ref in self.inline:
-                f = self.inline[ref]
-                v = pit.versions_of(f.compiled, [self._input_versions(
-                    n, ids, rd, self.calendar(n)) for n in f.compiled.inputs],
-                    self.calendar(None, f.frequency), ids)
-            else:
-                v = self._input_versions(ref, ids, rd, self.calendar(ref))
-            return asof_panel(*v, self.calendar(None, freq), ids, max_age)
-        if isinstance(source, Future):
-            if len(ids) == len(self.universe):
-                return waits(source)
-            if source.done():
-                return source.result()[:, np.searchsorted(self.universe, ids)]
-            source = None
-        if source is None:
-            return read(name, ids)
-        cols, panel = source
-        pos = np.minimum(np.searchsorted(cols, ids), len(cols) - 1)
-        hit = cols[pos] == ids
-        if hit.all():
-            return panel[:, pos]
-        out = np.empty((panel.shape[0], len(ids)))
-        out[:, hit] = panel[:, pos[hit]]
-        out[:, ~hit] = read(name, ids[~hit])
-        return out
-
-    def _input_versions(self, name: str, ids: np.ndarray, read, calendar: np.ndarray):
-        """Every version of input ``name`` at ``ids``: this run's where it was computed
-        (a formula computed without versions has one per value, known at its period),
-        the stored ones elsewhere."""
-        if name in self._versions:
-            cols, v = self._versions[name]
-        elif name in self._computed:
-            cols, panel = self._computed[name]
-            e, p, x = from_panel(panel, calendar, cols)
-            v = Versions(e, p, p, x)
-        else:
-            return read(self.versions, name)
-        mine = Versions(*(a[np.isin(v.entity_ids, ids)] for a in v))
-        rest = np.setdiff1d(ids, cols)
-        if not len(rest):
-            return mine
-        other = read(self.versions, name)
-        keep = np.isin(other.entity_ids, rest)
-        return Versions(*(np.concatenate([a, b[keep]]) for a, b in zip(mine, other)))
-
     def _evaluated(self, name: str, ev: Evaluated) -> Future:
         """Record an evaluation, free the panels it was the last consumer of, and queue it
         for the writer. Returns the future set once it is written."""
         self.changed[name] = NONE if ev.outcome is None else ev.outcome.changed
+        self.first[name] = None if ev.outcome is None else ev.outcome.first
         for n in set(self.tasks[name].compiled.inputs):  # (asof:x and to:x reads included)
             self._readers[n] -= 1
             if self._readers[n] == 0:
@@ -349,7 +340,7 @@ class Runner:
                 self._computed.pop(n, None)
                 self._versions.pop(n, None)
         if ev.new is not None and self._remaining[name] > 0:
-            self._computed[name] = (ev.ids, ev.new)
+            self._computed[name] = (ev.ids, ev.new, ev.row0)
             if ev.versions is not None:
                 self._versions[name] = (ev.ids, ev.versions)
         written: Future = Future()

@@ -2,10 +2,12 @@
 
 A change (a data load or delete, a formula save, a formula's new values in a run, a full
 run) becomes ``Marks``: the formulas to recompute for every entity (``stale``) and those to
-recompute for some entities (``partial``). ``propagate`` then makes everything downstream of
-a mark that is still fresh ``pending``: it is recomputed only where an input actually
-changes in the run. ``entities_to_compute`` says, during a run, which entities a formula is
-recomputed for. The rules are a table in docs/architecture.md.
+recompute for some entities (``partial``), each from a first period on (``since``: the
+earliest date whose value may change; none: from the formula's first period).
+``propagate`` then makes everything downstream of a mark that is still fresh ``pending``:
+it is recomputed only where an input actually changes in the run. ``entities_to_compute``
+and ``first_to_compute`` say, during a run, which entities a formula is recomputed for and
+from which period. The rules are a table in docs/architecture.md.
 
 Pure functions over names, formula traits and entity ids: no database (storage writes the
 marks; ``tests/test_tracer.py`` checks the rules directly).
@@ -35,6 +37,19 @@ class Traits(Protocol):
     attributes: tuple[str, ...]  # the entity attributes it groups by (by=sector)
 
 
+Day = np.datetime64 | None  # a first period; None: from the first one
+
+
+def as_day(value) -> Day:
+    """A stored first period (a date, or SQLite's text) as a ``Day``."""
+    return None if value is None else np.datetime64(str(value)[:10], "D")
+
+
+def earliest(a: Day, b: Day) -> Day:
+    """The earlier of two first periods (None, from the first period, wins)."""
+    return None if a is None or b is None else min(a, b)
+
+
 @dataclass
 class Marks:
     """What a change makes stale. ``bump`` is false for a run's own marks (a run that
@@ -43,13 +58,22 @@ class Marks:
     stale: dict[str, None] = field(default_factory=dict)  # an ordered set
     partial: dict[str, np.ndarray] = field(default_factory=dict)  # name -> entity ids
     bump: bool = True
+    since: dict[str, Day] = field(default_factory=dict)  # name -> its first stale period
 
-    def everything(self, name: str) -> None:
+    def _from(self, name: str, since: Day) -> None:
+        self.since[name] = since if name not in self.since else earliest(
+            self.since[name], since)
+
+    def everything(self, name: str, since: Day = None) -> None:
         self.stale[name] = None
         self.partial.pop(name, None)
+        self._from(name, since)
 
-    def some(self, name: str, entity_ids: np.ndarray) -> None:
-        if name in self.stale or len(entity_ids) == 0:
+    def some(self, name: str, entity_ids: np.ndarray, since: Day = None) -> None:
+        if len(entity_ids) == 0:
+            return
+        self._from(name, since)
+        if name in self.stale:
             return
         have = self.partial.get(name)
         self.partial[name] = entity_ids if have is None else np.union1d(have, entity_ids)
@@ -64,31 +88,43 @@ class Marks:
 
 def data_changed(changed: Mapping[str, np.ndarray], users: Mapping[str, Iterable[str]],
                  formulas: Mapping[str, Traits], *, grown: Iterable[str] = (),
-                 shrunk: Iterable[str] = (), new_entities: np.ndarray = NONE) -> Marks:
+                 shrunk: Iterable[str] = (), new_entities: np.ndarray = NONE,
+                 first: Mapping[str, Day] | None = None,
+                 added: Mapping[str, np.ndarray] | None = None) -> Marks:
     """Data points changed (loaded, corrected, deleted).
 
-    ``changed`` maps an item to the entities whose points changed, ``users`` an item to
-    the formulas that reference it directly; ``formulas`` gives the traits of every formula
+    ``changed`` maps an item to the entities whose points changed, ``first`` an item to the
+    earliest period that changed (none given: from the first); ``users`` an item to the
+    formulas that reference it directly; ``formulas`` gives the traits of every formula
     the calendar and new-entity rules can reach (all of them when ``grown``, ``shrunk`` or
     ``new_entities`` is given); ``grown`` and ``shrunk`` are the frequencies whose calendar
-    gained or lost periods.
+    gained or lost periods, ``added`` the periods each grown one gained.
+
+    A value at period p moves no formula's value before p, whatever its frequency: a
+    window, a lag or ``asof`` (a value is never known before its period) only read
+    backwards, and a coarser period that takes days before p ends after it. So every mark
+    is from p on.
     """
     marks = Marks()
+    first, added = first or {}, added or {}
     for item, entity_ids in changed.items():
+        since = first.get(item)
         for name in users.get(item, ()):
             if formulas[name].cross_sectional:  # a change anywhere moves every rank
-                marks.everything(name)
+                marks.everything(name, since)
             else:
-                marks.some(name, entity_ids)
+                marks.some(name, entity_ids, since)
     # A formula with values where its inputs are missing (coalesce(x, 0)) has values for new
     # entities; one that also looks along time (lag, ffill), for every entity when its
     # calendar gains periods. A lost period takes every record at it along
     # (Store.prune_periods): only windows along time then differ.
     grown, shrunk = set(grown), set(shrunk)
     for name, f in formulas.items():
-        if ((f.frequency in grown and (f.spontaneous or f.along_time))
-                or (f.frequency in shrunk and f.along_time)):
+        if f.frequency in shrunk and f.along_time:
             marks.everything(name)
+        elif f.frequency in grown and (f.spontaneous or f.along_time):
+            new = added.get(f.frequency)  # from the first new period on
+            marks.everything(name, new.min() if new is not None and len(new) else None)
         elif f.spontaneous:
             marks.some(name, new_entities)
     return marks
@@ -121,17 +157,19 @@ def full_run(names: Iterable[str]) -> Marks:
     return formulas_saved(names)
 
 
-def result_written(users: Sequence[tuple[str, bool]], changed: np.ndarray) -> Marks:
-    """A formula's new values differ from the stored ones at entities ``changed``: each of
-    its ``users`` (name, cross-sectional) is marked there (everywhere if it works across
-    entities). Early cutoff: an unchanged result marks nothing."""
+def result_written(users: Sequence[tuple[str, bool]], changed: np.ndarray,
+                   since: Day = None) -> Marks:
+    """A formula's new values differ from the stored ones at entities ``changed``, from
+    period ``since`` on: each of its ``users`` (name, cross-sectional) is marked there
+    (everywhere if it works across entities). Early cutoff: an unchanged result marks
+    nothing."""
     marks = Marks(bump=False)
     if len(changed):
         for name, cross_sectional in users:
             if cross_sectional:
-                marks.everything(name)
+                marks.everything(name, since)
             else:
-                marks.some(name, changed)
+                marks.some(name, changed, since)
     return marks
 
 
@@ -160,3 +198,16 @@ def entities_to_compute(own: np.ndarray, upstream: Sequence[np.ndarray],
     if cross_sectional and len(ids):
         return universe
     return ids
+
+
+def first_to_compute(own: np.ndarray, own_since: Day, upstream: Sequence[np.ndarray],
+                     upstream_since: Sequence[Day]) -> Day:
+    """During a run: the first period a formula is recomputed from, for all the entities
+    ``entities_to_compute`` gives: the earliest of its own marks' and of the changes of
+    the formulas it uses in this run."""
+    days = [own_since] if len(own) else []
+    days += [d for ids, d in zip(upstream, upstream_since, strict=True) if len(ids)]
+    out: Day = days[0] if days else None
+    for d in days[1:]:
+        out = earliest(out, d)
+    return out

@@ -58,15 +58,19 @@ class RunPlan:
     pit: frozenset[str] = frozenset()  # formulas computed with their versions (tracecalc.pit)
     daily: str = calendars.WEEKDAYS  # the database's daily calendar (weekdays or an exchange)
     inline: dict[str, FormulaFacts] = field(default_factory=dict)  # asof(ttm(eps)): ttm(eps)
+    since: dict[str, np.datetime64 | None] = field(default_factory=dict)  # own first periods
     # entity attribute -> the group code of each universe entity (by=sector; -1: none)
     groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
         for n in self.order if names is None else names:
-            out.append(Task(n, self.facts[n].compiled, self.uses[n],
-                            self.own[n], self.facts[n].cross_sectional, self.verify,
-                            n in self.pit))
+            f = self.facts[n]
+            resume = None if n in self.pit else f.resume
+            window = None if n in self.pit else resume[3] if resume else f.window
+            out.append(Task(n, f.compiled, self.uses[n], self.own[n], f.cross_sectional,
+                            self.verify, n in self.pit, self.since.get(n), window,
+                            resume[:3] if resume else None))
         return out
 
     @property
@@ -119,7 +123,9 @@ class RunIO:
             return self.plan.items[name][1]
         return self.plan.formulas[name].frequency
 
-    def read(self, name: str, ids: np.ndarray) -> np.ndarray:
+    def read(self, name: str, ids: np.ndarray, row0: int = 0) -> np.ndarray:
+        """Input ``name`` at ``ids``, from its calendar's row ``row0`` on (a downsampled
+        input: the whole calendar)."""
         down = parse_downsample_input(name)
         if down is not None:  # a finer input aggregated onto the formula's calendar
             ref, freq, how = down
@@ -135,12 +141,14 @@ class RunIO:
                                         self.plan.calendars[f.frequency], ids)
                 else:
                     v = self._versions(conn, ref, ids)
-                return asof_panel(*v, self.plan.calendars[freq], ids, max_age)
+                return asof_panel(*v, self.plan.calendars[freq][row0:], ids, max_age)
+            days = self.plan.calendars[self._frequency(name)][row0:]
+            span = (days[0], None) if row0 and len(days) else None
             if name in self.plan.items:
-                rows = self.store.read_item(conn, self.plan.items[name][0], ids)
+                rows = self.store.read_item(conn, self.plan.items[name][0], ids, span)
             else:
-                rows = self.store.read_records(conn, self.plan.formulas[name].id, ids)
-        return to_panel(*rows, self.plan.calendars[self._frequency(name)], ids)
+                rows = self.store.read_records(conn, self.plan.formulas[name].id, ids, span)
+        return to_panel(*rows, days, ids)
 
     def downsample(self, ref: str, frequency: str, how: str, panel: np.ndarray) -> np.ndarray:
         """``panel`` of the finer ``ref`` (on its calendar) aggregated per period of
@@ -220,11 +228,12 @@ class RunIO:
         rewriting rows in place), then its digests. What changed makes its users stale in
         the same transaction, so a crash leaves exactly the remaining work stale."""
         diff, ids = out.diff, out.ids
-        calendar = self.plan.calendars[ref.frequency]
-        everything = len(ids) == len(self.plan.universe)
+        calendar = self.plan.calendars[ref.frequency][out.row0:]
+        everything = len(ids) == len(self.plan.universe) and out.row0 == 0
         if diff.written:
             rewritten = int(diff.update.sum() + diff.delete.sum())
-            if 2 * rewritten > rewritten + diff.unchanged:
+            # (from a later row on: row by row, the rewrite would delete earlier rows)
+            if out.row0 == 0 and 2 * rewritten > rewritten + diff.unchanged:
                 self.store.write_diff(conn, ref.id, from_panel(out.new, calendar, ids),
                                       (NONE, NONE), None if everything else ids, replace=True)
             else:
@@ -236,6 +245,7 @@ class RunIO:
             self.store.write_versions(conn, "records", ref.id, *out.versions)
         if diff.written or len(out.version_changed):
             users = self.plan.users.get(ref.name, ())
-            marks = tracer.result_written([(n, cs) for n, _, cs in users], out.changed)
+            marks = tracer.result_written([(n, cs) for n, _, cs in users], out.changed,
+                                          out.first)
             catalog.apply(self.store, conn, marks, {n: fid for n, fid, _ in users})
         self.store.write_digests(conn, ref.id, ids, out.digests, everything)

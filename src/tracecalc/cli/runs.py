@@ -82,9 +82,6 @@ def verify(ctx, wait, chunk_entities, quiet):
         cli.out.print(f"note: {_escape(note)}")
     cli.out.print(f"records:   {rep.records:,} records and {rep.digests:,} digests of "
                   f"{rep.formulas} formulas and {rep.entities:,} entities, in {rep.seconds:.2f}s")
-    if rep.outdated_digests:
-        cli.out.print(f"note: {rep.outdated_digests:,} digests predate periods added since "
-                      "(fine: the next run compares those entities cell by cell)")
     for kind, n in rep.counts:
         cli.out.print(f"{kind}: {n:,}")
     listed: dict[str, int] = {}
@@ -151,12 +148,14 @@ def runs(ctx, limit, run_id):
     """The run log: the latest recalculations, or one of them per formula (--id)."""
     eng = _engine(ctx)
     if run_id is not None:
-        t = table("formula", "version", "entities", "written", "unchanged", "seconds",
-                  title=f"run {run_id}", whole=["entities"],
-                  numeric=["version", "entities", "written", "unchanged", "seconds"])
+        t = table("formula", "version", "entities", "from", "written", "unchanged", "read",
+                  "seconds", title=f"run {run_id}", whole=["entities"],
+                  numeric=["version", "entities", "written", "unchanged", "read", "seconds"])
         for r in eng.run_log(run_id):
-            row(t, r["formula_name"], r["version"], r["entities"] or "skipped",
-                r["records_written"], r["records_unchanged"], float(r["seconds"]))
+            first = "" if not r["entities"] else str(r["first_period"] or "start")[:10]
+            row(t, r["formula_name"], r["version"], r["entities"] or "skipped", first,
+                r["records_written"], r["records_unchanged"], r["records_read"],
+                float(r["seconds"]))
         _show(t)
         return
     t = table("id", "kind", "started (UTC)", "status", "formulas", "written", "unchanged",

@@ -67,6 +67,7 @@ from tracecalc.functions.timeseries import (
     ema,
     growth,
     lag,
+    smooth_from,
     ts_corr,
     ts_count,
     ts_cov,
@@ -107,7 +108,8 @@ __all__ = ["KERNELS", "finite", "abs_", "add", "and_", "asof", "asof_panel", "av
     "ema", "eq", "exp", "ffill", "ge", "group_codes", "growth", "gt", "if_", "isnull", "lag",
     "le", "log",
     "log1p", "lt", "max_", "min_", "mul", "ne", "neg", "not_", "or_", "power", "round_", "sign",
-    "signed_power", "sqrt", "sub", "tanh", "truediv", "ts_argmax", "ts_argmin", "ts_corr",
+    "signed_power", "smooth_from", "sqrt", "sub", "tanh", "truediv", "ts_argmax",
+    "ts_argmin", "ts_corr",
     "ts_count", "ts_cov", "ts_kurt", "ts_max", "ts_mean", "ts_min", "ts_product",
     "ts_quantile", "ts_rank", "ts_resi", "ts_rsquare", "ts_skew", "ts_slope", "ts_std",
     "ts_sum", "ttm", "wilder"]

@@ -198,16 +198,20 @@ def ts_count(cond: Any, n: int) -> np.ndarray:
     return out
 
 
-def _smooth(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
-    """Exponential smoothing seeded with the mean of each entity's first n valid values."""
+def _smooth(x: np.ndarray, n: int, alpha: float, state: np.ndarray | None = None
+            ) -> np.ndarray:
+    """Exponential smoothing seeded with the mean of each entity's first n valid values;
+    or continued from ``state``, each column's value before x's first row (every column
+    seeded): the same operations in the same order, so the same bits."""
     valid = ~np.isnan(x)
     keep = 1.0 - alpha
     out = np.empty(x.shape)
-    state = np.full(x.shape[1], _NAN)  # NaN until seeded, so updates stay NaN too
+    pending = x.shape[1] > 0 and state is None
+    # NaN until seeded, so updates stay NaN too
+    state = np.full(x.shape[1], _NAN) if state is None else np.array(state, dtype=np.float64)
     acc = np.zeros(x.shape[1])  # time-ordered sum of the valid values before the seed
     count = np.zeros(x.shape[1], dtype=np.int64)
     tmp = np.empty_like(state)
-    pending = x.shape[1] > 0
     with np.errstate(all="ignore"):
         for t in range(x.shape[0]):
             new = out[t]
@@ -236,6 +240,14 @@ def ema(x: Any, n: int) -> np.ndarray:
 def wilder(x: Any, n: int) -> np.ndarray:
     n = _lit(n, "wilder", "n")
     return _smooth(_panel(x, "wilder"), n, 1.0 / n)
+
+
+def smooth_from(func: str, x: np.ndarray, n: int, state: np.ndarray) -> np.ndarray:
+    """``ema`` or ``wilder`` (``func``) of the rows ``x``, continued from ``state``: each
+    column's last value before them (a seeded one: its smoothed state is its last value
+    computed where its input was present). Bit for bit the rows a whole-history run gives."""
+    alpha = 2.0 / (n + 1) if func == "ema" else 1.0 / n
+    return _smooth(_panel(x, func), n, alpha, state)
 
 
 def ttm(x: Any) -> np.ndarray:

@@ -161,6 +161,8 @@ class FormulaRunStats:
     seconds: float = 0.0  # evaluating and comparing, not waiting for the database
     changed_entities: int = 0
     write_seconds: float = 0.0  # writing its changes (not kept in the run log)
+    first_period: object = None  # the first period recomputed (None: the first one)
+    records_read: int = 0  # stored records read to compare
 
     @property
     def computed(self) -> bool:
@@ -245,7 +247,6 @@ class VerifyReport:
     digests: int  # digests read
     findings: tuple[VerifyFinding, ...] = ()
     counts: tuple[tuple[str, int], ...] = ()  # (kind, count), every kind found
-    outdated_digests: int = 0  # digests of a shorter calendar (periods added since): fine
     notes: tuple[str, ...] = ()
     corrupt: bool = False  # the database reported damaged files
     damaged_tables: tuple[str, ...] = ()  # where the damage is, as far as known

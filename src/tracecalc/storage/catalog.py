@@ -6,11 +6,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Date,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
 
 from tracecalc.model import FormulaState
 from tracecalc.storage.closure import closure_sql
-from tracecalc.storage.columns import PENDING_CANONICAL, _utc, canonical_key, now
+from tracecalc.storage.columns import PENDING_CANONICAL, _date, _utc, canonical_key, now
 from tracecalc.storage.schema import (
     entities,
     formula_history,
@@ -143,19 +156,25 @@ class CatalogMixin:
         return None if row is None else (row.version, row.stale_seq)
 
     def set_state(self, conn: Connection, names: Iterable[str], state: FormulaState,
-                  bump: bool = True) -> None:
+                  bump: bool = True, since=None) -> None:
         """Set the state of formulas; STALE and FRESH drop their per-entity marks.
 
         Marking a formula not fresh bumps its ``stale_seq`` (unless ``bump`` is false, for a
         recalculation's own marks): a run that planned with an older value leaves it stale.
+        Marking it STALE or PARTIAL moves its ``stale_since`` back to ``since`` (None: its
+        first period), and never forward: what was stale stays stale.
         """
         names = list(names)
-        values: dict = {"state": str(state)}
+        values: list = []
+        if state in (FormulaState.STALE, FormulaState.PARTIAL):
+            values.append((formulas.c.stale_since, _since(since)))
+        values.append((formulas.c.state, str(state)))
         if bump and state != FormulaState.FRESH:
-            values["stale_seq"] = formulas.c.stale_seq + 1
+            values.append((formulas.c.stale_seq, formulas.c.stale_seq + 1))
         for i in range(0, len(names), 500):
             chunk = names[i:i + 500]
-            conn.execute(update(formulas).where(formulas.c.name.in_(chunk)).values(**values))
+            conn.execute(update(formulas).where(formulas.c.name.in_(chunk))
+                         .ordered_values(*values))
             if state in (FormulaState.STALE, FormulaState.FRESH):
                 ids = select(formulas.c.id).where(formulas.c.name.in_(chunk))
                 conn.execute(delete(stale_entities)
@@ -166,24 +185,28 @@ class CatalogMixin:
         return np.sort(np.array(conn.execute(q).scalars().all(), dtype=np.int64))
 
     def mark_entities(self, conn: Connection, formula_id: int, entity_ids: np.ndarray,
-                      bump: bool = True) -> None:
-        """Add stale marks for some entities of a formula (nothing to do if it is STALE)."""
+                      bump: bool = True, since=None) -> None:
+        """Add stale marks for some entities of a formula, from period ``since`` on (a
+        STALE formula keeps its state; its first stale period moves back)."""
         if len(entity_ids) == 0:
             return
         state = conn.execute(select(formulas.c.state).where(formulas.c.id == formula_id)
                              ).scalar()
+        first = (formulas.c.stale_since, _since(since))
         if state == FormulaState.STALE:
+            conn.execute(update(formulas).where(formulas.c.id == formula_id)
+                         .ordered_values(first))
             return
         have = self.stale_entities(conn, formula_id)
         new = np.setdiff1d(entity_ids, have)
         if len(new):
             conn.execute(insert(stale_entities), [
                 {"formula_id": formula_id, "entity_id": int(e)} for e in new])
-        values: dict = {"state": str(FormulaState.PARTIAL)}
-        if bump:
-            values["stale_seq"] = formulas.c.stale_seq + 1
-        if state != FormulaState.PARTIAL or (bump and len(new)):
-            conn.execute(update(formulas).where(formulas.c.id == formula_id).values(**values))
+        values: list = [first, (formulas.c.state, str(FormulaState.PARTIAL))]
+        if bump:  # (also when only the first period moved back)
+            values.append((formulas.c.stale_seq, formulas.c.stale_seq + 1))
+        conn.execute(update(formulas).where(formulas.c.id == formula_id)
+                     .ordered_values(*values))
 
     def stale_counts(self, conn: Connection) -> dict[str, int]:
         """Formula name -> number of entity marks (partial formulas only)."""
@@ -321,3 +344,16 @@ class CatalogMixin:
 
     def count_items(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(items)).scalar())
+
+
+def _since(since):
+    """``stale_since`` after a mark from ``since`` on (None: the first period): the earlier
+    of the two, where the formula was stale already. (Assigned before ``state``: MariaDB
+    evaluates a SET list left to right.)"""
+    c = formulas.c
+    was_stale = c.state.in_([str(FormulaState.STALE), str(FormulaState.PARTIAL)])
+    if since is None:
+        return null()
+    day = literal(_date(np.datetime64(since, "D")), Date)
+    return case((~was_stale, day), (c.stale_since.is_(None), null()),
+                (c.stale_since < day, c.stale_since), else_=day)

@@ -36,6 +36,7 @@ class LoadChanges:
     versions_changed: int = 0  # version rows written or deleted
     changed_items: list[str] = field(default_factory=list)
     changed_entities: dict[str, np.ndarray] = field(default_factory=dict)
+    first_changed: dict[str, np.datetime64] = field(default_factory=dict)  # item -> period
 
 
 class LoadingMixin:
@@ -106,16 +107,17 @@ class LoadingMixin:
             if plain and not self.has_versions(conn, "data", item_id):
                 tell = None if progress is None or hi - lo <= WRITE_STEP else \
                     (lambda k, lo=lo, name=name: progress(lo + k, len(order), f"writing {name}"))
-                changed, deleted = self._upsert_item(conn, item_id, eids, pers, vals,
-                                                     tell=tell)
+                changed, deleted, first = self._upsert_item(conn, item_id, eids, pers, vals,
+                                                            tell=tell)
                 now_present = pers[~np.isnan(vals)]
             else:
                 known_at = pers if batch.known_at is None else batch.known_at[idx]
-                changed, deleted, now_present = self._merge_versions(
+                changed, deleted, now_present, first = self._merge_versions(
                     conn, item_id, Versions(eids, pers, known_at, vals), out)
             if len(changed):
                 out.changed_items.append(name)
                 out.changed_entities[name] = changed
+                out.first_changed[name] = first
                 present.setdefault(str(freq), []).append(now_present)
             if len(deleted):
                 emptied.setdefault(str(freq), []).append(deleted)
@@ -189,25 +191,30 @@ class LoadingMixin:
     def _merge_versions(self, conn, item_id: int, new: Versions, out: LoadChanges):
         """Merge loaded versions into the item's (``versions.merge``): tc_data gets the new
         latest values, the versions table the rows that changed. Returns the entities
-        whose latest value or versions changed, the periods whose point went and the
-        periods with a value now."""
+        whose latest value or versions changed, the periods whose point went, the
+        periods with a value now and the first period that changed."""
         ents = np.unique(new.entity_ids)
         stored = self.read_item(conn, item_id, ents)
         m = merge(self.read_versions(conn, "data", item_id, ents), stored, new)
-        changed, deleted = self._upsert_item(conn, item_id, m.entity_ids, m.periods, m.latest,
-                                             stored)
+        changed, deleted, first = self._upsert_item(conn, item_id, m.entity_ids, m.periods,
+                                                    m.latest, stored)
         self.write_versions(conn, "data", item_id, m.drop, m.add)
         out.versions_changed += len(m.drop) + len(m.add)
         changed = np.union1d(changed, np.union1d(m.drop.entity_ids, m.add.entity_ids))
-        return changed.astype(np.int64), deleted, m.periods[~np.isnan(m.latest)]
+        days = [] if first is None else [first]
+        for v in (m.drop, m.add):
+            if len(v.periods):
+                days.append(v.periods.min())
+        return (changed.astype(np.int64), deleted, m.periods[~np.isnan(m.latest)],
+                min(days) if days else None)
 
     def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None, tell=None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     ) -> tuple[np.ndarray, np.ndarray, np.datetime64 | None]:
         """Write what differs from the stored points (``stored``: those of the entities in
         ``eids``, when read already), in the table's key order (rows inserted in key order
         append to the b-tree; in file order they split pages all over it); returns the
-        entity ids that changed and the periods of the points deleted. An unchanged point
-        is not written."""
+        entity ids that changed, the periods of the points deleted and the first period
+        that changed (None: nothing did). An unchanged point is not written."""
         new_k = _point_key(eids, pers)
         o = np.argsort(new_k)  # the keys are distinct (read_data and snap refuse repeats)
         eids, pers, new_k = eids[o], pers[o], new_k[o]
@@ -219,7 +226,8 @@ class LoadingMixin:
         if len(old_v) == 0:
             self._insert_steps(conn, item_id, eids[present], pers[present], vals[present],
                                tell)
-            return np.unique(eids[present]), pers[:0]
+            return (np.unique(eids[present]), pers[:0],
+                    pers[present].min() if present.any() else None)
         old_k = _point_key(old_e, old_p)
         sorter = np.argsort(old_k)
         pos = np.searchsorted(old_k, new_k, sorter=sorter)
@@ -235,7 +243,9 @@ class LoadingMixin:
             self.update_data(conn, item_id, eids[upd], pers[upd], vals[upd])
         if dele.any():
             self.delete_data(conn, item_id, eids[dele], pers[dele])
-        return np.unique(eids[ins | upd | dele]), np.unique(pers[dele])
+        touched = ins | upd | dele
+        return (np.unique(eids[touched]), np.unique(pers[dele]),
+                pers[touched].min() if touched.any() else None)
 
     def _insert_steps(self, conn, item_id: int, eids, pers, vals, tell) -> None:
         """Insert, telling ``tell(rows inserted)`` every ``WRITE_STEP`` rows when given (a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, insert, select, update
 
-from tracecalc.storage.columns import _utc, now
+from tracecalc.storage.columns import _date, _utc, now
 from tracecalc.storage.schema import run_formulas, runs
 
 
@@ -33,7 +33,8 @@ class RunsMixin:
         conn.execute(insert(run_formulas).values(
             run_id=run_id, formula_name=stats.name, version=version, entities=stats.entities,
             records_written=stats.records_written, records_unchanged=stats.records_unchanged,
-            seconds=stats.seconds))
+            seconds=stats.seconds, records_read=stats.records_read,
+            first_period=None if stats.first_period is None else _date(stats.first_period)))
 
     def run_formulas(self, conn: Connection, run_id: int) -> list[dict]:
         q = select(run_formulas).where(run_formulas.c.run_id == run_id)

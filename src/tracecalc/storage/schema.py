@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = "10"
+SCHEMA_VERSION = "11"
 
 metadata = MetaData()
 
@@ -133,6 +133,8 @@ formulas = Table(
     Column("state", String(8), nullable=False),
     # Bumped whenever the formula is marked stale from outside a run (see Engine.recalc).
     Column("stale_seq", Integer, nullable=False, default=0),
+    # A stale or partial formula: the first period to recompute (NULL: its first one).
+    Column("stale_since", Date),
     Column("updated_at", DateTime, nullable=False),
     Column("updated_by", String(128), nullable=False),
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -174,9 +176,10 @@ formula_history = Table(
 records = _values_table("tc_records", "formula_id")
 record_versions = _values_table("tc_record_versions", "formula_id", versions=True)
 
-# One 64-bit digest per (formula, entity) of the entity's computed column over the calendar
-# (tracecalc.evaluator.column_digests). A run compares digests first and reads stored records
-# only where they differ, so a full run over unchanged data reads and writes almost nothing.
+# One 64-bit digest per (formula, entity) of the entity's computed column: its present cells
+# salted with their dates (tracecalc.evaluator.column_digests). A run compares digests first
+# and reads stored records only where they differ, so a full run over unchanged data reads
+# and writes almost nothing.
 # Invariant: a formula's records of an entity are only ever written with its digest.
 digests = Table(
     "tc_digests",
@@ -218,6 +221,8 @@ run_formulas = Table(
     Column("records_written", Integer, nullable=False),
     Column("records_unchanged", Integer, nullable=False),
     Column("seconds", Double, nullable=False),
+    Column("first_period", Date),  # the first period recomputed (NULL: the first one)
+    Column("records_read", BigInteger, nullable=False, default=0),  # stored, to compare
 )
 
 # Entities whose records of a formula must be recomputed (formula state 'partial').

@@ -194,8 +194,13 @@ class ValuesMixin:
         n, ents, lo, hi = conn.execute(q).one()
         return int(n), int(ents), _date(lo), _date(hi)
 
-    def read_records(self, conn: Connection, formula_id: int, entity_ids=None) -> bulk.Rows:
-        return self.bulk.read_rows(conn, records, "formula_id", formula_id, entity_ids)
+    def read_records(self, conn: Connection, formula_id: int, entity_ids=None,
+                     periods=None) -> bulk.Rows:
+        """A formula's records (of ``entity_ids``; of ``periods`` as ``read_item``)."""
+        if periods is not None and not isinstance(periods, tuple):
+            periods = (periods, None)
+        return self.bulk.read_rows(conn, records, "formula_id", formula_id, entity_ids,
+                                   periods)
 
     def write_diff(self, conn: Connection, formula_id: int, new_rows: bulk.Rows,
                    gone_rows: tuple[np.ndarray, np.ndarray], replace_entities,
@@ -223,11 +228,12 @@ class ValuesMixin:
     def write_digests(self, conn: Connection, formula_id: int, entity_ids: np.ndarray,
                       values: np.ndarray, everything: bool) -> None:
         """Replace a formula's digests at ``entity_ids`` (every stored one with
-        ``everything``)."""
+        ``everything``); a 0 is no digest (none known: the next run compares records)."""
         self.bulk.delete_entities(conn, digests, "formula_id", formula_id,
                                   None if everything else entity_ids)
+        known = np.asarray(values) != 0
         self.bulk.insert_pairs(conn, digests, ("formula_id", "entity_id", "digest"), formula_id,
-                               entity_ids, values)
+                               np.asarray(entity_ids)[known], np.asarray(values)[known])
 
     def read_records_range(self, conn: Connection, formula_id: int, lo: int,
                            hi: int) -> bulk.Rows:

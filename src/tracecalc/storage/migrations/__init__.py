@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 VERSION_TABLE = "tc_alembic_version"  # tc_: a database shared with another Alembic user
 # tc_meta.schema -> the revision that leaves a database at that schema
 REVISIONS = {"5": "schema5", "6": "schema6", "7": "schema7", "8": "schema8",
-             "9": "schema9", "10": "schema10"}
+             "9": "schema9", "10": "schema10", "11": "schema11"}
 HEAD = REVISIONS[SCHEMA_VERSION]
 
 _version = table(VERSION_TABLE, column("version_num"))

@@ -1,4 +1,4 @@
-"""Schema 10: entity attributes (issue 14, groups).
+"""Schema 11: entity attributes (issue 14, groups).
 
 ``tc_entity_attributes`` holds every attribute of an entity other than its name and sector
 (any extra column of an entities file: industry, country), one row per entity and attribute
@@ -12,8 +12,8 @@ from alembic import op
 from tracecalc.storage.migrations import set_schema
 from tracecalc.storage.schema import Name
 
-revision = "schema10"
-down_revision = "schema9"
+revision = "schema11"
+down_revision = "schema10"
 branch_labels = None
 depends_on = None
 
@@ -24,7 +24,7 @@ def upgrade() -> None:
                               primary_key=True),
                     sa.Column("name", Name(), primary_key=True),
                     sa.Column("value", sa.String(200), nullable=False))
-    set_schema("10")
+    set_schema("11")
 
 
 def downgrade() -> None:
