@@ -57,6 +57,7 @@ def test_a_changed_attribute_marks_the_formulas_grouping_by_it_for_every_entity(
     # attributes do not vary in time: every period and entity of each user, nothing else
     # (what lies downstream follows through propagate)
     assert list(marks.stale) == ["ind", "both"] and not marks.partial and marks.bump
+    assert marks.since == {"ind": None, "both": None}  # from the first period
     assert set(tracer.attributes_changed({"sector", "country"}, f).stale) == {"sec", "both"}
     assert not tracer.attributes_changed({"name", "region"}, f)
     assert not tracer.attributes_changed(set(), f)
