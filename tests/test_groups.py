@@ -290,9 +290,13 @@ def test_entity_files_name_their_attributes_as_formulas_name_things(engine):
 def test_the_ohlcv_sample_has_entities_with_industries():
     ents = pd.read_csv(SAMPLE / "ohlcv_entities.csv")
     bars = pd.read_csv(SAMPLE / "ohlcv.csv", usecols=["entity"])
-    assert list(ents.columns) == ["code", "name", "sector", "industry"]
+    assert list(ents.columns) == ["code", "name", "sector", "industry", "subindustry"]
     assert sorted(ents["code"]) == sorted(bars["entity"].unique())
-    assert ents.groupby("industry").size().min() >= 2  # no singleton industry
+    for g in ("sector", "industry", "subindustry"):  # no group of one
+        assert ents.groupby(g).size().min() >= 2, g
+    # each subindustry inside one industry, each industry inside one sector
+    assert ents.groupby("subindustry")["industry"].nunique().max() == 1
+    assert ents.groupby("industry")["sector"].nunique().max() == 1
 
 
 def test_the_cli_groups_the_ohlcv_sample_by_industry(cli):
@@ -303,8 +307,8 @@ def test_the_cli_groups_the_ohlcv_sample_by_industry(cli):
     res = cli("set", "bad", "cs_demean(ret, by=industri)", code=1)
     assert res.stderr.strip().splitlines() == [
         "error: formula 'bad': unknown entity attribute 'industri' in by=industri at column "
-        "16; the known attributes (columns loaded with load-entities) are industry, sector. Did "
-        "you mean 'industry'?"]
+        "16; the known attributes (columns loaded with load-entities) are industry, sector, "
+        "subindustry. Did you mean 'industry' or 'subindustry'?"]
     cli("recalc")
     # against pandas: each day's return less its industry's mean
     bars = pd.read_csv(SAMPLE / "ohlcv.csv")
