@@ -185,3 +185,54 @@ def test_a_smoothing_without_a_recent_value_runs_over_its_whole_history(db_url, 
     assert eng.verify().ok
     eng.close()
     scratch.close()
+
+
+def test_a_restatement_marks_the_asof_readers_from_its_filing_day(db_url, tmp_path):
+    """Issue 13: a restatement of B's 2024-Q1 EPS filed on 2024-09-16 recomputes the daily
+    asof formulas for B only, from that day on (not from the quarter); a new report for the
+    latest quarter, from its filing day on. Equal, bit for bit, to a run from scratch."""
+    days = pd.bdate_range("2024-01-01", "2024-12-31")
+    quarters = ["2023-09-30", "2023-12-31", "2024-03-31", "2024-06-30"]
+    base = prices(days)
+    reports = pd.DataFrame(
+        [("eps", e, q, str((pd.Timestamp(q) + pd.Timedelta(days=30)).date()), 1.0 + i + j)
+         for i, e in enumerate(ENTITIES) for j, q in enumerate(quarters)],
+        columns=["item", "entity", "period", "known_at", "value"])
+    formulas = [{"name": "pe", "expression": "close / asof(eps)"},
+                {"name": "eps_ttm", "expression": "ttm(eps)"},
+                {"name": "pe_ttm", "expression": "close / asof(eps_ttm)"},
+                {"name": "mom", "expression": "close / lag(close, 5)"}]
+    restated = pd.DataFrame([("eps", "B", "2024-03-31", "2024-09-16", 9.5)],
+                            columns=reports.columns)
+    latest = pd.DataFrame([("eps", "C", "2024-09-30", "2024-11-04", 7.25)],
+                          columns=reports.columns)
+    eng = Engine(db_url)
+    eng.load_data(base, frequencies={"close": "daily"})
+    eng.load_data(reports, frequencies={"eps": "quarterly"})
+    eng.set_formulas(formulas)
+    eng.recalc()
+    for change, entity, day in ((restated, "B", "2024-09-16"), (latest, "C", "2024-11-04")):
+        eng.load_data(change)
+        status = eng.status()
+        assert "mom" not in status["stale"]
+        log = {r["formula_name"]: r for r in eng.run_log(eng.recalc().run_id)}
+        for name in ("pe", "pe_ttm"):
+            assert log[name]["entities"] == 1, (name, log[name])
+            assert str(log[name]["first_period"])[:10] == day, (name, log[name])
+        # an older quarter's restatement moves the ttm, not the latest quarter's P/E
+        assert log["pe_ttm"]["records_written"] > 0
+        assert (log["pe"]["records_written"] > 0) == (entity == "C")
+        assert log["eps_ttm"]["entities"] == 1
+        assert "mom" not in log or not log["mom"]["entities"]
+    scratch = Engine(f"sqlite:///{tmp_path / 'scratch.db'}")
+    scratch.load_data(base, frequencies={"close": "daily"})
+    scratch.load_data(pd.concat([reports, restated, latest]), frequencies={"eps": "quarterly"})
+    scratch.set_formulas(formulas)
+    scratch.recalc()
+    for f in formulas:
+        for as_of in (None, "2024-10-01"):
+            pd.testing.assert_frame_equal(eng.records(f["name"], as_of=as_of),
+                                          scratch.records(f["name"], as_of=as_of),
+                                          check_exact=True)
+    eng.close()
+    scratch.close()

@@ -76,9 +76,9 @@ def test_marks_merge_and_everything_wins():
 
 
 def test_a_run_result_marks_users_where_it_changed_without_bumping():
-    m = tracer.result_written([("u", False), ("r", True)], ids(4))
+    m = tracer.result_written([("u", False, False), ("r", True, False)], ids(4))
     assert not m.bump and list(m.stale) == ["r"] and m.partial["u"].tolist() == [4]
-    assert not tracer.result_written([("u", False)], ids())  # early cutoff
+    assert not tracer.result_written([("u", False, False)], ids())  # early cutoff
 
 
 def test_saves_and_full_runs_mark_every_entity():

@@ -40,6 +40,7 @@ def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap:
         tell(len(batch), len(batch), "marking dependents stale")
         stale = trace(store, conn, cat, changes.changed_entities,
                       first=changes.first_changed, added=changes.added_periods,
+                      known=changes.first_known,
                       grown=changes.grown_calendars,
                       shrunk=set(changes.removed_periods) | changes.shrunk_coarser,
                       new_entities=changes.new_entity_ids)
@@ -56,7 +57,8 @@ def load(store, cache, data, frequencies, label, allow_new_entities, tell, snap:
 
 def trace(store, conn, cat: Catalog, changed: dict[str, np.ndarray], *,
           grown: Iterable[str] = (), shrunk: Iterable[str] = (),
-          new_entities: np.ndarray = tracer.NONE, first=None, added=None) -> list[str]:
+          new_entities: np.ndarray = tracer.NONE, first=None, added=None,
+          known=None) -> list[str]:
     """Mark what a change of data points makes stale, then everything downstream pending;
     returns every formula handled, in recalculation order."""
     grown, shrunk = set(grown), set(shrunk)
@@ -68,7 +70,7 @@ def trace(store, conn, cat: Catalog, changed: dict[str, np.ndarray], *,
         reach = sorted({u for us in users.values() for u in us})
     marks = tracer.data_changed(changed, users, {n: cat.facts(n) for n in reach},
                                 grown=grown, shrunk=shrunk, new_entities=new_entities,
-                                first=first, added=added)
+                                first=first, added=added, known=known)
     ids = {n: r.id for n, r in cat.formulas.items()}
     return catalog.trace(store, conn, cat.graph, marks, cat.states(), ids)
 

@@ -73,7 +73,8 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
         uses={n: tuple(p for p in cat.graph.predecessors(n) if p in targets)
               for n in targets},
         own=own, facts=facts,
-        users={n: [(d, fs[d].id, crossing[d]) for d in users[n]] for n in targets},
+        users={n: [(d, fs[d].id, crossing[d], n in (facts.get(d) or cat.facts(d)).converted)
+                   for d in users[n]] for n in targets},
         verify=verify, lock_holder=holder, daily=store.daily_calendar(conn), inline=inline,
         since={n: tracer.as_day(fs[n].stale_since) for n in targets
                if fs[n].state in (FormulaState.STALE, FormulaState.PARTIAL)},

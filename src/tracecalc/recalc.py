@@ -120,9 +120,10 @@ class Tally:
             self.stats[st.name] = merge_stats(self.stats.get(st.name), st)
         for name, ch in changed.items():
             if len(ch):
-                day = (first or {}).get(name)
-                self.first[name] = earliest(self.first[name], day) \
-                    if len(self.changed.get(name, NONE)) else day
+                for key in (name, (name, "known")):
+                    day = (first or {}).get(key)
+                    self.first[key] = earliest(self.first[key], day) \
+                        if len(self.changed.get(name, NONE)) else day
             self.changed[name] = np.union1d(self.changed.get(name, NONE), ch)
         self.io_seconds += io_seconds
 

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tracecalc import pit, tracer
-from tracecalc.facts import source_of
+from tracecalc.facts import parse_asof_input, source_of
 from tracecalc.inputs import Inputs, Source
 from tracecalc.iothread import IOThread, short_switch_interval
 from tracecalc.model import FormulaRunStats
@@ -135,6 +135,9 @@ class Runner(Inputs):
         self._earlier_first = dict(first or {})  # and the first period that changed
         self.changed: dict[str, np.ndarray] = {}  # name -> entity ids changed in this run
         self.first: dict[str, object] = {}  # name -> the first period changed in this run
+        # formula -> what it reads through asof (it sees their changes from known_at on)
+        self._via_asof = {t.name: {r for n in t.compiled.inputs if parse_asof_input(n)
+                                   for r in _sources([n], self.inline)} for t in tasks}
         # input -> the widest window a task reads it with (one shared read serves them all)
         self._widest: dict[str, int] = {}
         for t in tasks:
@@ -212,8 +215,8 @@ class Runner(Inputs):
         """(the first calendar row to recompute, the first row to read inputs from)."""
         since = tracer.first_to_compute(
             task.own, task.since, upstream,
-            [self.first[u] if u in self.changed else self._earlier_first.get(u)
-             for u in task.uses])
+            [(self.first if u in self.changed else self._earlier_first).get(
+                (u, "known") if u in self._via_asof[task.name] else u) for u in task.uses])
         if since is None or task.pit or task.verify or self.calendar is None:
             return 0, 0
         calendar = self.calendar(task.name)
@@ -323,13 +326,18 @@ class Runner(Inputs):
         new = Versions(*(a[keep] for a in every))
         drop, add = diff(read(self.stored_versions, task.name), new)
         touched = np.union1d(drop.entity_ids, add.entity_ids).astype(np.int64)
-        return replace(outcome, versions=(drop, add), version_changed=touched), Versions(*every)
+        known = np.concatenate([drop.known_at, add.known_at]).astype("datetime64[D]")
+        return replace(outcome, versions=(drop, add), version_changed=touched,
+                       first_known=known.min() if len(known) else outcome.first
+                       ), Versions(*every)
 
     def _evaluated(self, name: str, ev: Evaluated) -> Future:
         """Record an evaluation, free the panels it was the last consumer of, and queue it
         for the writer. Returns the future set once it is written."""
         self.changed[name] = NONE if ev.outcome is None else ev.outcome.changed
         self.first[name] = None if ev.outcome is None else ev.outcome.first
+        if ev.outcome is not None:  # what a reader through asof sees change first
+            self.first[(name, "known")] = ev.outcome.first_known or ev.outcome.first
         for n in set(self.tasks[name].compiled.inputs):  # (asof:x and to:x reads included)
             self._readers[n] -= 1
             if self._readers[n] == 0:

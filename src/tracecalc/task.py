@@ -42,6 +42,7 @@ class Outcome:
     version_changed: np.ndarray = field(default_factory=lambda: NONE)  # entities
     row0: int = 0  # the calendar row of new's first row
     first: Day = None  # the first period whose value changed (None: none, or the first)
+    first_known: Day = None  # the earliest known_at of the versions that changed
     read: int = 0  # stored records read to compare
 
     @property

@@ -34,6 +34,7 @@ class Traits(Protocol):
     along_time: bool  # reads other periods (lag, windows, ffill)
     spontaneous: bool  # has values where every input is missing (coalesce(x, 0))
     frequency: str | None
+    converted: frozenset[str]  # what it reads through asof (as known on each date)
     attributes: tuple[str, ...]  # the entity attributes it groups by (by=sector)
 
 
@@ -90,11 +91,13 @@ def data_changed(changed: Mapping[str, np.ndarray], users: Mapping[str, Iterable
                  formulas: Mapping[str, Traits], *, grown: Iterable[str] = (),
                  shrunk: Iterable[str] = (), new_entities: np.ndarray = NONE,
                  first: Mapping[str, Day] | None = None,
-                 added: Mapping[str, np.ndarray] | None = None) -> Marks:
+                 added: Mapping[str, np.ndarray] | None = None,
+                 known: Mapping[str, Day] | None = None) -> Marks:
     """Data points changed (loaded, corrected, deleted).
 
     ``changed`` maps an item to the entities whose points changed, ``first`` an item to the
-    earliest period that changed (none given: from the first); ``users`` an item to the
+    earliest period that changed (none given: from the first), ``known`` to the earliest
+    date a changed value became known (its known_at; none: ``first``); ``users`` an item to the
     formulas that reference it directly; ``formulas`` gives the traits of every formula
     the calendar and new-entity rules can reach (all of them when ``grown``, ``shrunk`` or
     ``new_entities`` is given); ``grown`` and ``shrunk`` are the frequencies whose calendar
@@ -103,13 +106,16 @@ def data_changed(changed: Mapping[str, np.ndarray], users: Mapping[str, Iterable
     A value at period p moves no formula's value before p, whatever its frequency: a
     window, a lag or ``asof`` (a value is never known before its period) only read
     backwards, and a coarser period that takes days before p ends after it. So every mark
-    is from p on.
+    is from p on; a formula that reads the item through ``asof`` sees a value from the day
+    it became known, so its mark is from that day (a restatement of an old quarter marks the
+    days from its filing on, not from the quarter).
     """
     marks = Marks()
-    first, added = first or {}, added or {}
+    first, added, known = first or {}, added or {}, known or {}
     for item, entity_ids in changed.items():
-        since = first.get(item)
         for name in users.get(item, ()):
+            since = (known.get(item, first.get(item)) if item in formulas[name].converted
+                     else first.get(item))
             if formulas[name].cross_sectional:  # a change anywhere moves every rank
                 marks.everything(name, since)
             else:
@@ -157,19 +163,21 @@ def full_run(names: Iterable[str]) -> Marks:
     return formulas_saved(names)
 
 
-def result_written(users: Sequence[tuple[str, bool]], changed: np.ndarray,
-                   since: Day = None) -> Marks:
+def result_written(users: Sequence[tuple[str, bool, bool]], changed: np.ndarray,
+                   since: Day = None, known: Day = None) -> Marks:
     """A formula's new values differ from the stored ones at entities ``changed``, from
-    period ``since`` on: each of its ``users`` (name, cross-sectional) is marked there
-    (everywhere if it works across entities). Early cutoff: an unchanged result marks
-    nothing."""
+    period ``since`` on, known from ``known`` on (its versions; none: ``since``): each of
+    its ``users`` (name, cross-sectional, reads it through asof) is marked there
+    (everywhere if it works across entities), from ``known`` where it reads through
+    asof. Early cutoff: an unchanged result marks nothing."""
     marks = Marks(bump=False)
     if len(changed):
-        for name, cross_sectional in users:
+        for name, cross_sectional, via_asof in users:
+            day = (since if known is None else known) if via_asof else since
             if cross_sectional:
-                marks.everything(name, since)
+                marks.everything(name, day)
             else:
-                marks.some(name, changed, since)
+                marks.some(name, changed, day)
     return marks
 
 

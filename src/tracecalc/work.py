@@ -50,8 +50,9 @@ class RunPlan:
     uses: dict[str, tuple[str, ...]]  # formula -> formulas of the plan it uses
     own: dict[str, np.ndarray]  # formula -> its stale entities
     facts: dict[str, FormulaFacts]  # of the formulas to compute (compiled on first use)
-    # formula -> its users (name, id, cross-sectional): marked stale where it changed
-    users: dict[str, list[tuple[str, int, bool]]] = field(default_factory=dict)
+    # formula -> its users (name, id, cross-sectional, reads it through asof): marked stale
+    # where it changed
+    users: dict[str, list[tuple[str, int, bool, bool]]] = field(default_factory=dict)
     verify: bool = False  # compare every recomputed entity's records cell by cell
     # the run's recalculation lock connection (RecalcLock.holder): every write checks it
     lock_holder: int | None = None
@@ -245,7 +246,7 @@ class RunIO:
             self.store.write_versions(conn, "records", ref.id, *out.versions)
         if diff.written or len(out.version_changed):
             users = self.plan.users.get(ref.name, ())
-            marks = tracer.result_written([(n, cs) for n, _, cs in users], out.changed,
-                                          out.first)
-            catalog.apply(self.store, conn, marks, {n: fid for n, fid, _ in users})
+            marks = tracer.result_written([(n, cs, a) for n, _, cs, a in users], out.changed,
+                                          out.first, out.first_known)
+            catalog.apply(self.store, conn, marks, {n: fid for n, fid, _, _ in users})
         self.store.write_digests(conn, ref.id, ids, out.digests, everything)

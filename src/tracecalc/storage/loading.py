@@ -37,6 +37,8 @@ class LoadChanges:
     changed_items: list[str] = field(default_factory=list)
     changed_entities: dict[str, np.ndarray] = field(default_factory=dict)
     first_changed: dict[str, np.datetime64] = field(default_factory=dict)  # item -> period
+    # item -> the earliest date a changed value is known at (its period, or known_at)
+    first_known: dict[str, np.datetime64] = field(default_factory=dict)
 
 
 class LoadingMixin:
@@ -109,15 +111,17 @@ class LoadingMixin:
                     (lambda k, lo=lo, name=name: progress(lo + k, len(order), f"writing {name}"))
                 changed, deleted, first = self._upsert_item(conn, item_id, eids, pers, vals,
                                                             tell=tell)
+                known_day = first
                 now_present = pers[~np.isnan(vals)]
             else:
                 known_at = pers if batch.known_at is None else batch.known_at[idx]
-                changed, deleted, now_present, first = self._merge_versions(
+                changed, deleted, now_present, first, known_day = self._merge_versions(
                     conn, item_id, Versions(eids, pers, known_at, vals), out)
             if len(changed):
                 out.changed_items.append(name)
                 out.changed_entities[name] = changed
                 out.first_changed[name] = first
+                out.first_known[name] = known_day
                 present.setdefault(str(freq), []).append(now_present)
             if len(deleted):
                 emptied.setdefault(str(freq), []).append(deleted)
@@ -192,29 +196,39 @@ class LoadingMixin:
         """Merge loaded versions into the item's (``versions.merge``): tc_data gets the new
         latest values, the versions table the rows that changed. Returns the entities
         whose latest value or versions changed, the periods whose point went, the
-        periods with a value now and the first period that changed."""
+        periods with a value now, the first period that changed and the earliest date a
+        changed value is known at."""
         ents = np.unique(new.entity_ids)
         stored = self.read_item(conn, item_id, ents)
         m = merge(self.read_versions(conn, "data", item_id, ents), stored, new)
+        touched: list = []
         changed, deleted, first = self._upsert_item(conn, item_id, m.entity_ids, m.periods,
-                                                    m.latest, stored)
+                                                    m.latest, stored, touched=touched)
         self.write_versions(conn, "data", item_id, m.drop, m.add)
         out.versions_changed += len(m.drop) + len(m.add)
         changed = np.union1d(changed, np.union1d(m.drop.entity_ids, m.add.entity_ids))
         days = [] if first is None else [first]
+        # a changed value is known at its version's known_at, or at its period where no
+        # version of it changed (a plain point)
+        versioned = np.concatenate([_point_key(v.entity_ids, v.periods) for v in (m.drop, m.add)])
+        known = [] if not touched else [touched[1][~np.isin(
+            _point_key(*touched), versioned)].min(initial=np.datetime64("9999-12-31"))]
         for v in (m.drop, m.add):
             if len(v.periods):
                 days.append(v.periods.min())
+                known.append(v.known_at.min())
         return (changed.astype(np.int64), deleted, m.periods[~np.isnan(m.latest)],
-                min(days) if days else None)
+                min(days) if days else None, min(known) if known else None)
 
-    def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None, tell=None
+    def _upsert_item(self, conn, item_id: int, eids, pers, vals, stored=None, tell=None,
+                     touched: list | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.datetime64 | None]:
         """Write what differs from the stored points (``stored``: those of the entities in
         ``eids``, when read already), in the table's key order (rows inserted in key order
         append to the b-tree; in file order they split pages all over it); returns the
         entity ids that changed, the periods of the points deleted and the first period
-        that changed (None: nothing did). An unchanged point is not written."""
+        that changed (None: nothing did); ``touched`` gets the (entity ids, periods) of the
+        points written. An unchanged point is not written."""
         new_k = _point_key(eids, pers)
         o = np.argsort(new_k)  # the keys are distinct (read_data and snap refuse repeats)
         eids, pers, new_k = eids[o], pers[o], new_k[o]
@@ -226,6 +240,8 @@ class LoadingMixin:
         if len(old_v) == 0:
             self._insert_steps(conn, item_id, eids[present], pers[present], vals[present],
                                tell)
+            if touched is not None:
+                touched += [eids[present], pers[present]]
             return (np.unique(eids[present]), pers[:0],
                     pers[present].min() if present.any() else None)
         old_k = _point_key(old_e, old_p)
@@ -243,9 +259,11 @@ class LoadingMixin:
             self.update_data(conn, item_id, eids[upd], pers[upd], vals[upd])
         if dele.any():
             self.delete_data(conn, item_id, eids[dele], pers[dele])
-        touched = ins | upd | dele
-        return (np.unique(eids[touched]), np.unique(pers[dele]),
-                pers[touched].min() if touched.any() else None)
+        written = ins | upd | dele
+        if touched is not None:
+            touched += [eids[written], pers[written]]
+        return (np.unique(eids[written]), np.unique(pers[dele]),
+                pers[written].min() if written.any() else None)
 
     def _insert_steps(self, conn, item_id: int, eids, pers, vals, tell) -> None:
         """Insert, telling ``tell(rows inserted)`` every ``WRITE_STEP`` rows when given (a
