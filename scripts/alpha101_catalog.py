@@ -481,7 +481,7 @@ ALPHA101_INDUSTRY_HEADER = f"""\
 # The {len(alpha101_industry())} alphas of the 101 Formulaic Alphas (Kakushadze 2016) that
 # neutralise against an industry classification: the paper's indneutralize(x, IndClass.g) is
 # cs_demean(x, by=g) with g one of sector, industry, subindustry (entity attributes).
-# NOT LOADABLE YET: by=ATTRIBUTE is the next step of issue 14, and ohlcv.csv's entities
-# have no such attributes. They read the helpers of catalogs/alpha101.yaml (returns, adv{{d}}):
-# load that one first. Written by scripts/make_sample_data.py.
+# The attributes come with ohlcv.csv's entities: load-entities ohlcv_entities.csv before
+# these. They read the helpers of catalogs/alpha101.yaml (returns, adv{{d}}): load that one
+# first. Written by scripts/make_sample_data.py.
 """

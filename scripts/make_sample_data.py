@@ -673,6 +673,10 @@ def build(out_dir: Path) -> dict[str, int]:
         ),
         "ohlcv.csv": write_csv(out_dir / "ohlcv.csv", ("item", "entity", "period", "value"),
                                ohlcv()),
+        "ohlcv_entities.csv": write_csv(out_dir / "ohlcv_entities.csv",
+                                        ("code", "name", "sector", "industry",
+                                         "subindustry"),
+                                        OHLCV_ENTITIES),
     }
     (out_dir / "catalogs").mkdir(exist_ok=True)
     counts["catalogs/alpha158.yaml"] = write_catalog(out_dir / "catalogs" / "alpha158.yaml",
@@ -752,6 +756,31 @@ OHLCV_DAYS = 300  # business days up to LAST_PERIOD, no holidays
 OHLCV_CODES = ("ARVN", "BXTL", "CDMR", "DLQS", "EVRA", "FNXO", "GTHM", "HZLP", "IOTK", "JRVB",
                "KLMN", "LXOR", "MVTQ", "NRBL", "OPTX", "PQRD", "QZEN", "RWLT", "SKVY", "TMBL")
 OHLCV_ITEMS = ("close", "high", "low", "open", "volume", "vwap")
+# The OHLCV stocks' entities (ohlcv_entities.csv): 2 sectors of 10 stocks, 4 industries of
+# 5 and 8 subindustries of 2 or 3 (each inside one industry), for cross-sectional formulas
+# within groups (cs_demean(x, by=industry); catalogs/alpha101_industry.yaml).
+OHLCV_ENTITIES = (
+    ("ARVN", "Arvena Systems", "Technology", "Software", "Application Software"),
+    ("BXTL", "Boxtel Semiconductor", "Technology", "Semiconductors", "Chip Design"),
+    ("CDMR", "Cadmore Cloud", "Technology", "Software", "Cloud Platforms"),
+    ("DLQS", "Delquist Devices", "Technology", "Semiconductors", "Chip Design"),
+    ("EVRA", "Evora Software", "Technology", "Software", "Application Software"),
+    ("FNXO", "Fenixo Fabs", "Technology", "Semiconductors", "Chip Equipment"),
+    ("GTHM", "Gotham Cloudworks", "Technology", "Software", "Cloud Platforms"),
+    ("HZLP", "Hazelpoint Silicon", "Technology", "Semiconductors", "Chip Design"),
+    ("IOTK", "Iotek Instruments", "Technology", "Semiconductors", "Chip Equipment"),
+    ("JRVB", "Jarvis Apps", "Technology", "Software", "Application Software"),
+    ("KLMN", "Kalmin Rail", "Industrials", "Transport", "Rail"),
+    ("LXOR", "Luxor Machinery", "Industrials", "Machinery", "Heavy Equipment"),
+    ("MVTQ", "Mavtique Freight", "Industrials", "Transport", "Trucking"),
+    ("NRBL", "Norbell Tools", "Industrials", "Machinery", "Tools"),
+    ("OPTX", "Optix Logistics", "Industrials", "Transport", "Trucking"),
+    ("PQRD", "Pequod Cranes", "Industrials", "Machinery", "Heavy Equipment"),
+    ("QZEN", "Quartzen Railcar", "Industrials", "Transport", "Rail"),
+    ("RWLT", "Redwell Hand Tools", "Industrials", "Machinery", "Tools"),
+    ("SKVY", "Skyvane Haulage", "Industrials", "Transport", "Trucking"),
+    ("TMBL", "Timberline Excavators", "Industrials", "Machinery", "Heavy Equipment"),
+)
 
 
 def ohlcv() -> list[tuple]:

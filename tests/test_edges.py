@@ -491,7 +491,7 @@ def test_every_writing_command_on_a_full_disk(cli, sample_db, name, small_disk, 
         if name == "load-data":
             src["value"] = "1"
         elif name == "load-entities":
-            src["name"] = src["name"] + " (renamed)" * 20
+            src["name"] = src["name"] + " (renamed)" * 17  # within the 200 characters
         else:
             src["description"] = "changed " * 30
         src.to_csv(changed, index=False)

@@ -348,7 +348,8 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         else:
             for name in ("tc_data", "tc_records", "tc_digests"):
                 _as_rowid_table(c, name)
-        for name in ("tc_data_versions", "tc_record_versions", "tc_snapped"):  # schema 9's
+        for name in ("tc_data_versions", "tc_record_versions", "tc_snapped",
+                     "tc_entity_attributes"):  # schema 9's and 11's
             c.exec_driver_sql(f"DROP TABLE {name}")
         for table, col in (("tc_formulas", "stale_since"), ("tc_run_formulas", "first_period"),
                            ("tc_run_formulas", "records_read")):  # schema 10's
@@ -367,7 +368,8 @@ def test_an_older_sqlite_database_is_upgraded_and_recalculates_exactly(tmp_path,
         assert eng.recalc().records_written > 0
     with Engine(url).store.engine.begin() as c:
         c.exec_driver_sql("UPDATE tc_meta SET value = '4' WHERE key = 'schema'")
-    with pytest.raises(TracecalcError, match=f"schema version 4 is not {SCHEMA_VERSION}"):
+    with pytest.raises(TracecalcError, match=f"schema version 4 is not {SCHEMA_VERSION}, "
+                                             "and tracecalc upgrades only schemas 5 and later"):
         Engine(url)
 
 

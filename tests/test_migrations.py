@@ -290,6 +290,11 @@ def undo_schema10(c) -> None:
         c.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {col}")
 
 
+def undo_schema11(c) -> None:
+    """Take out what schema 11 added (a database as schema 10 left it)."""
+    c.exec_driver_sql("DROP TABLE tc_entity_attributes")
+
+
 def test_schema_10_keeps_records_and_recomputes_digests(server_db):
     """Schema 10 digests present cells with their dates: the old digests go, every formula
     is recomputed once (its records compared cell by cell, none rewritten), and
@@ -302,6 +307,7 @@ def test_schema_10_keeps_records_and_recomputes_digests(server_db):
         eng.recalc()
     eng = sa.create_engine(normalise_url(server_db))
     with eng.begin() as c:
+        undo_schema11(c)
         undo_schema10(c)
         c.exec_driver_sql("UPDATE tc_meta SET value = '9' WHERE " +
                           ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
@@ -338,6 +344,7 @@ def test_schema_9_fills_the_calendars_and_marks_their_formulas_stale(server_db):
                           ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
         for t in ("tc_data_versions", "tc_record_versions", "tc_snapped"):
             c.exec_driver_sql(f"DROP TABLE {t}")
+        undo_schema11(c)
         undo_schema10(c)
         c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema8'")
     eng.dispose()
@@ -349,3 +356,37 @@ def test_schema_9_fills_the_calendars_and_marks_their_formulas_stale(server_db):
         got = eng.records("prev")
         assert got["period"].dt.strftime("%Y-%m-%d").tolist() == ["2024-06-30", "2024-09-30"]
         assert got["value"].tolist() == [1.0, 2.0]  # 2024-12-31's lag is the missing Q3
+
+
+def test_schema_11_adds_entity_attributes(server_db):
+    """A schema-10 database (no tc_entity_attributes) upgrades in place: its entities keep
+    their names and sectors, a formula grouping by sector keeps its records, and entities
+    files with more columns (industry) load and group afterwards."""
+    with Engine(server_db) as eng:
+        eng.load_entities(pd.DataFrame({"code": ["A", "B", "C"], "name": ["a", "b", "c"],
+                                        "sector": ["s", "s", "t"]}))
+        eng.load_data(pd.DataFrame({"item": "x", "entity": ["A", "B", "C"],
+                                    "period": "2024-03-31", "value": [1.0, 3.0, 7.0]}),
+                      frequencies={"x": "quarterly"})
+        eng.set_formula("d", "cs_demean(x, by=sector)")
+        eng.recalc()
+        before = {"entities": eng.entities(), "d": eng.records("d")}
+    eng = sa.create_engine(normalise_url(server_db))
+    with eng.begin() as c:  # as schema 10 left it
+        undo_schema11(c)
+        c.exec_driver_sql("UPDATE tc_meta SET value = '10' WHERE " +
+                          ("`key`" if c.dialect.name == "mysql" else '"key"') + " = 'schema'")
+        c.exec_driver_sql(f"UPDATE {migrations.VERSION_TABLE} SET version_num = 'schema10'")
+    eng.dispose()
+    assert make_cli(server_db)("db", "upgrade").output.strip() == \
+        "upgraded from schema10 to schema11"
+    with Engine(server_db) as eng:
+        pd.testing.assert_frame_equal(eng.entities(), before["entities"])
+        pd.testing.assert_frame_equal(eng.records("d"), before["d"])
+        assert eng.recalc(full=True).records_written == 0
+        eng.load_entities(pd.DataFrame({"code": ["A", "B", "C"], "industry": ["i", "j", "j"]}))
+        assert eng.entities()["industry"].tolist() == ["i", "j", "j"]
+        eng.set_formula("e", "cs_demean(x, by=industry)")
+        eng.recalc()
+        assert eng.records("e").set_index("entity")["value"].to_dict() == \
+            {"B": 3.0 - 5.0, "C": 7.0 - 5.0}  # A alone in i: NaN

@@ -74,8 +74,12 @@ def test_a_schema_7_mariadb_database_gets_binary_names(db_url):
             for t, col in NAME_COLUMNS:
                 c.exec_driver_sql(f"ALTER TABLE {t} MODIFY `{col}` VARCHAR(64) CHARACTER SET "
                                   "utf8mb4 COLLATE utf8mb4_general_ci NOT NULL")
-            for t in ("tc_data_versions", "tc_record_versions", "tc_snapped"):  # schema 9's
+            for t in ("tc_data_versions", "tc_record_versions", "tc_snapped",
+                      "tc_entity_attributes"):  # schema 9's and 11's
                 c.exec_driver_sql(f"DROP TABLE {t}")
+            for t, col in (("tc_formulas", "stale_since"), ("tc_run_formulas", "first_period"),
+                           ("tc_run_formulas", "records_read")):  # schema 10's
+                c.exec_driver_sql(f"ALTER TABLE {t} DROP COLUMN {col}")
             c.exec_driver_sql("UPDATE tc_meta SET value = '7' WHERE `key` = 'schema'")
         assert set(_collations(eng)[n] for n in names) == {"utf8mb4_general_ci"}
         with pytest.raises(Exception, match="Duplicate entry"):  # the defect, as it was

@@ -49,6 +49,20 @@ def test_new_entities_reach_formulas_with_values_where_every_input_is_missing():
         "gm": [7], "c": [7, 8], "n": [7, 8]}
 
 
+def test_a_changed_attribute_marks_the_formulas_grouping_by_it_for_every_entity():
+    f = traits(ind="cs_demean(x, by=industry)", sec="cs_rank(x, by=sector) * 2",
+               both="cs_zscore(cs_demean(x, by=industry), by=country)", plain="cs_rank(x)",
+               gm="x - y")
+    marks = tracer.attributes_changed({"industry"}, f)
+    # attributes do not vary in time: every period and entity of each user, nothing else
+    # (what lies downstream follows through propagate)
+    assert list(marks.stale) == ["ind", "both"] and not marks.partial and marks.bump
+    assert marks.since == {"ind": None, "both": None}  # from the first period
+    assert set(tracer.attributes_changed({"sector", "country"}, f).stale) == {"sec", "both"}
+    assert not tracer.attributes_changed({"name", "region"}, f)
+    assert not tracer.attributes_changed(set(), f)
+
+
 def test_marks_merge_and_everything_wins():
     m = tracer.Marks()
     m.some("a", ids(2))

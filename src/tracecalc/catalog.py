@@ -15,6 +15,7 @@ once per process and version, and only for formulas something asks about.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,10 +23,11 @@ from functools import cached_property
 import numpy as np
 
 from tracecalc import tracer
-from tracecalc.errors import NotFoundError, close_matches
+from tracecalc.errors import NotFoundError, UnknownAttributeError, close_matches
 from tracecalc.facts import FactsCache, FormulaFacts
 from tracecalc.graph import Graph
 from tracecalc.model import FormulaState
+from tracecalc.parser import Call, walk
 from tracecalc.storage import Store
 from tracecalc.storage.columns import PENDING_CANONICAL
 from tracecalc.tracer import Marks
@@ -55,6 +57,26 @@ class Catalog:
         if self._everything is None:
             self._everything = self.store.all_names(self.conn)
         return self._everything
+
+    @cached_property
+    def attributes(self) -> list[str]:
+        """The entity attributes formulas can group by (``Store.attribute_names``)."""
+        return self.store.attribute_names(self.conn)
+
+    def unknown_attributes(self, facts: FormulaFacts, formula: str | None = None
+                           ) -> list[UnknownAttributeError]:
+        """A problem for each attribute a ``by=`` of ``facts`` names that no entity has."""
+        if not facts.attributes:
+            return []
+        out, seen = [], set()
+        for n in walk(facts.tree):
+            if (isinstance(n, Call) and n.by is not None and n.by not in self.attributes
+                    and n.by not in seen):
+                seen.add(n.by)
+                at = re.compile(rf"\bby\s*=\s*{n.by}\b").search(facts.text, n.col)
+                out.append(UnknownAttributeError(n.by, self.attributes, formula=formula,
+                                                 col=at and at.start()))
+        return out
 
     def row(self, name: str):
         row = self.formulas.get(name)

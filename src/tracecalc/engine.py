@@ -122,17 +122,16 @@ class Engine:
         return loads.delete(self.store, self.facts, item, loads.listed(entity), days)
 
     def load_entities(self, data) -> int:
-        """Load entity attributes (code, name, sector); returns how many rows were read."""
-        rows = files.read_entities(data)
-        with self.store.transaction() as conn:
-            self.store.set_entity_attributes(conn, rows)
-        return len(rows)
+        """Load entities and their attributes (code, name, sector, and any other column:
+        industry, country); returns how many rows were read. Formulas grouping by an
+        attribute that changed (``by=industry``) become stale."""
+        return loads.load_entities(self.store, self.facts, data)
 
     def entities(self):
-        """A DataFrame of entities: code, name, sector."""
+        """A DataFrame of entities: code, name, sector, then their other attributes."""
         with self.store.transaction(write=False) as conn:
-            rows = self.store.entities_table(conn)
-        return files.frame(rows, ["code", "name", "sector"])
+            rows, names = self.store.entities_table(conn)
+        return files.frame(rows, ["code", "name", "sector", *names])
 
     def item(self, name: str) -> ItemInfo:
         """One data item: frequency, data points, entities, first and last period, and the

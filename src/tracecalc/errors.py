@@ -73,6 +73,25 @@ class UnknownReferenceError(_Suggesting):
         super().__init__(name, possibilities, **kw)
 
 
+class UnknownAttributeError(FormulaError):
+    """``by=`` names an entity attribute no entity has (one line: the formula, the column
+    of the text, the known attributes and the close matches)."""
+
+    def __init__(self, name: str, known: Sequence[str], *, formula: str | None = None,
+                 col: int | None = None):
+        self.name = name
+        self.known = list(known)
+        self.possibilities = close_matches(name, self.known)
+        where = "" if col is None else f" at column {col + 1}"
+        msg = (f"unknown entity attribute '{name}' in by={name}{where}; the known "
+               f"attributes (columns loaded with load-entities) are "
+               f"{', '.join(self.known) or 'none'}")
+        if self.possibilities:
+            msg += f". Did you mean {_quote_list(self.possibilities)}?"
+        super().__init__(msg, formula=formula)
+        self.col = col
+
+
 class FrequencyError(FormulaError):
     """A formula mixes inputs of different frequencies, or has none."""
 

@@ -168,7 +168,9 @@ def _check(cat, parsed: dict[str, FormulaFacts], problems: list) -> dict[str, Fo
                 problems.append((label, UnknownReferenceError(
                     node.name, close_matches(node.name, cat.all_names()), text=p.text,
                     col=node.col)))
-        if unknown:
+        bad = cat.unknown_attributes(p, label)
+        problems += [(label, e) for e in bad]
+        if unknown or bad:
             continue
         freq = _frequency(cat, None, p, {}, {})
         if isinstance(freq, Exception):
@@ -295,7 +297,8 @@ def _run(store, conn, cat, needs: dict[str, _Need], full: _Calendars,
                     if a.startswith(("asof:", "to:")) else _input(a, panels, versions, cal,
                                                                   first, ids)
                     for a in compiled.inputs]
-            panel = compiled(*args)[kept - first:]  # before kept: short look-backs
+            groups = {a: store.entity_groups(conn, a, ids) for a in compiled.attributes}
+            panel = compiled(*args, groups=groups)[kept - first:]  # before: short look-backs
             if n in cat.formulas:
                 panels[n] = (ids, kept, panel)
             else:

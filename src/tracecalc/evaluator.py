@@ -9,14 +9,14 @@ parameters, numbers become float constants, every operator and function becomes 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from tracecalc import functions as F
 from tracecalc.model import SIGNATURES, FunctionKind
-from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, references, walk
+from tracecalc.parser import Binary, Call, Node, Num, Ref, Unary, attributes, references, walk
 
 _OPERATORS = {
     "+": "add", "-": "sub", "*": "mul", "/": "truediv", "**": "power",
@@ -46,14 +46,24 @@ _PANEL_KERNELS = frozenset(
 
 @dataclass(frozen=True)
 class Compiled:
-    """A formula ready to run: ``fn(*panels)`` with one panel per name in ``inputs``."""
+    """A formula ready to run: ``fn(*panels, groups=...)`` with one panel per name in
+    ``inputs`` and, per entity attribute in ``attributes`` (``by=sector``), the group codes
+    of the panels' entities (one integer per column, -1 for none: ``group_codes``)."""
 
     inputs: tuple[str, ...]
     fn: Callable[..., np.ndarray]
+    attributes: tuple[str, ...] = ()
 
-    def __call__(self, *panels: np.ndarray) -> np.ndarray:
+    def __call__(self, *panels: np.ndarray,
+                 groups: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         shape = panels[0].shape
-        out = self.fn(*panels)
+        if self.attributes:
+            missing = [a for a in self.attributes if a not in (groups or {})]
+            if missing:
+                raise ValueError(f"the group codes of {missing[0]!r} were not given")
+            out = self.fn(*panels, *(groups[a] for a in self.attributes))
+        else:
+            out = self.fn(*panels)
         if np.ndim(out) == 0 or np.shape(out) != shape:  # constant-only branches broadcast
             out = np.broadcast_to(np.asarray(out, dtype=np.float64), shape).copy()
         return out
@@ -61,12 +71,14 @@ class Compiled:
 
 def compile_tree(tree: Node, label: str = "formula") -> Compiled:
     """Generate and compile the function for a checked tree."""
-    inputs = references(tree)
+    inputs, attrs = references(tree), attributes(tree)
     params = {name: f"_v{i}" for i, name in enumerate(inputs)}
-    body = _gen(tree, params)
+    groups = {name: f"_g{i}" for i, name in enumerate(attrs)}
+    body = _gen(tree, params, groups)
     fdef = ast.FunctionDef(
         name="_formula",
-        args=ast.arguments(posonlyargs=[], args=[ast.arg(p) for p in params.values()],
+        args=ast.arguments(posonlyargs=[],
+                           args=[ast.arg(p) for p in [*params.values(), *groups.values()]],
                            vararg=None, kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[]),
         body=[ast.Return(body)],
         decorator_list=[],
@@ -77,24 +89,25 @@ def compile_tree(tree: Node, label: str = "formula") -> Compiled:
     code = compile(module, filename=f"<tracecalc {label}>", mode="exec")
     namespace = dict(_NAMESPACE)
     exec(code, namespace)  # noqa: S102 - our own generated tree, no user text inside
-    return Compiled(inputs, namespace["_formula"])
+    return Compiled(inputs, namespace["_formula"], attrs)
 
 
-def _call(fname: str, args: list[ast.expr]) -> ast.Call:
-    return ast.Call(func=ast.Name(fname, ast.Load()), args=args, keywords=[])
+def _call(fname: str, args: list[ast.expr], keywords: list[ast.keyword] | None = None
+          ) -> ast.Call:
+    return ast.Call(func=ast.Name(fname, ast.Load()), args=args, keywords=keywords or [])
 
 
-def _gen(node: Node, params: dict[str, str]) -> ast.expr:
+def _gen(node: Node, params: dict[str, str], groups: dict[str, str]) -> ast.expr:
     if isinstance(node, Num):
         return ast.Constant(float(node.value))
     if isinstance(node, Ref):
         return ast.Name(params[node.name], ast.Load())
     if isinstance(node, Unary):
         fn = "_op_neg" if node.op == "-" else "_op_not_"
-        return _call(fn, [_gen(node.operand, params)])
+        return _call(fn, [_gen(node.operand, params, groups)])
     if isinstance(node, Binary):
         return _call(f"_op_{_OPERATORS[node.op]}",
-                     [_gen(node.left, params), _gen(node.right, params)])
+                     [_gen(node.left, params, groups), _gen(node.right, params, groups)])
     assert isinstance(node, Call)
     spec = SIGNATURES[node.func]
     args: list[ast.expr] = []
@@ -104,13 +117,15 @@ def _gen(node: Node, params: dict[str, str]) -> ast.expr:
             assert isinstance(a, Num)
             args.append(ast.Constant(float(a.value) if p.real else int(a.value)))
         else:
-            code = _gen(a, params)
+            code = _gen(a, params, groups)
             if node.func in _PANEL_KERNELS and params and not references(a):
                 # lag(1), cs_rank(2 * 3): a constant argument is the constant panel.
                 like = ast.Name(next(iter(params.values())), ast.Load())
                 code = _call("_constant_panel", [code, like])
             args.append(code)
-    return _call(f"_fn_{node.func}", args)
+    by = [] if node.by is None else [ast.keyword("groups", ast.Name(groups[node.by],
+                                                                     ast.Load()))]
+    return _call(f"_fn_{node.func}", args, by)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,10 +156,12 @@ def from_panel(panel: np.ndarray, calendar: np.ndarray, columns: np.ndarray,
     return columns[cols].astype(np.int64), calendar[rows], t[keep]
 
 
-def interpret(tree: Node, panels: dict[str, np.ndarray], like: np.ndarray) -> np.ndarray:
+def interpret(tree: Node, panels: dict[str, np.ndarray], like: np.ndarray,
+              groups: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """The value of a checked tree over ``panels`` (one per reference, shaped ``like``),
     walking the tree through the same kernels as the compiled code (``compile_tree``):
-    the same result, without generating code. For small panels (analysis), not for runs."""
+    the same result, without generating code. For small panels (analysis), not for runs.
+    ``groups``: the group codes per attribute a ``by=`` names (default: one group)."""
 
     def value(node: Node):
         if isinstance(node, Num):
@@ -167,7 +184,12 @@ def interpret(tree: Node, panels: dict[str, np.ndarray], like: np.ndarray) -> np
                 args.append(_constant_panel(value(a), like))
             else:
                 args.append(value(a))
-        return F.KERNELS[node.func](*args)
+        if node.by is None:
+            return F.KERNELS[node.func](*args)
+        codes = (groups or {}).get(node.by)
+        if codes is None:
+            codes = np.zeros(np.shape(like)[1], dtype=np.int64)
+        return F.KERNELS[node.func](*args, groups=codes)
 
     out = value(tree)
     if np.ndim(out) == 0 or np.shape(out) != like.shape:

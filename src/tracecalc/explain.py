@@ -35,16 +35,18 @@ def column(ids: np.ndarray, entity_id: int) -> int:
 
 
 def explain_tree(tree: Node, panels: dict[str, np.ndarray], calendar: np.ndarray, t: int,
-                 col: int, items, finer: dict | None = None) -> dict:
+                 col: int, items, finer: dict | None = None, groups: dict | None = None
+                 ) -> dict:
     """The explanation of ``tree`` at period index ``t`` and panel column ``col``;
     ``finer``: per aggregated input of a downsampling call (``facts.converted_args``),
-    (finer calendar, finer panel, period of each finer row, aggregated panel)."""
+    (finer calendar, finer panel, period of each finer row, aggregated panel); ``groups``:
+    the panels' group codes per attribute a ``by=`` names."""
 
     like = next(iter(panels.values()))  # a formula references at least one input
 
     def value(node: Node) -> np.ndarray:
         # a constant sub-tree (sqrt(252), abs(-2)) has its value in every cell
-        return interpret(node, {r: panels[r] for r in references(node)}, like)
+        return interpret(node, {r: panels[r] for r in references(node)}, like, groups)
 
     def at(x: float) -> float | None:
         return None if x != x else float(x)

@@ -27,6 +27,7 @@ from tracecalc.parser import (
     Num,
     Ref,
     Unary,
+    attributes,
     canonical_form,
     parse,
     references,
@@ -59,6 +60,7 @@ class FormulaFacts:
     inline: tuple[tuple[str, Node], ...] = ()  # (text, tree) of each asof of an expression
     # (reference, frequency, how) of each downsampling call (quarterly_last(close))
     downsampled: tuple[tuple[str, str, str], ...] = ()
+    attributes: tuple[str, ...] = ()  # the entity attributes it groups by (by=sector)
 
     @cached_property
     def canonical(self) -> str:
@@ -88,7 +90,10 @@ class FormulaFacts:
         window), so a run from period t continues from its own last value before t; None
         otherwise (a recursive call inside an expression is recomputed whole)."""
         t = self.tree
-        if not isinstance(t, Call) or t.func not in _RECURSIVE or self.downsampled:
+        # (a cross-sectional argument works across every entity: it cannot continue for a
+        # part of them)
+        if (not isinstance(t, Call) or t.func not in _RECURSIVE or self.downsampled
+                or self.cross_sectional):
             return None
         inner = _converted_inputs(t.args[0], self.frequency) if self.asof else t.args[0]
         back = lookback(inner).values()
@@ -169,7 +174,7 @@ def _facts(tree: Node, text: str, refs: tuple[str, ...], name: str | None,
                                    if not isinstance(n.args[0], Ref))),
         downsampled=tuple(dict.fromkeys(
             (n.args[0].name, *DOWNSAMPLES[n.func]) for n in walk(tree)
-            if isinstance(n, Call) and n.func in DOWNSAMPLES)))
+            if isinstance(n, Call) and n.func in DOWNSAMPLES)), attributes=attributes(tree))
 
 
 def _converts(call: Call) -> str:

@@ -38,6 +38,11 @@ class Inputs:
     _computed: dict
     _reader: IOThread
     _versions: dict
+    groups: Callable | None  # (attribute, ids) -> group codes (by=sector)
+
+    def _groups(self, task: Task, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """The group codes at ``ids`` of each entity attribute the formula groups by."""
+        return {a: self.groups(a, ids) for a in task.compiled.attributes}
 
     def _resumed(self, task: Task, ids: np.ndarray, sources: list[Source], row: int,
                  lo: int, read: Callable, waits) -> tuple[np.ndarray, np.ndarray, int]:

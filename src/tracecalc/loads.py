@@ -75,6 +75,21 @@ def trace(store, conn, cat: Catalog, changed: dict[str, np.ndarray], *,
     return catalog.trace(store, conn, cat.graph, marks, cat.states(), ids)
 
 
+def load_entities(store, cache, data) -> int:
+    """See ``Engine.load_entities``: the attributes written, then the formulas grouping by
+    an attribute that changed marked stale (``tracer.attributes_changed``)."""
+    rows = files.read_entities(data)
+    with store.transaction() as conn:
+        store.lock_catalog(conn)
+        changed = store.set_entity_attributes(conn, rows)
+        if changed:
+            cat = catalog.read(store, conn, cache, whole=True)
+            marks = tracer.attributes_changed(changed, {n: cat.facts(n) for n in cat.formulas})
+            ids = {n: r.id for n, r in cat.formulas.items()}
+            catalog.trace(store, conn, cat.graph, marks, cat.states(), ids)
+    return len(rows)
+
+
 def delete(store, cache, item: str, codes: list[str], days: list[np.datetime64]
            ) -> DeleteResult:
     """See ``Engine.delete_data``."""

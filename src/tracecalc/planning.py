@@ -77,4 +77,6 @@ def plan(store: Store, conn, cache: FactsCache, *, full: bool, kind: str, user: 
                    for d in users[n]] for n in targets},
         verify=verify, lock_holder=holder, daily=store.daily_calendar(conn), inline=inline,
         since={n: tracer.as_day(fs[n].stale_since) for n in targets
-               if fs[n].state in (FormulaState.STALE, FormulaState.PARTIAL)})
+               if fs[n].state in (FormulaState.STALE, FormulaState.PARTIAL)},
+        groups={a: store.entity_groups(conn, a, universe)
+                for a in sorted({a for f in facts.values() for a in f.attributes})})

@@ -205,12 +205,14 @@ def explain_record(store, cache, name: str, entity: str, period, as_of=None) -> 
         panels.update({ref: finer[ref][3] if ref in finer else read(ref)
                        for ref in references(tree) if ref not in panels})
         stored = read(name)
+        groups = {a: store.entity_groups(conn, a, ids) for a in facts.attributes}
     col = int(explain.column(ids, eid))
     value = stored[t, col]
     return {"formula": name, "version": row.version, "expression": row.expression,
             "frequency": row.frequency, "entity": entity, "period": str(calendar[t]),
             "stored": None if value != value else float(value),
-            "tree": explain.explain_tree(tree, panels, calendar, t, col, cat.items, finer)}
+            "tree": explain.explain_tree(tree, panels, calendar, t, col, cat.items, finer,
+                                         groups)}
 
 
 def item(store, cache, name: str):

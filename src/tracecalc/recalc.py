@@ -152,7 +152,8 @@ class Here:
                         stored_versions=getattr(s, "stored_versions", None),
                         calendar=getattr(s, "calendar", None),
                         downsample=getattr(s, "downsample", None),
-                        inline=getattr(s, "inline", None), first=tally.first)
+                        inline=getattr(s, "inline", None), first=tally.first,
+                        groups=getattr(s, "groups", None))
         tally.add(runner.run(), runner.changed, runner.io_seconds, runner.first)
 
 

@@ -115,7 +115,7 @@ class Runner(Inputs):
                  versions: Callable | None = None, stored_versions: Callable | None = None,
                  calendar: Callable[[str], np.ndarray] | None = None,
                  downsample: Callable | None = None, inline: dict | None = None,
-                 first: dict | None = None):
+                 first: dict | None = None, groups: Callable | None = None):
         self.tasks = {t.name: t for t in tasks}
         self.order = [t.name for t in tasks]
         self._position = {n: i for i, n in enumerate(self.order)}
@@ -127,7 +127,7 @@ class Runner(Inputs):
         self.read, self.write, self.digests = read, write, digests
         self.versions, self.stored_versions = versions, stored_versions
         self.calendar, self.downsample = calendar, downsample
-        self.inline = inline or {}  # asof's expressions: text -> their facts
+        self.inline, self.groups = inline or {}, groups  # asof's expressions; by='s codes
         self.final, self.prior, self.finished = final, prior or {}, finished
         self.workers = max(1, workers)
         self.concurrent_reads, self.group = concurrent_reads, group
@@ -285,7 +285,8 @@ class Runner(Inputs):
                 lo, read_tail = row, (lambda sub, tail=tail: tail)
             else:
                 new = task.compiled(*(self._input(n, src, ids, read, waits, lo)
-                                      for n, src in zip(task.compiled.inputs, sources)))
+                                      for n, src in zip(task.compiled.inputs, sources)),
+                                    groups=self._groups(task, ids))
                 read_tail = partial(read, task.name, row0=row)
             stored = waits(self._reader.submit(
                 IOThread.READ, partial(self.digests, task.name, ids), position))

@@ -109,6 +109,7 @@ def check(cat: Catalog, batch: Sequence[dict], parsed: dict[str, FormulaFacts],
                 problems.append((name, UnknownReferenceError(
                     node.name, close_matches(node.name, every), formula=name, text=p.text,
                     col=node.col)))
+        problems += [(name, e) for e in cat.unknown_attributes(p, name)]
     bad = {n for n, _ in problems}
     good = {n: p for n, p in parsed.items() if n not in bad}
     graph = _with(cat, good)

@@ -35,6 +35,7 @@ class Traits(Protocol):
     spontaneous: bool  # has values where every input is missing (coalesce(x, 0))
     frequency: str | None
     converted: frozenset[str]  # what it reads through asof (as known on each date)
+    attributes: tuple[str, ...]  # the entity attributes it groups by (by=sector)
 
 
 Day = np.datetime64 | None  # a first period; None: from the first one
@@ -132,6 +133,19 @@ def data_changed(changed: Mapping[str, np.ndarray], users: Mapping[str, Iterable
             marks.everything(name, new.min() if new is not None and len(new) else None)
         if f.spontaneous:  # a new entity: every period (its values come from nothing)
             marks.some(name, new_entities)
+    return marks
+
+
+def attributes_changed(changed: Iterable[str], formulas: Mapping[str, Traits]) -> Marks:
+    """An entity attribute's value changed at some entity (``load-entities``: a new value,
+    another one, or none any more). Attributes do not vary in time, so each formula that
+    groups by one of ``changed`` (``by=``) is marked for every entity and period: a move
+    from one group to another changes both groups' results, and every period's."""
+    changed = set(changed)
+    marks = Marks()
+    for name, f in formulas.items():
+        if changed.intersection(f.attributes):
+            marks.everything(name)
     return marks
 
 

@@ -60,6 +60,8 @@ class RunPlan:
     daily: str = calendars.WEEKDAYS  # the database's daily calendar (weekdays or an exchange)
     inline: dict[str, FormulaFacts] = field(default_factory=dict)  # asof(ttm(eps)): ttm(eps)
     since: dict[str, np.datetime64 | None] = field(default_factory=dict)  # own first periods
+    # entity attribute -> the group code of each universe entity (by=sector; -1: none)
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     def tasks(self, names: list[str] | None = None) -> list[Task]:
         out = []
@@ -164,6 +166,10 @@ class RunIO:
     @property
     def inline(self) -> dict[str, FormulaFacts]:
         return self.plan.inline
+
+    def groups(self, attribute: str, ids: np.ndarray) -> np.ndarray:
+        """The group codes by ``attribute`` of entities ``ids`` (as the run started)."""
+        return self.plan.groups[attribute][np.searchsorted(self.plan.universe, ids)]
 
     def calendar(self, name: str | None, frequency: str | None = None) -> np.ndarray:
         """The calendar of formula or item ``name`` (or of ``frequency``)."""

@@ -150,7 +150,8 @@ def daily_calendar(ctx, name):
 @click.pass_context
 @handle_errors
 def load_entities(ctx, file):
-    """Load entity attributes from a CSV with columns code, name, sector."""
+    """Load entities from a CSV: code, optionally name and sector, and any other column as
+    an attribute formulas group by (cs_demean(x, by=industry))."""
     _readable(file)
     n = _engine(ctx, create=True).load_entities(file)
     cli.out.print(f"loaded {plural(n, 'entity')}")

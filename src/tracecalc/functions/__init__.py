@@ -59,6 +59,7 @@ from tracecalc.functions.elementwise import (
 )
 from tracecalc.functions.moments import ts_kurt, ts_resi, ts_rsquare, ts_skew, ts_slope
 from tracecalc.functions.order import ts_argmax, ts_argmin, ts_quantile, ts_rank
+from tracecalc.functions.sections import group_codes
 from tracecalc.functions.timeseries import (
     avg_balance,
     decay_linear,
@@ -104,7 +105,8 @@ KERNELS: dict[str, Callable[..., np.ndarray]] = {
 __all__ = ["KERNELS", "finite", "abs_", "add", "and_", "asof", "asof_panel", "avg_balance",
     "clip", "coalesce", "converted", "cs_demean", "cs_quantile", "cs_rank", "cs_resid",
     "cs_scale", "cs_winsorize", "cs_zscore", "decay_linear", "diff", "div", "downsample_panel",
-    "ema", "eq", "exp", "ffill", "ge", "growth", "gt", "if_", "isnull", "lag", "le", "log",
+    "ema", "eq", "exp", "ffill", "ge", "group_codes", "growth", "gt", "if_", "isnull", "lag",
+    "le", "log",
     "log1p", "lt", "max_", "min_", "mul", "ne", "neg", "not_", "or_", "power", "round_", "sign",
     "signed_power", "smooth_from", "sqrt", "sub", "tanh", "truediv", "ts_argmax",
     "ts_argmin", "ts_corr",

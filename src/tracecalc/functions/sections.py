@@ -16,6 +16,15 @@ import numpy as np
 from tracecalc.functions.common import _NAN
 
 
+def group_codes(values, absent=None) -> np.ndarray:
+    """Group codes of entities from their attribute values, one
+    per entity: equal values share a code, ``absent`` (None: no value) is -1."""
+    have = [v for v in values if v != absent]
+    index = {v: i for i, v in enumerate(sorted(set(have)))}
+    return np.array([index.get(v, -1) if v != absent else -1 for v in values],
+                    dtype=np.int64)
+
+
 class Sections:
     """The whole period (``groups=None``) or the groups of ``groups`` as sections.
 

@@ -29,6 +29,7 @@ from tracecalc.parser.nodes import (
     ParsedFormula,
     Ref,
     Unary,
+    attributes,
     references,
     walk,
 )
@@ -36,5 +37,5 @@ from tracecalc.parser.nodes import (
 __all__ = [
     "ARITHMETIC", "BOOLEAN", "COMPARISON", "MAX_DEPTH", "MAX_LENGTH", "MAX_LITERAL",
     "MAX_NODES", "MAX_POWER", "Binary", "Call", "Node", "Num", "ParsedFormula", "Ref",
-    "Unary", "canonical_form", "normalise", "parse", "references", "to_text", "walk",
+    "Unary", "attributes", "canonical_form", "normalise", "parse", "references", "to_text", "walk",
 ]

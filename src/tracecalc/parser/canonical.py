@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from tracecalc.parser.convert import _constant_value
+from tracecalc.parser.folding import _constant_value
 from tracecalc.parser.nodes import ARITHMETIC, COMPARISON, Binary, Call, Node, Num, Ref, Unary
 
 
@@ -51,7 +51,9 @@ def canonical_form(tree: Node) -> str:
                 name, a, b = ("lt" if name == "gt" else "le"), b, a
             return sympy.Function(name)(a, b)
         assert isinstance(n, Call)
-        return sympy.Function(n.func)(*(build(a) for a in n.args))
+        # within groups, another function: cs_rank(x, by=sector) is not cs_rank(x)
+        fname = n.func if n.by is None else f"{n.func}_by_{n.by}"
+        return sympy.Function(fname)(*(build(a) for a in n.args))
 
     try:
         return sympy.sstr(build(tree), order="lex")
@@ -82,6 +84,7 @@ def to_text(node: Node) -> str:
             arith = {v: k for k, v in ARITHMETIC.items()}[n.op]
             return ast.BinOp(py(n.left), arith(), py(n.right))
         assert isinstance(n, Call)
-        return ast.Call(ast.Name(n.func, ast.Load()), [py(a) for a in n.args], [])
+        by = [] if n.by is None else [ast.keyword("by", ast.Name(n.by, ast.Load()))]
+        return ast.Call(ast.Name(n.func, ast.Load()), [py(a) for a in n.args], by)
 
     return ast.unparse(py(node))

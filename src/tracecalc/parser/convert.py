@@ -18,7 +18,8 @@ from tracecalc.errors import (
     UnknownFunctionError,
     close_matches,
 )
-from tracecalc.model import DOWNSAMPLES, FUNCTION_NAMES, NAME_RE, SIGNATURES
+from tracecalc.model import DOWNSAMPLES, FUNCTION_NAMES, NAME_RE, SIGNATURES, FunctionKind
+from tracecalc.parser.folding import MAX_LITERAL, _constant_value, _ConstantRange, _fold
 from tracecalc.parser.nodes import (
     ARITHMETIC,
     BOOLEAN,
@@ -36,7 +37,6 @@ from tracecalc.parser.nodes import (
 MAX_LENGTH = 2_000
 MAX_NODES = 400
 MAX_DEPTH = 40
-MAX_LITERAL = 1e15
 MAX_POWER = 16
 
 
@@ -194,8 +194,14 @@ class _Converter:
         ):
             raise self.fail("* and ** arguments are not allowed", node)
         args: list[ast.AST | None] = list(node.args)
+        given_by = [kw for kw in node.keywords if kw.arg == "by"]
+        if len(given_by) > 1:
+            raise self.fail(f"{spec.signature()} got 'by' twice", given_by[1].value,
+                            cls=ArityError)
+        by = self._by(given_by[0], spec) if given_by else None
+        keywords = [kw for kw in node.keywords if kw.arg != "by"]
         if spec.variadic:
-            if node.keywords:
+            if keywords:
                 raise self.fail(f"{fname}() takes no keyword arguments", node)
             if len(args) < spec.min_args:
                 raise self.fail(f"{spec.signature()} takes {spec.arity_text()}, got {len(args)}",
@@ -206,7 +212,7 @@ class _Converter:
             raise self.fail(f"{spec.signature()} takes {spec.arity_text()}, got {len(args)}",
                             node, cls=ArityError)
         args += [None] * (len(names) - len(args))
-        for kw in node.keywords:
+        for kw in keywords:
             if kw.arg not in names:
                 raise self.fail(f"{spec.signature()} has no parameter '{kw.arg}'", kw.value,
                                 cls=ArityError)
@@ -239,7 +245,19 @@ class _Converter:
                             f"{fname}(close); save an expression as a formula first (dollar_"
                             f"volume = close * volume) and convert that", args[0],
                             cls=ArityError)
-        return Call(col, fname, tuple(out))
+        return Call(col, fname, tuple(out), by)
+
+    def _by(self, kw: ast.keyword, spec) -> str:
+        """The entity attribute of ``by=ATTRIBUTE`` (cross-sectional functions only)."""
+        if spec.kind is not FunctionKind.CROSS_SECTIONAL:
+            raise self.fail(f"{spec.signature()} has no parameter 'by' (by=ATTRIBUTE groups "
+                            "the cross-sectional functions, cs_*)", kw.value, cls=ArityError)
+        v = kw.value
+        if not (isinstance(v, ast.Name) and NAME_RE.match(v.id)):
+            raise self.fail(f"{spec.name}(..., by=ATTRIBUTE) takes the name of an entity "
+                            "attribute (a column of the entities file), as in by=sector",
+                            v, cls=ArityError)
+        return v.id
 
     def _int_literal(self, a: ast.AST, p, spec) -> int:
         neg = False
@@ -295,80 +313,6 @@ class _Converter:
 class _UnknownFunction(UnknownFunctionError):
     def __init__(self, _msg, *, function, possibilities, **kw):
         super().__init__(function, possibilities, **kw)
-
-
-class _ConstantRange(Exception):
-    pass
-
-
-def _fold(node: Node) -> float | None:
-    """Value of a constant sub-tree, or None if it is not constant.
-
-    Each step checks magnitudes from logarithms first, so no step can overflow or hang.
-    Results are kept within [-1e15, 1e15] like literals.
-    """
-    if isinstance(node, Num):
-        return node.value
-    if isinstance(node, Ref) or isinstance(node, Call):
-        return None
-    if isinstance(node, Unary):
-        v = _fold(node.operand)
-        if v is None:
-            return None
-        return -v if node.op == "-" else (math.nan if math.isnan(v) else float(v == 0))
-    assert isinstance(node, Binary)
-    a, b = _fold(node.left), _fold(node.right)
-    if a is None or b is None:
-        return None
-    if math.isnan(a) or math.isnan(b):
-        return math.nan
-    op = node.op
-    if op in ("*", "/", "**"):
-        if op == "/" and b == 0:
-            raise _ConstantRange("division by zero in a constant expression")
-        if op == "**":
-            if a == 0 and b < 0:
-                raise _ConstantRange("zero to a negative power in a constant expression")
-            if a < 0 and b != int(b):
-                raise _ConstantRange("negative number to a fractional power")
-            mag = b * math.log10(abs(a)) if a != 0 else -math.inf
-        else:
-            la = math.log10(abs(a)) if a else -math.inf
-            lb = math.log10(abs(b)) if b else -math.inf
-            mag = la + lb if op == "*" else (la - lb if a else -math.inf)
-        if mag > 15:
-            raise _ConstantRange(f"constant expression too large (limit {MAX_LITERAL:g})")
-    if op == "+":
-        v = a + b
-    elif op == "-":
-        v = a - b
-    elif op == "*":
-        v = a * b
-    elif op == "/":
-        v = a / b
-    elif op == "**":
-        v = a**b
-    else:
-        v = _fold_logic(op, a, b)
-    if abs(v) > MAX_LITERAL:
-        raise _ConstantRange(f"constant expression too large (limit {MAX_LITERAL:g})")
-    return float(v)
-
-
-def _fold_logic(op: str, a: float, b: float) -> float:
-    cmp = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}
-    if op in cmp:
-        return float(cmp[op])
-    if op == "and":
-        return float(a != 0 and b != 0)
-    return float(a != 0 or b != 0)
-
-
-def _constant_value(node: Node) -> float | None:
-    try:
-        return _fold(node)
-    except _ConstantRange:
-        return None
 
 
 def _op_text(op: ast.AST) -> str:

@@ -45,6 +45,7 @@ class Binary(Node):
 class Call(Node):
     func: str
     args: tuple[Node, ...]  # literal parameters are Num nodes holding integers
+    by: str | None = None  # a cross-sectional call's groups: an entity attribute (by=sector)
 
 
 ARITHMETIC = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
@@ -66,6 +67,10 @@ class ParsedFormula:
     @cached_property
     def functions(self) -> frozenset[str]:
         return frozenset(n.func for n in walk(self.tree) if isinstance(n, Call))
+
+    @cached_property
+    def attributes(self) -> tuple[str, ...]:
+        return attributes(self.tree)
 
     @property
     def has_cross_sectional(self) -> bool:
@@ -102,4 +107,13 @@ def references(tree: Node) -> tuple[str, ...]:
     for n in walk(tree):
         if isinstance(n, Ref):
             seen.setdefault(n.name, None)
+    return tuple(seen)
+
+
+def attributes(tree: Node) -> tuple[str, ...]:
+    """The entity attributes a tree groups by (``by=``), unique, in order of appearance."""
+    seen: dict[str, None] = {}
+    for n in walk(tree):
+        if isinstance(n, Call) and n.by is not None:
+            seen.setdefault(n.by, None)
     return tuple(seen)

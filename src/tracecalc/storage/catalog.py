@@ -80,22 +80,6 @@ class CatalogMixin:
             conn.execute(insert(entities), [{"code": c} for c in codes])
         return self.entity_ids(conn)
 
-    def set_entity_attributes(self, conn: Connection, rows: list[dict]) -> None:
-        ids = self.entity_ids(conn)
-        new = [r["code"] for r in rows if r["code"] not in ids]
-        if new:
-            ids = self.add_entities(conn, new)
-        have = {r.code: (r.name, r.sector) for r in conn.execute(
-            select(entities.c.code, entities.c.name, entities.c.sector))}
-        for r in rows:  # only what differs: an unchanged file writes nothing
-            if have.get(r["code"]) != (r.get("name"), r.get("sector")):
-                conn.execute(update(entities).where(entities.c.id == ids[r["code"]])
-                             .values(name=r.get("name"), sector=r.get("sector")))
-
-    def entities_table(self, conn: Connection) -> list[dict]:
-        q = select(entities.c.code, entities.c.name, entities.c.sector).order_by(entities.c.id)
-        return [dict(r._mapping) for r in conn.execute(q)]
-
     def formula_rows(self, conn: Connection) -> list:
         return conn.execute(select(formulas).order_by(formulas.c.name)).all()
 

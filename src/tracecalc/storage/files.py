@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tracecalc.errors import DataError, clip
+from tracecalc.model import NAME_RE
 from tracecalc.storage.csvio import (  # noqa: F401 (callers get these from files)
     MAX_ENTITY_CODE,
     _frame,
@@ -36,12 +37,22 @@ from tracecalc.storage.lazy import pandas as pd
 
 
 def read_entities(data, label: str = "") -> list[dict]:
-    """Entity attributes: columns code [, name, sector]."""
+    """Entities and their attributes: a column code, optionally name and sector, and any
+    other column an attribute (industry, country; named as a formula names things, case
+    ignored). Each row: its code and the value of each column (None where empty)."""
     df, label = _frame(data, label)
     df.columns = [str(c).strip().lower() for c in df.columns]
     if "code" not in df.columns:
-        raise DataError("expected a 'code' column (and optionally name, sector)", row=1,
-                        source=label)
+        raise DataError("expected a 'code' column (and optionally name, sector and other "
+                        "attributes)", row=1, source=label)
+    for c in df.columns:
+        if not NAME_RE.match(c):
+            raise DataError(f"column {clip(c)} is not an attribute name (a letter, then "
+                            "letters, digits or _; at most 64 characters)", row=1,
+                            source=label)
+    if len(set(df.columns)) < len(df.columns):
+        dup = next(c for c in df.columns if list(df.columns).count(c) > 1)
+        raise DataError(f"column '{dup}' appears twice", row=1, source=label)
     out = []
     seen: set[str] = set()
     for i, r in enumerate(df.to_dict("records")):
@@ -51,8 +62,17 @@ def read_entities(data, label: str = "") -> list[dict]:
         if code in seen:
             raise DataError(f"duplicate entity code {clip(code)}", row=i + 2, source=label)
         seen.add(code)
-        out.append({"code": code, "name": (r.get("name") or None),
-                    "sector": (r.get("sector") or None)})
+        row = {"code": code}
+        for c in df.columns:
+            if c != "code":
+                v = r.get(c)
+                v = None if v is None or v != v else str(v).strip() or None
+                if v is not None and len(v) > (200 if c != "sector" else 100):
+                    raise DataError(f"{c} {clip(v)} is longer than "
+                                    f"{200 if c != 'sector' else 100} characters",
+                                    row=i + 2, source=label)
+                row[c] = v
+        out.append(row)
     return out
 
 

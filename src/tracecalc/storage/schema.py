@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-SCHEMA_VERSION = "10"
+SCHEMA_VERSION = "11"
 
 metadata = MetaData()
 
@@ -58,6 +58,17 @@ entities = Table(
     Column("code", Name(), nullable=False, unique=True),
     Column("name", String(200)),
     Column("sector", String(100)),
+)
+
+# The other attributes of entities (industry, country: any extra column of an entities
+# file), one row per entity and attribute that has a value; ``sector`` stays in
+# tc_entities. Formulas group by them (cs_rank(x, by=industry)).
+entity_attributes = Table(
+    "tc_entity_attributes",
+    metadata,
+    Column("entity_id", Integer, ForeignKey("tc_entities.id"), primary_key=True),
+    Column("name", Name(), primary_key=True),
+    Column("value", String(200), nullable=False),
 )
 
 

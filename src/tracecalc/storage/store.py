@@ -21,6 +21,7 @@ from tracecalc.errors import DatabaseError
 from tracecalc.storage import bulk, checks, migrations
 from tracecalc.storage.catalog import CatalogMixin
 from tracecalc.storage.columns import canonical_key, now
+from tracecalc.storage.entities import EntitiesMixin
 from tracecalc.storage.loading import LoadChanges, LoadingMixin
 from tracecalc.storage.locks import RecalcLock, lock_catalog, verify
 from tracecalc.storage.runs import RunsMixin
@@ -58,7 +59,7 @@ def mask_url(url: str) -> str:
         return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
-class Store(CatalogMixin, ValuesMixin, VersionsMixin, RunsMixin, LoadingMixin):
+class Store(CatalogMixin, EntitiesMixin, ValuesMixin, VersionsMixin, RunsMixin, LoadingMixin):
     """Tables and bulk paths of one tracecalc database."""
 
     def __init__(self, url: str = DEFAULT_URL, *, create: bool = True, check: bool = True):

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 VERSION_TABLE = "tc_alembic_version"  # tc_: a database shared with another Alembic user
 # tc_meta.schema -> the revision that leaves a database at that schema
 REVISIONS = {"5": "schema5", "6": "schema6", "7": "schema7", "8": "schema8",
-             "9": "schema9", "10": "schema10"}
+             "9": "schema9", "10": "schema10", "11": "schema11"}
 HEAD = REVISIONS[SCHEMA_VERSION]
 
 _version = table(VERSION_TABLE, column("version_num"))
@@ -75,7 +75,7 @@ def refuse_unknown(state: State) -> None:
             f"the database is at schema {s} (revision {state.revision or 'none'}), newer "
             f"than this tracecalc's {SCHEMA_VERSION}: upgrade tracecalc to open it")
     raise DatabaseError(f"database schema version {s} is not {SCHEMA_VERSION}, and "
-                        f"tracecalc upgrades only schemas {min(REVISIONS)} and later")
+                        f"tracecalc upgrades only schemas {min(REVISIONS, key=int)} and later")
 
 
 def upgrade_command(store) -> str:
