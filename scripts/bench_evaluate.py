@@ -75,9 +75,13 @@ def alpha101() -> tuple[list[dict], list[str]]:
     return rows, [r["name"] for r in rows if r["name"].startswith("alpha")]
 
 
-def data(entities: int, days: int, vwap: bool = False) -> pd.DataFrame:
+def bars(entities: int, days: int, vwap: bool = False
+         ) -> tuple[pd.DatetimeIndex, list[str], dict[str, np.ndarray]]:
+    """Business days, entity codes and (days x entities) arrays of open, high, low, close,
+    volume (and with ``vwap`` a vwap inside each day's range; fixed seed; prices rounded to
+    4 decimals)."""
     rng = np.random.default_rng(42)
-    dates = pd.bdate_range("2020-01-01", periods=days).strftime("%Y-%m-%d")
+    dates = pd.bdate_range("2020-01-01", periods=days)
     ret = rng.normal(0, 0.02, (days, entities))
     close = 50 * np.exp(np.cumsum(ret, axis=0))
     open_ = close * np.exp(rng.normal(0, 0.005, close.shape))
@@ -85,16 +89,25 @@ def data(entities: int, days: int, vwap: bool = False) -> pd.DataFrame:
     low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0, 0.01, close.shape)))
     volume = np.round(rng.lognormal(12, 0.5, close.shape))
     codes = [f"S{j:04d}" for j in range(entities)]
-    items = [("open", open_), ("high", high), ("low", low), ("close", close), ("volume", volume)]
+    items = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
     if vwap:
         low4, high4 = np.round(low, 4), np.round(high, 4)
-        items.append(("vwap", low4 + rng.uniform(0.2, 0.8, close.shape) * (high4 - low4)))
-    parts = []
-    for item, v in items:
-        parts.append(pd.DataFrame({"item": item, "entity": np.tile(codes, days),
-                                   "period": np.repeat(dates, entities),
-                                   "value": np.round(v, 4).ravel()}))
+        items["vwap"] = low4 + rng.uniform(0.2, 0.8, close.shape) * (high4 - low4)
+    return dates, codes, {k: np.round(v, 4) for k, v in items.items()}
+
+
+def long_frame(dates: pd.DatetimeIndex, codes: list[str],
+               items: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The arrays of ``bars`` as item, entity, period, value rows (``Engine.load_data``)."""
+    days = dates.strftime("%Y-%m-%d")
+    parts = [pd.DataFrame({"item": item, "entity": np.tile(codes, len(days)),
+                           "period": np.repeat(days, len(codes)), "value": v.ravel()})
+             for item, v in items.items()]
     return pd.concat(parts, ignore_index=True)
+
+
+def data(entities: int, days: int, vwap: bool = False) -> pd.DataFrame:
+    return long_frame(*bars(entities, days, vwap))
 
 
 def peak_rss_mb() -> float:

@@ -488,3 +488,35 @@ def test_asof_of_a_formula_without_versions(sqlite_engine):
     day = got[(got["entity"] == "B") & (got["period"] == "2023-05-15")]
     close = prices[(prices["entity"] == "B") & (prices["period"] == "2023-05-15")]["value"]
     assert day["ratio"].iloc[0] == close.iloc[0] / (2 * (1 + 10 * 1))  # 2023-03-31's value
+
+
+@pytest.mark.parametrize("ids_in_code_order", [True, False])
+@pytest.mark.parametrize("a_gap", [False, True])
+def test_the_frame_builder_against_pandas(monkeypatch, ids_in_code_order, a_gap):
+    # tidy_frame directly: rows by period then entity code, a row where any column has a
+    # value, columns its own copies; with ids in code order it needs no sort at all
+    from tracecalc.storage import frames
+
+    codes = np.array([None, "AA", "BB", "CC"], dtype=object)  # id -> code (0 unused)
+    if not ids_in_code_order:
+        codes = np.array([None, "CC", "AA", "BB"], dtype=object)
+    ids = np.array([1, 2, 3])
+    cal = np.array(["2024-01-01", "2024-01-02", "2024-01-03"], dtype="datetime64[D]")
+    x = np.arange(9, dtype=float).reshape(3, 3)
+    y = x * 10 + 0.5
+    if a_gap:
+        x[1, 2] = y[1, 2] = np.nan  # no row for that cell
+        y[0, 0] = np.nan  # x has one: the row stays
+    ref = pd.DataFrame({"period": np.repeat(cal, 3).astype("datetime64[s]"),
+                        "entity": np.tile(codes[ids], 3), "x": x.ravel(), "y": y.ravel()})
+    ref = ref.dropna(subset=["x", "y"], how="all").sort_values(["period", "entity"])
+    if ids_in_code_order:
+        def no_sort(*a, **k):
+            raise AssertionError("sorted rows that were in order")
+        monkeypatch.setattr(frames.np, "lexsort", no_sort)
+    got = frames.tidy_frame(codes, ids, {"x": (cal, x), "y": (cal, y)},
+                            {"x": "daily", "y": "daily"})
+    monkeypatch.undo()
+    pd.testing.assert_frame_equal(got, ref.reset_index(drop=True))
+    assert not np.shares_memory(got["x"].to_numpy(), x)
+    assert not np.shares_memory(got["x"].to_numpy(), got["y"].to_numpy())

@@ -25,8 +25,10 @@ def tidy_frame(codes: np.ndarray, ids: np.ndarray,
         for label in labels:
             present |= ~np.isnan(columns[label][1])
         r, c = np.nonzero(present)  # row-major: by period, then entity id
+        everywhere = len(r) == present.size  # the usual case after a warm-up
         parts.append((cal[r].astype("datetime64[D]").astype(np.int64), ids[c],
-                      {label: columns[label][1][present] for label in labels}))
+                      {label: columns[label][1].ravel().copy() if everywhere  # not a gather
+                       else columns[label][1][present] for label in labels}))
     if len(parts) == 1:
         days, ents, values = parts[0]
     else:  # an outer join on (period, entity)
@@ -43,13 +45,14 @@ def tidy_frame(codes: np.ndarray, ids: np.ndarray,
     rank = np.zeros(len(codes), np.int64)  # entity id -> place of its code in code order
     rank[ids[np.argsort(codes[ids].astype(str), kind="stable")]] = np.arange(len(ids))
     by_code = rank[ents]
-    if len(parts) > 1 or (np.diff(by_code) < 0).any():  # else ids follow the codes' order
+    if len(parts) > 1 or ((np.diff(by_code) < 0) & (np.diff(days) == 0)).any():
+        # (else ids follow the codes' order within each period: the rows are in order)
         order = np.lexsort((by_code, days))
         days, ents = days[order], ents[order]
         values = {label: v[order] for label, v in values.items()}
     df = pd.DataFrame({
         "period": days.astype("datetime64[D]").astype("datetime64[s]"),
         "entity": codes[ents] if len(ents) else np.empty(0, dtype=object),
-        **{label: values[label] for label in columns}})
+        **{label: values[label] for label in columns}}, copy=False)  # each column its own
     df.attrs["frequencies"] = dict(frequencies)
     return df
