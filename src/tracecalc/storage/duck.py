@@ -27,7 +27,7 @@ import re
 import threading
 import time
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import Table, event
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateColumn, ForeignKeyConstraint, PrimaryKeyConstraint
 
@@ -67,17 +67,18 @@ def _foreign_key(element, compiler, **kw):
     return None
 
 
-def install(metadata: MetaData) -> None:
-    """Create each id column's sequence before its table (on DuckDB only)."""
+@event.listens_for(Table, "before_create")
+def _sequence(table, connection, **kw) -> None:
+    """Create an id column's sequence before its table, on DuckDB only (any table: the
+    storage.trace toolkit's users create their own)."""
+    if connection.dialect.name == NAME and table.autoincrement_column is not None:
+        connection.exec_driver_sql(f"CREATE SEQUENCE IF NOT EXISTS {sequence_name(table)}")
 
-    @event.listens_for(metadata, "before_create")
-    def _sequences(target, connection, tables=(), **kw):
-        if connection.dialect.name != NAME:
-            return
-        for t in tables or target.sorted_tables:
-            if t.autoincrement_column is not None:
-                connection.exec_driver_sql(
-                    f"CREATE SEQUENCE IF NOT EXISTS {sequence_name(t)}")
+
+@event.listens_for(Table, "after_drop")
+def _drop_sequence(table, connection, **kw) -> None:
+    if connection.dialect.name == NAME and table.autoincrement_column is not None:
+        connection.exec_driver_sql(f"DROP SEQUENCE IF EXISTS {sequence_name(table)}")
 
 
 def writer_lock(path: str) -> threading.Lock:

@@ -28,7 +28,6 @@ from tracecalc.storage import duck
 SCHEMA_VERSION = "9"
 
 metadata = MetaData()
-duck.install(metadata)
 
 
 def Name(length: int = 64):  # noqa: N802 (a column type, like String)

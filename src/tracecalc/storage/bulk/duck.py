@@ -1,6 +1,6 @@
 """DuckDB's bulk path: the rows go in as a pandas frame that DuckDB scans in place
-(``register``, then one ``INSERT ... SELECT``), and come out as numpy arrays
-(``fetchnumpy``). Per-row statements are what DuckDB does worst (executemany prepares and
+(``register``, then one ``INSERT ... SELECT``; a few rows as list parameters), and come out
+as numpy arrays (``fetchnumpy``). Per-row statements are what DuckDB does worst (executemany prepares and
 runs one statement per row), so deletes and updates of single cells join such a frame too.
 All of it runs on the caller's connection, inside its transaction."""
 
@@ -15,6 +15,7 @@ from tracecalc.storage.bulk.base import BulkWriter, Rows
 from tracecalc.storage.lazy import pandas as pd
 
 _names = itertools.count()
+SMALL = 2000  # rows sent as list parameters rather than a registered frame
 
 
 class DuckDBBulk(BulkWriter):
@@ -73,9 +74,21 @@ def _seconds(periods: np.ndarray) -> np.ndarray:
 
 
 def _with_frame(conn: Connection, columns: dict, sql: str) -> None:
-    """Run ``sql`` with ``{f}`` naming a view of ``columns`` (numpy arrays), registered on
-    the transaction's connection for this statement only."""
+    """Run ``sql`` with ``{f}`` naming a table of ``columns`` (numpy arrays, "p" the
+    periods as datetime64[s]). Up to ``SMALL`` rows the columns go as list parameters
+    unnested in the statement; more rows go as a pandas frame registered on the
+    transaction's connection for this statement only (a registration costs ~2.5 ms, a
+    list parameter ~1 us a value: measured crossover ~3,000 rows; at 100k rows the frame
+    ingests 8M rows/s against 0.7M)."""
     raw = _raw(conn)
+    n = len(next(iter(columns.values())))
+    if n <= SMALL:
+        names = list(columns)
+        cols = ", ".join(f"unnest(${i + 1}) AS {c}" for i, c in enumerate(names))
+        params = [columns[c].astype("datetime64[D]").tolist() if c == "p" else
+                  columns[c].tolist() for c in names]
+        raw.execute(sql.format(f=f"(SELECT {cols})"), params)
+        return
     complete = getattr(raw, "complete", None)  # DuckDB 2: a result SQLAlchemy left unread
     if complete is not None:  # (scalar(), first()) blocks register
         complete()
