@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import ROOT, SAMPLE
 from tracecalc.cli import main
 from tracecalc.engine import Engine
-from tracecalc.errors import CycleError
+from tracecalc.errors import CycleError, TracecalcError
 from tracecalc.storage import migrations
 from tracecalc.storage.schema import data_points
 
@@ -174,3 +174,13 @@ def test_demo_on_duckdb(tmp_path, monkeypatch):
         assert rep.integrity_method.startswith("a read of every block")
     bad = CliRunner().invoke(main, ["demo", "--db", "duckdb:///:memory:"])
     assert bad.exit_code == 1 and "the demo replaces its database" in bad.output
+
+
+def test_dask_is_refused_before_any_work(url):
+    pytest.importorskip("distributed")
+    with Engine(url) as eng:
+        eng.load_data(X, frequencies={"x": "quarterly"})
+        eng.set_formula("y", "x * 2")
+        with pytest.raises(TracecalcError, match="DuckDB database opens in one process"):
+            eng.recalc(full=True, dask="tcp://127.0.0.1:1")
+        assert eng.status()["stale"] == ["y"]

@@ -1,8 +1,9 @@
 """DuckDB's bulk path: the rows go in as a pandas frame that DuckDB scans in place
 (``register``, then one ``INSERT ... SELECT``; a few rows as list parameters), and come out
-as numpy arrays (``fetchnumpy``). Per-row statements are what DuckDB does worst (executemany prepares and
-runs one statement per row), so deletes and updates of single cells join such a frame too.
-All of it runs on the caller's connection, inside its transaction."""
+as numpy arrays (``fetchnumpy``). Per-row statements are what DuckDB does worst
+(executemany prepares and runs one statement per row), so deletes and updates of single
+cells join such a table too. All of it runs on the caller's connection, inside its
+transaction."""
 
 from __future__ import annotations
 
