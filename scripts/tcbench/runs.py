@@ -115,7 +115,7 @@ def cold_and_floor(args, db: Database, eng: Engine, steps: list[dict], run_opts:
         db.settle()
         keyed = floor(db.url, db.kind, args.entities, args.periods, records, read_back=False,
                       key=True)["write_s"]
-        steps.append({"step": "floor: bulk write, primary key declared", "seconds": keyed,
+        steps.append({"step": "floor with primary key: bulk write", "seconds": keyed,
                       "records": records, "rows_per_s": records / keyed})
     return report_, records
 
