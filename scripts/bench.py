@@ -1,6 +1,7 @@
 """Benchmark: tracecalc next to the database's write floor and a hand-written pandas script.
 
     python scripts/bench.py                                   # SQLite, 200 x 2,000 x 40
+    python scripts/bench.py --db duckdb                       # a temporary DuckDB file
     python scripts/bench.py --db postgresql://postgres@127.0.0.1:5432/test
     python scripts/bench.py --large                           # 500 x 5,000 x 80, no baseline
     python scripts/bench.py --rss-entities 1000,5000,20000    # memory as entities grow
@@ -10,7 +11,7 @@
     python scripts/bench.py --daily [--formulas 100] [--entities 1000] [--days 1000,2500]
 
 Everything runs in one process and one run, against one fresh database (a temporary SQLite
-file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards), on a
+or DuckDB file, or a fresh PostgreSQL schema / MariaDB database that is dropped afterwards), on a
 model generated from the parameters (formulas, chain depth, input items, entities, periods,
 shares of time-series and cross-sectional functions; fixed seed):
 
@@ -19,8 +20,9 @@ shares of time-series and cross-sectional functions; fixed seed):
   editing a formula with few dependents, and one after changing one entity's data;
 - floor: the same number of (formula, entity, period, value) rows bulk-written into a table
   shaped like the records table with the database's best raw path (SQLite multi-row VALUES
-  in one transaction, PostgreSQL COPY binary, MariaDB LOAD DATA LOCAL INFILE), through tracecalc's
-  own bulk writer, and read back;
+  in one transaction, PostgreSQL COPY binary, MariaDB LOAD DATA LOCAL INFILE, DuckDB a registered
+  frame into a keyless table, as tc_records is there, and once more with the key declared),
+  through tracecalc's own bulk writer, and read back;
 - baseline: what a user would otherwise write: pandas reads the inputs (read_sql), pivots
   them to an (entity, period) frame, evaluates each formula in dependency order with
   DataFrame.eval, numpy and groupby time-series / per-period operations, and writes the

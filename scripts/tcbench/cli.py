@@ -21,7 +21,8 @@ DESCRIPTION = ("Benchmark: tracecalc next to the database's write floor and a ha
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=DESCRIPTION)
-    ap.add_argument("--db", default=None, help="database URL (default: a temporary SQLite file)")
+    ap.add_argument("--db", default=None, help="database URL, or sqlite / duckdb for a "
+                    "temporary file of that kind (default: sqlite)")
     ap.add_argument("--formulas", type=int, default=None,
                     help="formulas in the model (default 200; 50,000 with --costs)")
     ap.add_argument("--entities", type=int, default=None, help="default 2,000 (5 with --costs)")

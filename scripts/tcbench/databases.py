@@ -15,15 +15,16 @@ from tracecalc.storage import normalise_url
 
 
 class Database:
-    """A fresh database for the run: a temporary SQLite file, a PostgreSQL schema or a
-    MariaDB database; dropped afterwards."""
+    """A fresh database for the run: a temporary SQLite or DuckDB file, a PostgreSQL
+    schema or a MariaDB database; dropped afterwards."""
 
     def __init__(self, url: str | None):
-        self.kind = "sqlite" if not url else make_url(normalise_url(url)).get_backend_name()
+        url = EMBEDDED.get(url or "sqlite", url)
+        self.kind = make_url(normalise_url(url)).get_backend_name()
         self.name = f"tc_bench_{uuid.uuid4().hex[:10]}"
-        if self.kind == "sqlite":
+        if self.kind in ("sqlite", "duckdb"):  # a fresh file, whatever file the URL names
             self.tmp = tempfile.mkdtemp(prefix="tracecalc-bench-")
-            self.url = f"sqlite:///{Path(self.tmp) / 'bench.db'}"
+            self.url = f"{self.kind}:///{Path(self.tmp) / ('bench.' + FILE[self.kind])}"
             return
         base = normalise_url(url)
         self.admin = create_engine(base, isolation_level="AUTOCOMMIT")
@@ -49,14 +50,15 @@ class Database:
                     c.execute(text("CHECKPOINT"))
                 except Exception as e:  # needs superuser or pg_checkpoint: go on without
                     warnings.warn(f"no CHECKPOINT before the step: {e}", stacklevel=2)
-        elif self.kind == "sqlite":
-            eng = create_engine(self.url)
+        elif self.kind in ("sqlite", "duckdb"):
+            eng = create_engine(self.url)  # DuckDB: the process's open database, shared
             with eng.connect() as c:
-                c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)" if self.kind == "sqlite"
+                                  else "CHECKPOINT")
             eng.dispose()
 
     def drop(self) -> None:
-        if self.kind == "sqlite":
+        if self.kind in ("sqlite", "duckdb"):
             for f in Path(self.tmp).iterdir():
                 f.unlink()
             os.rmdir(self.tmp)
@@ -69,6 +71,10 @@ class Database:
         self.admin.dispose()
 
 
+# --db sqlite / --db duckdb: a temporary file (as no --db is SQLite's)
+EMBEDDED = {"sqlite": "sqlite:///bench.db", "duckdb": "duckdb:///bench.duckdb"}
+FILE = {"sqlite": "db", "duckdb": "duckdb"}
+
 FLOOR_DDL = ("CREATE TABLE {table} (formula_id INTEGER NOT NULL, entity_id INTEGER NOT "
              "NULL, period DATE NOT NULL, value {dbl} NOT NULL, PRIMARY KEY (formula_id, "
              "entity_id, period))")
@@ -80,12 +86,16 @@ def driver_engine(url: str, kind: str):
                          connect_args={"local_infile": True} if kind == "mysql" else {})
 
 
-def create_table(eng, kind: str, table: str) -> None:
-    """A fresh table shaped like the records table (same primary key)."""
-    dbl = "DOUBLE PRECISION" if kind == "postgresql" else ("DOUBLE" if kind == "mysql"
-                                                           else "REAL")
+def create_table(eng, kind: str, table: str, key: bool = False) -> None:
+    """A fresh table shaped like the records table (same primary key; on DuckDB, as
+    tc_records there, none: ``key=True`` declares it anyway)."""
+    dbl = "DOUBLE PRECISION" if kind == "postgresql" else ("DOUBLE" if kind in (
+        "mysql", "duckdb") else "REAL")
     # shaped like tc_records, which SQLite keeps WITHOUT ROWID (rows in the key's b-tree)
     layout = " WITHOUT ROWID" if kind == "sqlite" else ""
+    ddl = FLOOR_DDL.format(table=table, dbl=dbl)
+    if kind == "duckdb" and not key:
+        ddl = ddl.replace(", PRIMARY KEY (formula_id, entity_id, period)", "")
     with eng.begin() as c:
         c.execute(text(f"DROP TABLE IF EXISTS {table}"))
-        c.execute(text(FLOOR_DDL.format(table=table, dbl=dbl) + layout))
+        c.execute(text(ddl + layout))

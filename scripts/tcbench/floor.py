@@ -13,14 +13,15 @@ SLICE = 1_000_000  # rows generated and sent at a time (memory stays flat at any
 
 
 def floor(url: str, kind: str, n_entities: int, n_periods: int, n_rows: int,
-          read_back: bool = True) -> dict:
+          read_back: bool = True, key: bool = False) -> dict:
     """Write (and read back) ``n_rows`` rows with the database's best raw path (tracecalc's
     own bulk writer, through ``bulkio``), in one transaction, in primary-key order,
-    generated a slice at a time."""
+    generated a slice at a time. ``key``: DuckDB's table with the primary key declared
+    (tc_records has none there)."""
     rng = np.random.default_rng(1)
     cells = n_entities * n_periods
     eng = driver_engine(url, kind)
-    create_table(eng, kind, "floor_records")
+    create_table(eng, kind, "floor_records", key=key)
 
     calendar = np.datetime64("2000-03-31") + (np.arange(n_periods) * 91).astype(
         "timedelta64[D]")

@@ -97,6 +97,10 @@ def run(plan: RunPlan, session: RunIO, options: RunOptions,
     if not store.shareable:
         raise TracecalcError("an in-memory SQLite database cannot be shared with a Dask "
                              "cluster; use a database file, PostgreSQL or MariaDB")
+    if store.dialect == "duckdb":  # the workers are processes: DuckDB admits one per file
+        raise TracecalcError("a DuckDB database opens in one process at a time, so Dask "
+                             "workers cannot read it; use SQLite, PostgreSQL or MariaDB "
+                             "with --dask")
     if not plan.order:
         return PlanRun([], 0.0)
     address = options.dask

@@ -1,4 +1,4 @@
-"""``tracecalc demo``: the sample data end to end on a fresh SQLite file.
+"""``tracecalc demo``: the sample data end to end on a fresh SQLite (or DuckDB) file.
 
 Loads sample_data/, runs the nightly full recalculation, edits one formula, recomputes only
 what the edit affects, and prints a summary.
@@ -12,17 +12,35 @@ from rich.console import Console
 from rich.table import Table
 
 from tracecalc.engine import Engine
+from tracecalc.errors import TracecalcError
 from tracecalc.storage.files import read_formulas
 
 EDIT = ("roe_quality", "if_(avg_balance(equity, 4) > 0, clip(roe, -0.5, 0.5), roa)")
 SHOW = ("revenue_ttm", "gross_margin_ttm", "roe", "pe", "rsi", "composite_rank")
 
 
-def run_demo(data_dir: Path, db_file: Path, out: Console, run_recalc) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
+EMBEDDED = {"sqlite": ("", "-wal", "-shm", "-journal"), "duckdb": ("", ".wal")}
+
+
+def demo_target(target: str | Path) -> tuple[str, Path]:
+    """(URL, file) of the demo's database: a path is a SQLite file; a URL must name an
+    embedded database's file (the demo replaces it)."""
+    text = str(target)
+    kind, sep, rest = text.partition(":///")
+    if not sep:
+        return f"sqlite:///{text}", Path(text)
+    if kind not in EMBEDDED or not rest or rest.startswith(":memory:"):
+        raise TracecalcError(f"the demo replaces its database: give a file "
+                             f"(sqlite:///file.db or duckdb:///file.duckdb), not {text}")
+    return text, Path(rest)
+
+
+def run_demo(data_dir: Path, target: str | Path, out: Console, run_recalc) -> None:
+    url, db_file = demo_target(target)
+    for suffix in EMBEDDED[url.split(":", 1)[0]]:
         Path(f"{db_file}{suffix}").unlink(missing_ok=True)
     out.print(f"[bold]tracecalc demo[/]: sample data from {data_dir} into {db_file}")
-    with Engine(f"sqlite:///{db_file}", user="demo") as eng:
+    with Engine(url, user="demo") as eng:
         if (data_dir / "entities.csv").is_file():
             n = eng.load_entities(data_dir / "entities.csv")
             out.print(f"  entities:  {n}")
@@ -53,7 +71,7 @@ def run_demo(data_dir: Path, db_file: Path, out: Console, run_recalc) -> None:
         if all((data_dir / f).is_file() for f in PIT_FILES):
             _point_in_time(eng, data_dir, out, run_recalc)
         _summary(eng, out)
-    out.print(f"\nexplore it:  tracecalc --db sqlite:///{db_file} list | show roe | status")
+    out.print(f"\nexplore it:  tracecalc --db {url} list | show roe | status")
 
 
 def _restate(eng: Engine, path: Path, out: Console, run_recalc) -> None:

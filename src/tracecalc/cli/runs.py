@@ -176,14 +176,15 @@ def runs(ctx, limit, run_id):
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Folder with entities.csv, data.csv and formulas.csv "
                    "(default: the project's sample_data/).")
-@click.option("--out", "db_file", default="tracecalc-demo.db", show_default=True,
-              help="SQLite file to create (replaced if it exists).")
+@click.option("--out", "--db", "db_file", default="tracecalc-demo.db", show_default=True,
+              help="SQLite file, or an embedded database's URL (sqlite:///file.db, "
+                   "duckdb:///file.duckdb), to create (replaced if it exists).")
 @handle_errors
 def demo(data_dir, db_file):
-    """Build a SQLite database from the sample data, run the nightly batch, edit a formula."""
+    """Build a database from the sample data, run the nightly batch, edit a formula."""
     from tracecalc.demo import run_demo
 
-    run_demo(_sample_dir(data_dir), Path(db_file), cli.out, _run_recalc)
+    run_demo(_sample_dir(data_dir), db_file, cli.out, _run_recalc)
 
 
 def _sample_dir(given: str | None) -> Path:

@@ -3,12 +3,13 @@
 Catalog changes lock inside their transaction, before reading anything, so the cycle check
 always sees the other savers' committed work: PostgreSQL a transaction-level advisory lock,
 MariaDB a row lock (``SELECT ... FOR UPDATE``), SQLite ``BEGIN IMMEDIATE`` (every write
-transaction starts that way, see ``Store``).
+transaction starts that way, see ``Store``), DuckDB (no ``FOR UPDATE``, and one process per
+database file) a lock of the process held by every write transaction (``storage.duck``).
 
 A recalculation holds a session-level lock for its whole run on a connection of its own, so
 a killed process releases it: PostgreSQL ``pg_try_advisory_lock``, MariaDB ``GET_LOCK``,
-SQLite an exclusive lock (``filelock``: ``flock`` on Unix, ``msvcrt.locking`` on Windows) on a
-file beside the database (removed when the run ends).
+SQLite and DuckDB an exclusive lock (``filelock``: ``flock`` on Unix, ``msvcrt.locking`` on
+Windows) on a file beside the database (removed when the run ends).
 
 That connection can die while the run goes on (a DBA's ``pg_terminate_backend`` or ``KILL``,
 an idle timeout): the server frees the lock and a second run may take it. So no commit of a
@@ -56,7 +57,8 @@ def lock_catalog(conn: Connection) -> None:
                      {"k": _CATALOG})
     elif name in ("mysql", "mariadb"):
         conn.execute(text("SELECT value FROM tc_meta WHERE `key` = 'catalog' FOR UPDATE"))
-    # SQLite: the transaction began IMMEDIATE and holds the database's write lock already.
+    # SQLite: the transaction began IMMEDIATE and holds the database's write lock already;
+    # DuckDB: Store.transaction holds the process's writer lock (storage.duck).
 
 
 def verify(conn: Connection, holder: int | None) -> None:
@@ -82,9 +84,9 @@ def verify(conn: Connection, holder: int | None) -> None:
 class RecalcLock:
     """Held for a whole recalculation; ``acquire`` waits up to ``wait`` seconds."""
 
-    def __init__(self, engine: Engine, sqlite_path: str | None):
-        self.engine = engine
-        self.path = None if not sqlite_path else f"{sqlite_path}.recalc.lock"
+    def __init__(self, engine: Engine, file_path: str | None):
+        self.engine = engine  # file_path: an embedded database's file (SQLite, DuckDB)
+        self.path = None if not file_path else f"{file_path}.recalc.lock"
         self._conn: Connection | None = None
         self._file: FileLock | None = None
         self._fd: int | None = None  # the lock file's descriptor while held
@@ -102,7 +104,7 @@ class RecalcLock:
 
     def _try(self) -> bool:
         name = self.engine.dialect.name
-        if name == "sqlite":
+        if name in ("sqlite", "duckdb"):  # embedded: a lock of this machine's processes
             if self.path is None:  # in memory: one process, so a lock per engine will do
                 self._mem = _memory_locks.setdefault(id(self.engine), threading.Lock())
                 return self._mem.acquire(blocking=False)

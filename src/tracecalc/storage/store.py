@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from tracecalc.errors import DatabaseError
-from tracecalc.storage import bulk, checks, migrations
+from tracecalc.storage import bulk, checks, duck, migrations
 from tracecalc.storage.catalog import CatalogMixin
 from tracecalc.storage.columns import canonical_key, now
 from tracecalc.storage.entities import EntitiesMixin
@@ -78,8 +78,13 @@ class Store(CatalogMixin, EntitiesMixin, ValuesMixin, VersionsMixin, RunsMixin, 
                 # thread) must see the same in-memory database.
                 kwargs["poolclass"] = StaticPool
                 kwargs["connect_args"]["check_same_thread"] = False
+        elif u.get_backend_name() == duck.NAME and u.database in (None, "", ":memory:"):
+            # duckdb_engine gives each thread a database of its own there; a named one is
+            # shared by the connections of this process (recalc reads on its I/O thread)
+            u = u.set(database=f":memory:tc{id(self):x}")
+            kwargs["poolclass"] = QueuePool
         try:
-            self.engine = create_engine(self.url, **kwargs)
+            self.engine = create_engine(u, **kwargs)
         except Exception as e:  # unknown dialect, driver missing
             raise DatabaseError(f"cannot open database '{mask_url(url)}': "
                                 f"{' '.join(str(e).split())}") from None
@@ -89,6 +94,8 @@ class Store(CatalogMixin, EntitiesMixin, ValuesMixin, VersionsMixin, RunsMixin, 
         # driver's cursor) the driver's own exception
         self._db_errors = (DBAPIError, self.engine.dialect.loaded_dbapi.Error)
         self.sqlite_path = None
+        self.file_path = None  # an embedded database's file (SQLite, DuckDB)
+        self._writer = None  # DuckDB: the lock of this process's write transactions
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -96,12 +103,16 @@ class Store(CatalogMixin, EntitiesMixin, ValuesMixin, VersionsMixin, RunsMixin, 
                 path = u.database
                 if u.query.get("uri") == "true" and path.startswith("file:"):
                     path = path[5:]  # sqlite:///file:x.db?mode=ro&uri=true
-                self.sqlite_path = os.path.abspath(path)
-                if not create and not os.path.exists(self.sqlite_path):
-                    # connecting would create an empty file: a typo must not do that
-                    raise DatabaseError(
-                        f"no tracecalc database at {self.sqlite_path}; check --db (or "
-                        "TRACECALC_DB), or create one with tracecalc init")
+                self.sqlite_path = self.file_path = os.path.abspath(path)
+        elif self.dialect == duck.NAME:
+            if not str(u.database).startswith(":memory:"):
+                self.file_path = os.path.abspath(u.database)
+            self._writer = duck.writer_lock(self.file_path or str(u.database))
+        if self.file_path is not None and not create and not os.path.exists(self.file_path):
+            # connecting would create an empty file: a typo must not do that
+            raise DatabaseError(
+                f"no tracecalc database at {self.file_path}; check --db (or "
+                "TRACECALC_DB), or create one with tracecalc init")
         if check:
             self.open_schema(create)
 
@@ -112,16 +123,16 @@ class Store(CatalogMixin, EntitiesMixin, ValuesMixin, VersionsMixin, RunsMixin, 
 
     @property
     def worker_url(self) -> str:
-        """The URL another process opens this database with (SQLite: an absolute path)."""
-        if self.sqlite_path is not None:
-            return make_url(self.url).set(database=self.sqlite_path).render_as_string(
+        """The URL another process opens this database with (a file: its absolute path)."""
+        if self.file_path is not None:
+            return make_url(self.url).set(database=self.file_path).render_as_string(
                 hide_password=False)
         return self.url
 
     @property
     def shareable(self) -> bool:
-        """Whether several connections see the same database (not in-memory SQLite)."""
-        return self.dialect != "sqlite" or self.sqlite_path is not None
+        """Whether several connections see the same database (not an in-memory one)."""
+        return self.dialect not in ("sqlite", duck.NAME) or self.file_path is not None
 
     @property
     def safe_url(self) -> str:
@@ -133,7 +144,11 @@ class Store(CatalogMixin, EntitiesMixin, ValuesMixin, VersionsMixin, RunsMixin, 
         lock up front, so writers queue (busy timeout 30 s) instead of failing to upgrade.
         With ``snapshot`` every statement sees the same commits (PostgreSQL's default gives
         each statement its own; SQLite and MariaDB transactions are snapshots already).
+        On DuckDB a writing one waits for the one in progress (``duck.acquire_writer``).
         A database failure leaves it rolled back and raises a one-line ``DatabaseError``."""
+        writer = self._writer if write else None
+        if writer is not None:
+            duck.acquire_writer(writer, self.where)
         try:
             with self.engine.connect() as conn:
                 conn.info["tc_write"] = write
@@ -150,11 +165,14 @@ class Store(CatalogMixin, EntitiesMixin, ValuesMixin, VersionsMixin, RunsMixin, 
                         conn.info.pop("tc_write", None)
         except self._db_errors as e:  # one line for the user, the cause chained
             raise checks.database_error(e, self.where) from e
+        finally:
+            if writer is not None:
+                writer.release()
 
     @property
     def where(self) -> str:
-        """The database as named in messages (a SQLite file's path)."""
-        return self.sqlite_path or self.safe_url
+        """The database as named in messages (a file's path)."""
+        return self.file_path or self.safe_url
 
     def guard(self):
         """A block whose driver errors become one-line ``DatabaseError``s."""
@@ -178,7 +196,7 @@ class Store(CatalogMixin, EntitiesMixin, ValuesMixin, VersionsMixin, RunsMixin, 
         verify(conn, holder)
 
     def recalc_lock(self) -> RecalcLock:
-        return RecalcLock(self.engine, self.sqlite_path)
+        return RecalcLock(self.engine, self.file_path)
 
     def dispose(self) -> None:
         self.engine.dispose()

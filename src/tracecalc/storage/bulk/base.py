@@ -149,15 +149,24 @@ class BulkWriter:
         """Delete specific (entity, period) rows of one key."""
         if len(entity_ids) == 0:
             return 0
+        self._delete_keys(conn, table, key_col, int(key), entity_ids, periods)
+        return len(entity_ids)
+
+    def _delete_keys(self, conn, table: Table, key_col: str, key: int, entity_ids, periods
+                     ) -> None:
         m = self.mark
         self._each_row(conn, f"DELETE FROM {table.name} WHERE {key_col} = {m} AND "
                              f"entity_id = {m} AND period = {m}",
-                       zip(repeat(int(key)), entity_ids.tolist(), self.period_params(periods)))
-        return len(entity_ids)
+                       zip(repeat(key), entity_ids.tolist(), self.period_params(periods)))
 
     def update_values(self, conn: Connection, table: Table, key_col: str, key: int,
                       entity_ids: np.ndarray, periods: np.ndarray, values: np.ndarray) -> None:
         """Set the value of existing (entity, period) rows of one key."""
+        if len(entity_ids):
+            self._update_values(conn, table, key_col, int(key), entity_ids, periods, values)
+
+    def _update_values(self, conn, table: Table, key_col: str, key: int, entity_ids, periods,
+                       values) -> None:
         m = self.mark
         self._each_row(conn, f"UPDATE {table.name} SET value = {m} WHERE {key_col} = {m} "
                              f"AND entity_id = {m} AND period = {m}",

@@ -150,7 +150,22 @@ def _alembic(name: str, conn: Connection, revision: str, **kw) -> None:
     from alembic import command
     from alembic.config import Config
 
+    if conn.dialect.name == "duckdb":
+        _duckdb_impl()
+
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE).replace("%", "%%"))
     cfg.attributes["connection"] = conn
     getattr(command, name)(cfg, revision, **kw)
+
+
+def _duckdb_impl() -> None:
+    """Alembic's operations for the ``duckdb`` dialect (Alembic has none; duckdb_engine's
+    documentation registers this one). A DuckDB database is always created at the head,
+    so up to schema 9 Alembic only stamps it: no revision has run on DuckDB."""
+    from alembic.ddl import impl
+
+    if "duckdb" not in impl._impls:
+        class DuckDBImpl(impl.DefaultImpl):  # subclassing registers it by __dialect__
+            __dialect__ = "duckdb"
+            transactional_ddl = True
