@@ -275,3 +275,11 @@ def test_incremental_equals_full_on_postgresql(cells, ops):
         run_scenario(url, cells, ops)
     finally:
         cleanup()
+
+
+@settings(_settings, max_examples=max(3, EXAMPLES // 6))
+@given(initial_cells, st.lists(op, min_size=1, max_size=4))
+def test_incremental_equals_full_on_duckdb(cells, ops):
+    # (each DuckDB statement costs milliseconds: fewer examples, as for the servers)
+    with tempfile.TemporaryDirectory() as d:
+        run_scenario(f"duckdb:///{Path(d) / 'p.duckdb'}", cells, ops)
