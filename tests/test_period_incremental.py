@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tracecalc.engine import Engine
+from tracecalc.model import FormulaState
 
 DAYS = pd.bdate_range("2024-01-01", periods=60)
 ENTITIES = ["A", "B", "C", "D"]
@@ -236,3 +237,20 @@ def test_a_restatement_marks_the_asof_readers_from_its_filing_day(db_url, tmp_pa
                                           check_exact=True)
     eng.close()
     scratch.close()
+
+
+def test_an_earlier_mark_on_a_stale_formula_moves_its_first_period_back_and_bumps(engine):
+    """A run that planned a stale formula from a later period must leave it stale when a
+    mark from an earlier period comes in meanwhile (its ``stale_seq`` moves)."""
+    engine.load_data(prices(DAYS[:10]), frequencies={"close": "daily"})
+    engine.set_formula("m5", "ts_mean(close, 5)")
+    store = engine.store
+    with store.transaction() as conn:
+        fid = {r.name: r.id for r in store.formula_rows(conn)}["m5"]
+        store.set_state(conn, ["m5"], FormulaState.FRESH)
+        store.set_state(conn, ["m5"], FormulaState.STALE, since=np.datetime64(DAYS[8].date()))
+        seq = store.current_marks(conn, fid)[1]
+        store.mark_entities(conn, fid, np.array([1]), since=np.datetime64(DAYS[3].date()))
+        row = next(r for r in store.formula_rows(conn) if r.name == "m5")
+    assert str(row.stale_since)[:10] == str(DAYS[3].date()) and row.state == "stale"
+    assert row.stale_seq == seq + 1

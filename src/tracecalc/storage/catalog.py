@@ -192,19 +192,19 @@ class CatalogMixin:
             return
         state = conn.execute(select(formulas.c.state).where(formulas.c.id == formula_id)
                              ).scalar()
-        first = (formulas.c.stale_since, _since(since))
+        values: list = [(formulas.c.stale_since, _since(since))]
+        if bump:  # (also when only the first period moved back: a planned run keeps it)
+            values.append((formulas.c.stale_seq, formulas.c.stale_seq + 1))
         if state == FormulaState.STALE:
             conn.execute(update(formulas).where(formulas.c.id == formula_id)
-                         .ordered_values(first))
+                         .ordered_values(*values))
             return
         have = self.stale_entities(conn, formula_id)
         new = np.setdiff1d(entity_ids, have)
         if len(new):
             conn.execute(insert(stale_entities), [
                 {"formula_id": formula_id, "entity_id": int(e)} for e in new])
-        values: list = [first, (formulas.c.state, str(FormulaState.PARTIAL))]
-        if bump:  # (also when only the first period moved back)
-            values.append((formulas.c.stale_seq, formulas.c.stale_seq + 1))
+        values.insert(1, (formulas.c.state, str(FormulaState.PARTIAL)))
         conn.execute(update(formulas).where(formulas.c.id == formula_id)
                      .ordered_values(*values))
 
